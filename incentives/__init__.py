@@ -1,0 +1,1 @@
+"""The financial-incentive disclosures: valuation reports, the notice text, renderers."""

@@ -1,0 +1,1 @@
+"""Westique Rewards: the rewards program engine, its HTTP API and its command line."""

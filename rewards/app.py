@@ -1,0 +1,172 @@
+"""create_app(): wiring, lifespan, exception handlers, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import prometheus_client
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from rewards import controllers, errors
+from rewards.auth import Authenticator
+from rewards.config import Settings, load_settings
+from rewards.db import Database, DatabaseUnavailable, database_from_env, migrate
+from rewards.plugins import plugin_routes
+from rewards.rulebook import Rulebook
+
+log = logging.getLogger("rewards")
+PROBLEM = "application/problem+json"
+
+REQUESTS = prometheus_client.Counter("rewards_http_responses_total", "HTTP responses", ["method", "status"])
+LATENCY = prometheus_client.Histogram(
+    "rewards_http_request_seconds", "Time to answer a request", ["method"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+ERRORS = prometheus_client.Counter("rewards_errors_total", "Problem responses by code", ["code"])
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+    """An RFC 9457 problem document with our stable `code`."""
+    ERRORS.labels(code).inc()
+    body = {"type": f"https://westique.example/problems/{code}", "title": title, "status": status,
+            "detail": detail, "code": code}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = {"retry-after": str(extra["retry_after"])} if "retry_after" in extra else None
+    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def on_domain_error(_: Request[Any, Any, Any], exc: errors.DomainError) -> Response[dict[str, Any]]:
+    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+
+
+_AT = re.compile(r" - at `\$\.?([^`]*)`")
+
+
+def on_validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    """Litestar's decoding errors, as our 422 `validation_error` naming the field."""
+    detail = str(exc.detail)
+    field = None
+    for item in exc.extra or []:
+        if isinstance(item, dict):
+            detail = item.get("message", detail)
+            field = item.get("key") or field
+    match = _AT.search(detail)
+    if match:
+        field, detail = match.group(1) or None, _AT.sub("", detail)
+    if field == "data":  # Litestar's name for the whole body
+        field = None
+    if "malformed" in detail.lower():
+        return problem(400, "malformed_request", "The request body is not valid JSON", detail)
+    return problem(422, "validation_error", "The request is not valid", detail, field=field)
+
+
+def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    code = {400: "malformed_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+            405: "method_not_allowed", 413: "payload_too_large", 429: "rate_limited"}.get(exc.status_code, "http_error")
+    if code == "malformed_request":
+        return problem(400, code, "The request body is not valid JSON", str(exc.detail))
+    return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+
+
+def on_unavailable(_: Request[Any, Any, Any], exc: DatabaseUnavailable) -> Response[dict[str, Any]]:
+    err = errors.ServiceUnavailable("the database cannot be reached right now; retry shortly")
+    return problem(err.status, err.code, err.title, err.detail, retry_after=1)
+
+
+def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unexpected error", exc_info=exc)
+    return problem(500, "internal_error", "Internal error", "something went wrong on our side; it has been logged")
+
+
+@get("/health", tags=["operations"], include_in_schema=True)
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@get("/ready", tags=["operations"])
+async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """Readiness: false (503) while the database cannot be reached."""
+    db: Database = request.app.state.db
+    try:
+        async with asyncio.timeout(2):
+            rows = await db.run("SELECT 1 AS ok")
+        ok = rows[0]["ok"] == 1
+    except (DatabaseUnavailable, TimeoutError, OSError):
+        ok = False
+    return Response({"ready": ok}, status_code=200 if ok else 503)
+
+
+@get("/metrics", tags=["operations"], media_type=MediaType.TEXT)
+async def metrics() -> Response[bytes]:
+    """Prometheus metrics of this worker process."""
+    return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+
+def metrics_middleware(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        method = scope["method"]
+
+        async def send_counting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                REQUESTS.labels(method, str(message["status"])).inc()
+                LATENCY.labels(method).observe(time.perf_counter() - started)
+            await send(message)
+
+        await app(scope, receive, send_counting)
+
+    return middleware
+
+
+def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | None = None) -> Litestar:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        db = database_from_env(settings)
+        async with db.connection() as conn:
+            await migrate(conn)
+        app.state.db = db
+        app.state.rulebook = Rulebook(db)
+        await app.state.rulebook.load()
+        app.state.auth = Authenticator(db, guest_rate_limit=settings.guest_rate_limit)
+        try:
+            yield
+        finally:
+            await db.close()
+
+    return Litestar(
+        route_handlers=[health, ready, metrics, *controllers.ROUTES, *plugin_routes(), *(extra_routes or [])],
+        lifespan=[lifespan],
+        middleware=[metrics_middleware],
+        exception_handlers={
+            errors.DomainError: on_domain_error,
+            ValidationException: on_validation_error,
+            HTTPException: on_http_error,
+            DatabaseUnavailable: on_unavailable,
+            Exception: on_unexpected,
+        },
+        openapi_config=OpenAPIConfig(
+            title="Westique Rewards",
+            version="1.0.0",
+            description="The rewards program and its financial-incentive disclosures.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )

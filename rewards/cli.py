@@ -1,0 +1,149 @@
+"""The `rewards` command: serve, migrate, keys, verify, demo, and what plugins add (reports)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+
+from rewards.config import load_settings
+from rewards.db import Database, database_from_env, describe_url, migrate
+from rewards.plugins import plugin_commands
+
+T = TypeVar("T")
+
+
+def with_database(work: Callable[[Database], Awaitable[T]], *, migrated: bool = True) -> T:
+    """Run `work` against the configured database (starting the embedded one if need be)."""
+
+    async def main() -> T:
+        db = database_from_env(load_settings())
+        try:
+            if migrated:
+                async with db.connection() as conn:
+                    await migrate(conn)
+            return await work(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Westique Rewards: the rewards program and its financial-incentive disclosures.
+
+    Configuration comes from the environment: DATABASE_URL (unset: an embedded
+    PostgreSQL under REWARDS_DATA_DIR), REWARDS_HOST, REWARDS_PORT, REWARDS_POOL_SIZE.
+    """
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on [REWARDS_HOST, 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to listen on [REWARDS_PORT, 8000].")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes; one per core is the production setting.")
+@click.option("--access-log/--no-access-log", default=False, show_default=True)
+def serve(host: str | None, port: int | None, workers: int, access_log: bool) -> None:
+    """Run the HTTP service (migrating the database first)."""
+    import uvicorn
+
+    settings = load_settings()
+    db = database_from_env(settings)  # starts the embedded server once, before the workers fork
+    applied = asyncio.run(_migrate(db))
+    click.echo(f"database {describe_url(db.url)}; migrations applied now: {applied or 'none'}", err=True)
+    uvicorn.run(
+        "rewards.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        access_log=access_log,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=30,
+        log_level="info",
+    )
+
+
+async def _migrate(db: Database) -> list[str]:
+    try:
+        async with db.connection() as conn:
+            return await migrate(conn)
+    finally:
+        await db.close()
+
+
+@main.command("migrate")
+def migrate_command() -> None:
+    """Apply the schema migrations in sql/ that are not applied yet."""
+    db = database_from_env(load_settings())
+    applied = asyncio.run(_migrate(db))
+    click.echo(f"applied: {', '.join(applied)}" if applied else "the schema is up to date")
+
+
+@main.group()
+def keys() -> None:
+    """API keys and guest tokens."""
+
+
+@keys.command("create")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              type=click.Choice(["checkout", "guest_services", "compliance", "admin", "guest"]),
+              help="A scope the key holds; repeat for several. `guest` needs --member.")
+@click.option("--member", "member_id", type=int, default=None, help="The member a guest token is bound to.")
+@click.option("--label", default=None, help="What the key is for (a store, a system).")
+def keys_create(scopes: tuple[str, ...], member_id: int | None, label: str | None) -> None:
+    """Make a key; its token is printed once, alone on the last line."""
+    from rewards.auth import create_key
+    from rewards.errors import DomainError
+
+    try:
+        token = with_database(lambda db: create_key(db, list(scopes), member_id=member_id, label=label))
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from exc
+    click.echo(f"scopes: {', '.join(sorted(set(scopes)))}" + (f"; member {member_id}" if member_id else ""), err=True)
+    click.echo(token)
+
+
+@main.command()
+@click.option("--no-recompute", is_flag=True, help="Skip recomputing every purchase's earning (faster).")
+def verify(no_recompute: bool) -> None:
+    """Check every ledger invariant; print each problem and exit 1 if there is any."""
+    from rewards.verify import find_problems
+
+    async def work(db: Database) -> list[str]:
+        async with db.connection() as conn:
+            return await find_problems(conn, recompute=not no_recompute,
+                                       progress=lambda what: click.echo(f"checking: {what}", err=True))
+
+    problems = with_database(work)
+    for line in problems:
+        click.echo(line)
+    if problems:
+        click.echo(f"{len(problems)} problem(s) found", err=True)
+        sys.exit(1)
+    click.echo("the ledger is sound: every invariant holds")
+
+
+@main.command()
+@click.option("--members", type=click.IntRange(1), default=500, show_default=True)
+@click.option("--purchases", type=click.IntRange(0), default=10_000, show_default=True)
+@click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True,
+              help="How far back the purchases go.")
+@click.option("--seed", type=int, default=7, show_default=True)
+def demo(members: int, purchases: int, days: int, seed: int) -> None:
+    """Fill the database with a realistic synthetic program: members, a year of purchases,
+    returns, redemptions and cancellations, all posted through the real rules."""
+    from rewards.demo import run_demo
+
+    summary = with_database(lambda db: run_demo(db, members=members, purchases=purchases, days=days, seed=seed))
+    for key, value in summary.items():
+        click.echo(f"{key}: {value}")
+
+
+for _command in plugin_commands():
+    main.add_command(_command)

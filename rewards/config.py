@@ -1,0 +1,44 @@
+"""Settings: one typed object, built from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+import platformdirs
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str | None = None
+    """`DATABASE_URL`: a PostgreSQL URL. Unset: an embedded PostgreSQL under `data_dir`."""
+    data_dir: Path
+    """`REWARDS_DATA_DIR`: where the embedded PostgreSQL keeps its data (default: a per-user data folder)."""
+    host: str = "127.0.0.1"
+    """`REWARDS_HOST`: the address `rewards serve` listens on."""
+    port: int = 8000
+    """`REWARDS_PORT`: the port `rewards serve` listens on."""
+    pool_size: int = 10
+    """`REWARDS_POOL_SIZE`: database connections per worker process."""
+    guest_rate_limit: int = 120
+    """`REWARDS_GUEST_RATE_LIMIT`: requests a guest token may make per minute (per worker)."""
+    max_body_bytes: int = 256 * 1024
+    """`REWARDS_MAX_BODY_BYTES`: larger request bodies are refused with 413."""
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def load_settings() -> Settings:
+    data_dir = os.environ.get("REWARDS_DATA_DIR") or platformdirs.user_data_dir("westique-rewards")
+    return Settings(
+        database_url=os.environ.get("DATABASE_URL") or None,
+        data_dir=Path(data_dir),
+        host=os.environ.get("REWARDS_HOST", "127.0.0.1"),
+        port=_int("REWARDS_PORT", 8000),
+        pool_size=_int("REWARDS_POOL_SIZE", 10),
+        guest_rate_limit=_int("REWARDS_GUEST_RATE_LIMIT", 120),
+        max_body_bytes=_int("REWARDS_MAX_BODY_BYTES", 256 * 1024),
+    )

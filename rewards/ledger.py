@@ -1,0 +1,240 @@
+"""Posting purchases and returns: one transaction each, idempotent by their keys.
+
+The earning is computed by `rewards.rules`; a purchase is then applied by the
+`post_purchase` database function in a single round trip (sql/002_post_purchase.sql).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import msgspec
+
+from rewards import errors, rules
+from rewards.db import RETRYABLE, Database
+from rewards.idempotency import canonical, fingerprint
+from rewards.rulebook import Rulebook
+from rewards.schemas import (
+    BalanceBrief,
+    PurchaseIn,
+    PurchaseOut,
+    QuoteOut,
+    ReturnIn,
+    ReturnOut,
+    RewardIssuedOut,
+)
+
+# a register's clock may run a little fast; a purchase from further ahead is refused
+CLOCK_SKEW = timedelta(minutes=10)
+
+
+def brief(point_cents: int) -> BalanceBrief:
+    return BalanceBrief(points=rules.whole_points(point_cents), point_cents=point_cents)
+
+
+def check_purchase(purchase: PurchaseIn, now: datetime) -> None:
+    """What a purchase must be before it is computed: USD, balanced, rewards named once."""
+    if purchase.currency != "USD":
+        raise errors.UnsupportedCurrency(f"currency {purchase.currency!r} is not supported; use USD")
+    if purchase.occurred_at > now + CLOCK_SKEW:
+        raise errors.ValidationFailed("occurred_at is in the future", field="occurred_at")
+    lines = sum(line.amount_cents for line in purchase.lines)
+    tenders = sum(t.amount_cents for t in purchase.tenders)
+    if lines != tenders:
+        raise errors.TendersDoNotBalance(f"tenders add up to {tenders} cents but the lines to {lines} cents")
+    codes = []
+    for i, tender in enumerate(purchase.tenders):
+        is_reward = tender.method == rules.REWARD_TENDER
+        if is_reward != (tender.reward_code is not None):
+            raise errors.ValidationFailed(
+                "a reward tender needs its reward_code, and only a reward tender has one",
+                field=f"tenders[{i}].reward_code",
+            )
+        if is_reward:
+            codes.append(tender.reward_code)
+    if len(set(codes)) != len(codes):
+        raise errors.ValidationFailed("a reward can be tendered once", field="tenders")
+
+
+def purchase_earning(purchase: PurchaseIn, version: rules.Rules) -> rules.Earning:
+    return rules.earning(
+        version,
+        [(line.category, line.amount_cents) for line in purchase.lines],
+        [(t.method, t.amount_cents) for t in purchase.tenders],
+    )
+
+
+async def quote(rulebook: Rulebook, purchase: PurchaseIn) -> QuoteOut:
+    """What the purchase would earn now, writing nothing."""
+    check_purchase(purchase, datetime.now(UTC))
+    version = await rulebook.in_force(purchase.occurred_at)
+    earned = purchase_earning(purchase, version)
+    return QuoteOut(
+        purchase_id=purchase.purchase_id,
+        member_id=purchase.member_id,
+        rules_version=version.version,
+        qualifying_cents=earned.qualifying_cents,
+        card_cents=earned.card_cents,
+        point_cents_earned=earned.point_cents,
+        bonus_point_cents=earned.bonus_point_cents,
+    )
+
+
+POST_PURCHASE = "SELECT * FROM post_purchase($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+
+
+async def post_purchase(db: Database, rulebook: Rulebook, purchase: PurchaseIn) -> tuple[bool, PurchaseOut]:
+    """Post a purchase; returns (created, answer). A replay returns (False, the first answer)."""
+    check_purchase(purchase, datetime.now(UTC))
+    version = await rulebook.in_force(purchase.occurred_at)
+    earned = purchase_earning(purchase, version)
+    body = canonical(purchase)
+    rewards_tendered = [(t.reward_code, t.amount_cents) for t in purchase.tenders if t.reward_code]
+    args = (
+        purchase.purchase_id,
+        purchase.member_id,
+        purchase.occurred_at,
+        version.version,
+        fingerprint(body),
+        body.decode(),
+        earned.qualifying_cents,
+        earned.card_cents,
+        earned.base_point_cents,
+        earned.bonus_point_cents,
+        [code for code, _ in rewards_tendered],
+        [amount for _, amount in rewards_tendered],
+        version.reward_threshold_point_cents,
+        version.reward_value_cents,
+        version.reward_validity_days,
+    )
+    row = await _call_retrying(db, POST_PURCHASE, args)
+    outcome = row["outcome"]
+    if outcome == "idempotency_conflict":
+        raise errors.IdempotencyConflict(f"purchase {purchase.purchase_id} was posted with a different body")
+    if outcome == "member_not_found":
+        raise errors.NotFound(f"member {purchase.member_id} does not exist")
+    if outcome == "member_not_active":
+        raise errors.MemberNotActive(f"member {purchase.member_id} is {row['detail']}; purchases are refused")
+    if outcome == "reward_not_redeemable":
+        raise errors.RewardNotRedeemable(
+            f"reward {row['detail']} is not this member's, not issued, expired, or worth less than tendered",
+            reward_code=row["detail"],
+        )
+    answer = PurchaseOut(
+        purchase_id=purchase.purchase_id,
+        member_id=row["member_id"],
+        qualifying_cents=row["qualifying_cents"],
+        point_cents_earned=row["point_cents"],
+        bonus_point_cents=row["bonus_point_cents"],
+        rewards_issued=[
+            RewardIssuedOut(code=c, value_cents=v, expires_at=e.astimezone(UTC))
+            for c, v, e in zip(row["issued_codes"], row["issued_values"], row["issued_expires"], strict=True)
+        ],
+        rewards_redeemed=list(row["redeemed"]),
+        balance=brief(row["balance_after"]),
+    )
+    return outcome == "created", answer
+
+
+async def _call_retrying(db: Database, query: str, args: tuple, attempts: int = 5) -> asyncpg.Record:
+    """One statement in its own transaction (one round trip), again if it lost a race."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with db.connection() as conn:
+                return await conn.fetchrow(query, *args)
+        except RETRYABLE:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(0.002 * attempt)
+    raise AssertionError("unreachable")
+
+
+# --- returns ---------------------------------------------------------------------------------
+
+
+def _by_sku(lines: Iterable[dict | msgspec.Struct]) -> dict[str, tuple[int, int]]:
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for line in lines:
+        item = line if isinstance(line, dict) else msgspec.structs.asdict(line)
+        totals[item["sku"]][0] += item["quantity"]
+        totals[item["sku"]][1] += item["amount_cents"]
+    return {sku: (q, a) for sku, (q, a) in totals.items()}
+
+
+def check_return(bought: dict[str, tuple[int, int]], before: dict[str, tuple[int, int]],
+                 now: dict[str, tuple[int, int]]) -> None:
+    for sku, (quantity, amount) in now.items():
+        q_bought, a_bought = bought.get(sku, (0, 0))
+        q_before, a_before = before.get(sku, (0, 0))
+        if q_before + quantity > q_bought or a_before + amount > a_bought:
+            raise errors.ReturnExceedsPurchase(
+                f"sku {sku}: {q_bought} bought for {a_bought} cents, {q_before} returned for {a_before} cents "
+                f"before; {quantity} for {amount} cents more is too much",
+                sku=sku,
+            )
+
+
+async def post_return(
+    db: Database, rulebook: Rulebook, purchase_id: str, ret: ReturnIn
+) -> tuple[bool, ReturnOut]:
+    """Post a return of part of a purchase; returns (created, answer), like `post_purchase`."""
+    body = canonical(ret, purchase_id=purchase_id)
+    digest = fingerprint(body)
+
+    async def work(conn: asyncpg.Connection) -> tuple[bool, ReturnOut]:
+        purchase = await conn.fetchrow(
+            "SELECT id, member_id, rules_version, body FROM purchases WHERE ext_id = $1", purchase_id
+        )
+        if purchase is None:
+            raise errors.NotFound(f"purchase {purchase_id} does not exist")
+        balance = await conn.fetchval("SELECT point_cents FROM members WHERE id = $1 FOR UPDATE", purchase["member_id"])
+        prior = await conn.fetchrow(
+            "SELECT fingerprint, point_cents_reversed, balance_after FROM purchase_returns WHERE ext_id = $1",
+            ret.return_id,
+        )
+        if prior is not None:
+            if prior["fingerprint"] != digest:
+                raise errors.IdempotencyConflict(f"return {ret.return_id} was posted with a different body")
+            return False, ReturnOut(
+                return_id=ret.return_id,
+                purchase_id=purchase_id,
+                point_cents_reversed=prior["point_cents_reversed"],
+                balance=brief(prior["balance_after"]),
+            )
+        earlier = await conn.fetch("SELECT body FROM purchase_returns WHERE purchase_id = $1", purchase["id"])
+        bought_lines = purchase["body"]["lines"]
+        before = _by_sku(line for r in earlier for line in r["body"]["request"]["lines"])
+        now = _by_sku(ret.lines)
+        check_return(_by_sku(bought_lines), before, now)
+        version = await rulebook.version(purchase["rules_version"])
+        reverse = rules.point_cents_to_reverse(
+            version,
+            [(line["sku"], line["category"], line["quantity"], line["amount_cents"]) for line in bought_lines],
+            [(t["method"], t["amount_cents"]) for t in purchase["body"]["tenders"]],
+            before,
+            now,
+        )
+        new_balance = balance - reverse
+        return_pk = await conn.fetchval(
+            """INSERT INTO purchase_returns (ext_id, purchase_id, member_id, occurred_at, fingerprint, body,
+                                             point_cents_reversed, balance_after)
+               VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8) RETURNING id""",
+            ret.return_id, purchase["id"], purchase["member_id"], ret.occurred_at, digest, body.decode(),
+            reverse, new_balance,
+        )
+        if reverse:
+            await conn.execute(
+                """INSERT INTO ledger (member_id, kind, point_cents, purchase_id, return_id, rules_version, occurred_at)
+                   VALUES ($1, 'return', $2, $3, $4, $5, $6)""",
+                purchase["member_id"], -reverse, purchase["id"], return_pk, version.version, ret.occurred_at,
+            )
+            await conn.execute("UPDATE members SET point_cents = $2 WHERE id = $1", purchase["member_id"], new_balance)
+        return True, ReturnOut(
+            return_id=ret.return_id, purchase_id=purchase_id, point_cents_reversed=reverse, balance=brief(new_balance)
+        )
+
+    return await db.transaction(work)

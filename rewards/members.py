@@ -1,0 +1,266 @@
+"""Members: enrollment (age gate, consent), profile, balance, activity, cancellation, erasure."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, date, datetime
+
+import asyncpg
+
+from rewards import errors, rules
+from rewards.db import Database
+from rewards.rulebook import Rulebook
+from rewards.schemas import (
+    ActivityEntry,
+    ActivityPage,
+    BalanceOut,
+    CancelOut,
+    ConsentOut,
+    EnrolledOut,
+    EnrollmentIn,
+    ErasureOut,
+    MemberOut,
+    RewardOut,
+    RewardStatusOut,
+)
+
+ADULT_AGE = {"ME": 18}  # states where a minor may not join at all, and the age of majority there
+MINIMUM_AGE = 13
+GUARDIAN_AGE = 18
+
+
+def age_on(birth_date: date, today: date) -> int:
+    return today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))
+
+
+def check_age(birth_date: date, state: str, guardian_consent: bool, today: date) -> None:
+    """The policy's age gate: under 13 never, under 18 not in Maine, 13-17 elsewhere with a guardian."""
+    if birth_date > today:
+        raise errors.ValidationFailed("birth_date is in the future", field="birth_date")
+    age = age_on(birth_date, today)
+    if age > 130:
+        raise errors.ValidationFailed("birth_date is not plausible", field="birth_date")
+    if age < MINIMUM_AGE:
+        raise errors.AgeRestricted(f"guests under {MINIMUM_AGE} cannot join the program")
+    if age < ADULT_AGE.get(state, 0):
+        raise errors.AgeRestricted(f"guests under {ADULT_AGE[state]} in {state} cannot join the program")
+    if age < GUARDIAN_AGE and not guardian_consent:
+        raise errors.GuardianConsentRequired("guests aged 13 to 17 need guardian_consent to join")
+
+
+async def enroll(db: Database, enrollment: EnrollmentIn) -> EnrolledOut:
+    # the gate runs before anything touches the database: a refused guest leaves no trace
+    check_age(enrollment.birth_date, enrollment.state, enrollment.guardian_consent, datetime.now(UTC).date())
+
+    async def work(conn: asyncpg.Connection) -> EnrolledOut:
+        try:
+            row = await conn.fetchrow(
+                """INSERT INTO members (external_id, name, email, phone, birth_date, state)
+                   VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, status, enrolled_at""",
+                enrollment.external_id, enrollment.name, enrollment.email, enrollment.phone,
+                enrollment.birth_date, enrollment.state,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise errors.DuplicateMember(
+                "an active member already has this email, phone or external_id",
+                constraint=exc.constraint_name,
+            ) from exc
+        await conn.execute(
+            """INSERT INTO consents (member_id, terms_version, notice_version, channel, guardian_consent, accepted_at)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            row["id"], enrollment.terms_version, enrollment.notice_version, enrollment.channel,
+            enrollment.guardian_consent, row["enrolled_at"],
+        )
+        return EnrolledOut(member_id=row["id"], status=row["status"], enrolled_at=row["enrolled_at"])
+
+    return await db.transaction(work)
+
+
+async def _member_row(conn: asyncpg.Connection, member_id: int, *, lock: bool = False) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "SELECT * FROM members WHERE id = $1" + (" FOR UPDATE" if lock else ""), member_id
+    )
+    if row is None:
+        raise errors.NotFound(f"member {member_id} does not exist")
+    return row
+
+
+async def profile(db: Database, member_id: int) -> MemberOut:
+    async with db.connection() as conn:
+        m = await _member_row(conn, member_id)
+        consent = await conn.fetchrow(
+            "SELECT * FROM consents WHERE member_id = $1 ORDER BY id DESC LIMIT 1", member_id
+        )
+    return MemberOut(
+        member_id=m["id"], status=m["status"], name=m["name"], email=m["email"], phone=m["phone"],
+        birth_date=m["birth_date"], state=m["state"], external_id=m["external_id"],
+        enrolled_at=m["enrolled_at"], cancelled_at=m["cancelled_at"], erased_at=m["erased_at"],
+        consent=None if consent is None else ConsentOut(
+            terms_version=consent["terms_version"], notice_version=consent["notice_version"],
+            channel=consent["channel"], guardian_consent=consent["guardian_consent"],
+            accepted_at=consent["accepted_at"], withdrawn_at=consent["withdrawn_at"],
+        ),
+    )
+
+
+def reward_status(status: str, expires_at: datetime, now: datetime) -> str:
+    return "expired" if status == "issued" and expires_at <= now else status
+
+
+REWARDS_SHOWN = 100
+
+
+async def balance(db: Database, rulebook: Rulebook, member_id: int) -> BalanceOut:
+    now = datetime.now(UTC)
+    async with db.connection() as conn:
+        m = await conn.fetchrow("SELECT status, point_cents FROM members WHERE id = $1", member_id)
+        if m is None:
+            raise errors.NotFound(f"member {member_id} does not exist")
+        found = await conn.fetch(
+            """SELECT code, value_cents, status, issued_at, expires_at FROM rewards
+               WHERE member_id = $1 ORDER BY ordinal DESC LIMIT $2""",
+            member_id, REWARDS_SHOWN,
+        )
+    current = await rulebook.current()
+    return BalanceOut(
+        member_id=member_id,
+        status=m["status"],
+        points=rules.whole_points(m["point_cents"]),
+        point_cents=m["point_cents"],
+        points_to_next_reward=rules.points_to_next_reward(m["point_cents"], current),
+        rewards=[
+            RewardOut(code=r["code"], value_cents=r["value_cents"],
+                      status=reward_status(r["status"], r["expires_at"], now),  # type: ignore[arg-type]
+                      issued_at=r["issued_at"], expires_at=r["expires_at"])
+            for r in found
+        ],
+    )
+
+
+async def reward(db: Database, code: str) -> RewardStatusOut:
+    async with db.connection() as conn:
+        r = await conn.fetchrow("SELECT * FROM rewards WHERE code = $1", code)
+    if r is None:
+        raise errors.NotFound(f"reward {code} does not exist")
+    return RewardStatusOut(
+        code=r["code"], member_id=r["member_id"], value_cents=r["value_cents"],
+        status=reward_status(r["status"], r["expires_at"], datetime.now(UTC)),  # type: ignore[arg-type]
+        issued_at=r["issued_at"], expires_at=r["expires_at"], redeemed_at=r["redeemed_at"],
+    )
+
+
+def encode_cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(f"before:{entry_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "before":
+            raise ValueError(prefix)
+        return int(number)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.ValidationFailed("cursor is not one this service gave out", field="cursor") from exc
+
+
+async def activity(db: Database, member_id: int, *, cursor: str | None, limit: int) -> ActivityPage:
+    """The member's ledger, newest first; `next_cursor` continues where this page ends."""
+    before = decode_cursor(cursor) if cursor else 2**62
+    async with db.connection() as conn:
+        if not await conn.fetchval("SELECT true FROM members WHERE id = $1", member_id):
+            raise errors.NotFound(f"member {member_id} does not exist")
+        rows = await conn.fetch(
+            """SELECT l.id, l.kind, l.point_cents, l.occurred_at, l.created_at, l.rules_version,
+                      p.ext_id AS purchase, r.ext_id AS ret, w.code AS reward
+               FROM ledger l
+               LEFT JOIN purchases p ON p.id = l.purchase_id
+               LEFT JOIN purchase_returns r ON r.id = l.return_id
+               LEFT JOIN rewards w ON w.id = l.reward_id
+               WHERE l.member_id = $1 AND l.id < $2
+               ORDER BY l.id DESC LIMIT $3""",
+            member_id, before, limit + 1,
+        )
+    page = rows[:limit]
+    return ActivityPage(
+        member_id=member_id,
+        entries=[
+            ActivityEntry(
+                entry_id=r["id"], kind=r["kind"], point_cents=r["point_cents"], occurred_at=r["occurred_at"],
+                recorded_at=r["created_at"], purchase_id=r["purchase"], return_id=r["ret"],
+                reward_code=r["reward"], rules_version=r["rules_version"],
+            )
+            for r in page
+        ],
+        next_cursor=encode_cursor(page[-1]["id"]) if len(rows) > limit else None,
+    )
+
+
+async def _cancel(conn: asyncpg.Connection, member_id: int, now: datetime) -> CancelOut:
+    """Cancel inside the caller's transaction: forfeit points, void open rewards, all in the ledger."""
+    m = await _member_row(conn, member_id, lock=True)
+    if m["status"] == "cancelled":
+        forfeited = await conn.fetchval(
+            "SELECT coalesce(-sum(point_cents), 0) FROM ledger WHERE member_id = $1 AND kind = 'forfeit'", member_id
+        )
+        voided = await conn.fetch(
+            "SELECT code FROM rewards WHERE member_id = $1 AND status = 'voided' ORDER BY ordinal", member_id
+        )
+        return CancelOut(member_id=member_id, status="cancelled", cancelled_at=m["cancelled_at"],
+                         point_cents_forfeited=forfeited, rewards_voided=[r["code"] for r in voided])
+    forfeit = max(0, m["point_cents"])
+    if forfeit:
+        await conn.execute(
+            "INSERT INTO ledger (member_id, kind, point_cents, occurred_at) VALUES ($1, 'forfeit', $2, $3)",
+            member_id, -forfeit, now,
+        )
+    voided = await conn.fetch(
+        """UPDATE rewards SET status = 'voided', voided_at = $2
+           WHERE member_id = $1 AND status = 'issued' AND expires_at > $2 RETURNING id, code, ordinal""",
+        member_id, now,
+    )
+    voided = sorted(voided, key=lambda r: r["ordinal"])
+    if voided:
+        await conn.executemany(
+            """INSERT INTO ledger (member_id, kind, point_cents, reward_id, occurred_at)
+               VALUES ($1, 'reward_voided', 0, $2, $3)""",
+            [(member_id, r["id"], now) for r in voided],
+        )
+    await conn.execute(
+        "UPDATE members SET status = 'cancelled', cancelled_at = $2, point_cents = point_cents - $3 WHERE id = $1",
+        member_id, now, forfeit,
+    )
+    await conn.execute(
+        "UPDATE consents SET withdrawn_at = $2 WHERE member_id = $1 AND withdrawn_at IS NULL", member_id, now
+    )
+    return CancelOut(member_id=member_id, status="cancelled", cancelled_at=now,
+                     point_cents_forfeited=forfeit, rewards_voided=[r["code"] for r in voided])
+
+
+async def cancel(db: Database, member_id: int) -> CancelOut:
+    """Withdraw from the program; idempotent (a second cancel answers as the first)."""
+    return await db.transaction(lambda conn: _cancel(conn, member_id, datetime.now(UTC)))
+
+
+# Every column that holds a member's personal information, table by table. Erasure
+# clears them all; a test checks that no table keeps a trace.
+PERSONAL_DATA_ERASERS: list[str] = [
+    """UPDATE members SET name = NULL, email = NULL, phone = NULL, birth_date = NULL, external_id = NULL,
+                          erased_at = $2 WHERE id = $1""",
+]
+
+
+async def erase(db: Database, member_id: int) -> ErasureOut:
+    """Cancel, then erase name, email, phone and birth date for good; the anonymous ledger stays."""
+
+    async def work(conn: asyncpg.Connection) -> ErasureOut:
+        now = datetime.now(UTC)
+        await _cancel(conn, member_id, now)
+        erased_at = await conn.fetchval("SELECT erased_at FROM members WHERE id = $1", member_id)
+        if erased_at is None:
+            for statement in PERSONAL_DATA_ERASERS:
+                await conn.execute(statement, member_id, now)
+            erased_at = now
+        return ErasureOut(member_id=member_id, status="cancelled", erased_at=erased_at)
+
+    return await db.transaction(work)

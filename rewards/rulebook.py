@@ -1,0 +1,68 @@
+"""The stored versions of the program's rules: loading, caching and publishing them."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+
+from rewards.db import Database
+from rewards.rules import Rules, rules_for
+from rewards.schemas import RulesIn
+
+# Another worker may publish a version; a posting sees it within this many seconds.
+REFRESH_SECONDS = 2.0
+
+
+def _rules(row: asyncpg.Record) -> Rules:
+    body = row["body"] if isinstance(row["body"], dict) else msgspec.json.decode(row["body"])
+    return msgspec.convert(
+        {**body, "version": row["version"], "effective_from": row["effective_from"]}, Rules, from_attributes=False
+    )
+
+
+class Rulebook:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._versions: list[Rules] = []
+        self._by_version: dict[int, Rules] = {}
+        self._loaded_at = 0.0
+
+    async def load(self) -> None:
+        rows = await self.db.run("SELECT version, effective_from, body FROM program_rules ORDER BY version")
+        self._versions = [_rules(r) for r in rows]
+        self._by_version = {r.version: r for r in self._versions}
+        self._loaded_at = time.monotonic()
+
+    async def _fresh(self) -> None:
+        if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
+            await self.load()
+
+    async def in_force(self, when: datetime) -> Rules:
+        await self._fresh()
+        return rules_for(self._versions, when)
+
+    async def version(self, number: int) -> Rules:
+        if number not in self._by_version:
+            await self.load()
+        return self._by_version[number]
+
+    async def current(self) -> Rules:
+        return await self.in_force(datetime.now(UTC))
+
+    async def publish(self, new: RulesIn) -> Rules:
+        """Store a new version; it applies to postings that occur from its effective_from on."""
+        body = msgspec.to_builtins(new)
+        effective_from = new.effective_from or datetime.now(UTC)
+        body.pop("effective_from", None)
+        row = await self.db.run(
+            """INSERT INTO program_rules (version, effective_from, body)
+               SELECT coalesce(max(version), 0) + 1, $1, $2::jsonb FROM program_rules
+               RETURNING version, effective_from, body""",
+            effective_from,
+            msgspec.json.encode(body).decode(),
+        )
+        await self.load()
+        return _rules(row[0])

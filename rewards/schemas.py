@@ -1,0 +1,238 @@
+"""msgspec request and response structs of the HTTP API (v1).
+
+Inbound structs are strict (unknown fields refused, frozen); sizes and amounts are bounded
+so nothing can overflow a bigint or exhaust memory.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from rewards.rules import TENDER_METHODS, Category
+
+# printable text, no control characters
+Text = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Key = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+Version = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._\-]+$")]
+Cents = Annotated[int, Meta(ge=0, le=1_000_000_000)]  # at most $10M a line or a tender
+Quantity = Annotated[int, Meta(ge=1, le=100_000)]
+Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")]
+Phone = Annotated[str, Meta(pattern=r"^\+?[0-9]{7,15}$")]
+Aware = Annotated[datetime, Meta(tz=True)]
+MemberId = Annotated[int, Meta(ge=1, le=2**62)]
+Channel = Literal["store", "online"]
+USState = Literal[
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
+    "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM",
+    "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA",
+    "WV", "WI", "WY", "PR", "GU", "VI", "AS", "MP",
+]
+
+
+class Inbound(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+# --- members -------------------------------------------------------------------------------
+
+
+class EnrollmentIn(Inbound, kw_only=True):
+    name: Text
+    email: Email
+    phone: Phone
+    birth_date: date
+    state: USState
+    terms_version: Version
+    notice_version: Version
+    channel: Channel
+    guardian_consent: bool = False
+    external_id: Key | None = None
+
+
+class ConsentOut(msgspec.Struct, kw_only=True):
+    terms_version: str
+    notice_version: str
+    channel: str
+    guardian_consent: bool
+    accepted_at: datetime
+    withdrawn_at: datetime | None = None
+
+
+class MemberOut(msgspec.Struct, kw_only=True):
+    member_id: int
+    status: str
+    name: str | None
+    email: str | None
+    phone: str | None
+    birth_date: date | None
+    state: str
+    external_id: str | None
+    enrolled_at: datetime
+    cancelled_at: datetime | None
+    erased_at: datetime | None
+    consent: ConsentOut | None
+
+
+# --- purchases and returns -----------------------------------------------------------------
+
+
+class LineIn(Inbound, kw_only=True):
+    sku: Key
+    category: Category
+    quantity: Quantity
+    amount_cents: Cents
+
+
+class TenderIn(Inbound, kw_only=True):
+    method: Literal[TENDER_METHODS]  # type: ignore[valid-type]
+    amount_cents: Cents
+    reward_code: Key | None = None
+
+
+class OfferUseIn(Inbound, kw_only=True):
+    code: Key
+    discount_cents: Cents
+
+
+class PurchaseIn(Inbound, kw_only=True):
+    purchase_id: Key
+    member_id: MemberId
+    occurred_at: Aware
+    store_id: Key
+    channel: Channel
+    currency: Annotated[str, Meta(min_length=3, max_length=3)] = "USD"
+    lines: Annotated[list[LineIn], Meta(min_length=1, max_length=500)]
+    tenders: Annotated[list[TenderIn], Meta(min_length=1, max_length=20)]
+    offers: Annotated[list[OfferUseIn], Meta(max_length=20)] = []
+
+
+class RewardIssuedOut(msgspec.Struct, kw_only=True):
+    code: str
+    value_cents: int
+    expires_at: datetime
+
+
+class BalanceBrief(msgspec.Struct, kw_only=True):
+    points: int
+    point_cents: int
+
+
+class PurchaseOut(msgspec.Struct, kw_only=True):
+    purchase_id: str
+    member_id: int
+    qualifying_cents: int
+    point_cents_earned: int
+    bonus_point_cents: int
+    rewards_issued: list[RewardIssuedOut]
+    rewards_redeemed: list[str]
+    balance: BalanceBrief
+
+
+class QuoteOut(msgspec.Struct, kw_only=True):
+    purchase_id: str
+    member_id: int
+    rules_version: int
+    qualifying_cents: int
+    card_cents: int
+    point_cents_earned: int
+    bonus_point_cents: int
+
+
+class ReturnLineIn(Inbound, kw_only=True):
+    sku: Key
+    quantity: Quantity
+    amount_cents: Cents
+
+
+class ReturnIn(Inbound, kw_only=True):
+    return_id: Key
+    occurred_at: Aware
+    lines: Annotated[list[ReturnLineIn], Meta(min_length=1, max_length=500)]
+
+
+class ReturnOut(msgspec.Struct, kw_only=True):
+    return_id: str
+    purchase_id: str
+    point_cents_reversed: int
+    balance: BalanceBrief
+
+
+# --- balances, rewards, activity ---------------------------------------------------------
+
+
+class RewardOut(msgspec.Struct, kw_only=True):
+    code: str
+    value_cents: int
+    status: Literal["issued", "redeemed", "expired", "voided"]
+    issued_at: datetime
+    expires_at: datetime
+
+
+class BalanceOut(msgspec.Struct, kw_only=True):
+    member_id: int
+    status: str
+    points: int
+    point_cents: int
+    points_to_next_reward: int
+    rewards: list[RewardOut]
+
+
+class RewardStatusOut(RewardOut, kw_only=True):
+    member_id: int
+    redeemed_at: datetime | None = None
+
+
+class ActivityEntry(msgspec.Struct, kw_only=True):
+    entry_id: int
+    kind: str
+    point_cents: int
+    occurred_at: datetime
+    recorded_at: datetime
+    purchase_id: str | None = None
+    return_id: str | None = None
+    reward_code: str | None = None
+    rules_version: int | None = None
+
+
+class ActivityPage(msgspec.Struct, kw_only=True):
+    member_id: int
+    entries: list[ActivityEntry]
+    next_cursor: str | None
+
+
+class CancelOut(msgspec.Struct, kw_only=True):
+    member_id: int
+    status: str
+    cancelled_at: datetime
+    point_cents_forfeited: int
+    rewards_voided: list[str]
+
+
+class ErasureOut(msgspec.Struct, kw_only=True):
+    member_id: int
+    status: str
+    erased_at: datetime
+
+
+class EnrolledOut(msgspec.Struct, kw_only=True):
+    member_id: int
+    status: str
+    enrolled_at: datetime
+
+
+class RulesIn(Inbound, kw_only=True):
+    effective_from: Aware | None = None
+    points_per_dollar: Annotated[int, Meta(ge=0, le=100)] = 1
+    card_bonus_points_per_dollar: Annotated[int, Meta(ge=0, le=100)] = 1
+    reward_threshold_points: Annotated[int, Meta(ge=1, le=1_000_000)] = 300
+    reward_value_cents: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
+    reward_validity_days: Annotated[int, Meta(ge=1, le=3650)] = 90
+    excluded_categories: Annotated[list[Category], Meta(max_length=100)] = msgspec.field(
+        default_factory=lambda: ["gift_card", "tax", "shipping"])
+    bonus_tenders: Annotated[list[Literal[TENDER_METHODS]], Meta(max_length=10)] = msgspec.field(  # type: ignore[valid-type]
+        default_factory=lambda: ["westique_credit_card"])
+    rounding: Literal["carry", "floor_per_purchase"] = "carry"

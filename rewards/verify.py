@@ -1,0 +1,147 @@
+"""`rewards verify`: recompute every balance and reward from the ledger and say what differs.
+
+Each check is one query that returns the rows that break an invariant (empty when all is
+well), plus a recomputation of every purchase's earning with the rules it was posted under.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+
+from rewards import rules
+from rewards.rulebook import _rules
+
+# (what must hold, the query returning each row that breaks it)
+CHECKS: list[tuple[str, str]] = [
+    (
+        "a member's balance equals the sum of their ledger entries",
+        """SELECT m.id AS member_id, m.point_cents AS cached, coalesce(l.total, 0) AS ledger
+           FROM members m LEFT JOIN (SELECT member_id, sum(point_cents) AS total FROM ledger GROUP BY member_id) l
+             ON l.member_id = m.id
+           WHERE m.point_cents <> coalesce(l.total, 0)""",
+    ),
+    (
+        "a member's reward count equals their rewards and their reward_issued entries",
+        """SELECT m.id AS member_id, m.rewards_issued AS cached, coalesce(r.n, 0) AS rewards, coalesce(l.n, 0) AS entries
+           FROM members m
+           LEFT JOIN (SELECT member_id, count(*) AS n FROM rewards GROUP BY member_id) r ON r.member_id = m.id
+           LEFT JOIN (SELECT member_id, count(*) AS n FROM ledger WHERE kind = 'reward_issued' GROUP BY member_id) l
+             ON l.member_id = m.id
+           WHERE m.rewards_issued <> coalesce(r.n, 0) OR m.rewards_issued <> coalesce(l.n, 0)""",
+    ),
+    (
+        "a member's rewards are numbered 1..n without gaps",
+        """SELECT member_id, max(ordinal) AS highest, count(*) AS n FROM rewards
+           GROUP BY member_id HAVING max(ordinal) <> count(*)""",
+    ),
+    (
+        "each reward's state is explained by exactly its ledger entries",
+        """SELECT w.code, w.status, e.issued, e.redeemed, e.voided, e.issued_points
+           FROM rewards w
+           LEFT JOIN (SELECT reward_id,
+                             count(*) FILTER (WHERE kind = 'reward_issued') AS issued,
+                             count(*) FILTER (WHERE kind = 'reward_redeemed') AS redeemed,
+                             count(*) FILTER (WHERE kind = 'reward_voided') AS voided,
+                             sum(point_cents) FILTER (WHERE kind = 'reward_issued') AS issued_points
+                      FROM ledger WHERE reward_id IS NOT NULL GROUP BY reward_id) e ON e.reward_id = w.id
+           JOIN purchases p ON p.id = w.purchase_id
+           JOIN program_rules v ON v.version = p.rules_version
+           WHERE coalesce(e.issued, 0) <> 1
+              OR e.issued_points <> -((v.body->>'reward_threshold_points')::bigint * 100)
+              OR coalesce(e.redeemed, 0) <> (w.status = 'redeemed')::int
+              OR coalesce(e.voided, 0) <> (w.status = 'voided')::int""",
+    ),
+    (
+        "a redeemed reward was tendered by a purchase of its own member",
+        """SELECT w.code, w.member_id, p.member_id AS purchase_member
+           FROM rewards w JOIN purchases p ON p.id = w.redeemed_purchase_id
+           WHERE p.member_id <> w.member_id OR NOT (w.code = ANY (p.rewards_redeemed))""",
+    ),
+    (
+        "a purchase's earning equals its earn and card_bonus entries",
+        """SELECT p.ext_id, p.point_cents, p.bonus_point_cents, coalesce(l.earned, 0) AS earned,
+                  coalesce(l.bonus, 0) AS bonus
+           FROM purchases p LEFT JOIN (
+               SELECT purchase_id, sum(point_cents) FILTER (WHERE kind IN ('earn', 'card_bonus')) AS earned,
+                      sum(point_cents) FILTER (WHERE kind = 'card_bonus') AS bonus
+               FROM ledger WHERE purchase_id IS NOT NULL AND kind IN ('earn', 'card_bonus') GROUP BY purchase_id
+           ) l ON l.purchase_id = p.id
+           WHERE p.point_cents <> coalesce(l.earned, 0) OR p.bonus_point_cents <> coalesce(l.bonus, 0)""",
+    ),
+    (
+        "a return's reversal equals its ledger entry, and a purchase never loses more than it earned",
+        """SELECT p.ext_id, p.point_cents, sum(r.point_cents_reversed) AS reversed,
+                  coalesce((SELECT -sum(l.point_cents) FROM ledger l JOIN purchase_returns r2 ON r2.id = l.return_id
+                            WHERE r2.purchase_id = p.id), 0) AS ledger_reversed
+           FROM purchases p JOIN purchase_returns r ON r.purchase_id = p.id
+           GROUP BY p.id
+           HAVING sum(r.point_cents_reversed) > p.point_cents
+               OR sum(r.point_cents_reversed) <> coalesce((SELECT -sum(l.point_cents) FROM ledger l
+                      JOIN purchase_returns r2 ON r2.id = l.return_id WHERE r2.purchase_id = p.id), 0)""",
+    ),
+    (
+        "a cancelled member holds no open reward and no positive balance from before cancelling",
+        """SELECT m.id AS member_id, m.point_cents, count(w.id) AS open_rewards
+           FROM members m LEFT JOIN rewards w
+             ON w.member_id = m.id AND w.status = 'issued' AND w.expires_at > m.cancelled_at
+           WHERE m.status = 'cancelled'
+           GROUP BY m.id
+           HAVING count(w.id) > 0
+               OR m.point_cents > 0 AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.member_id = m.id
+                                                    AND l.created_at > m.cancelled_at)""",
+    ),
+    (
+        "an erased member keeps no personal data",
+        """SELECT id AS member_id FROM members WHERE erased_at IS NOT NULL
+             AND (name IS NOT NULL OR email IS NOT NULL OR phone IS NOT NULL OR birth_date IS NOT NULL)""",
+    ),
+]
+
+RECOMPUTE_BATCH = 5000
+
+
+async def _purchases(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Record]:
+    async with conn.transaction(readonly=True, isolation="repeatable_read"):
+        async for row in conn.cursor(
+            """SELECT ext_id, rules_version, body, qualifying_cents, card_cents, point_cents, bonus_point_cents
+               FROM purchases ORDER BY id""",
+            prefetch=RECOMPUTE_BATCH,
+        ):
+            yield row
+
+
+async def recompute_earnings(conn: asyncpg.Connection, limit: int = 100) -> list[str]:
+    """Every purchase's earning recomputed from its body with its own rules version."""
+    versions = {r["version"]: _rules(r) for r in await conn.fetch("SELECT version, effective_from, body FROM program_rules")}
+    problems: list[str] = []
+    async for p in _purchases(conn):
+        body = p["body"]
+        e = rules.earning(
+            versions[p["rules_version"]],
+            [(line["category"], line["amount_cents"]) for line in body["lines"]],
+            [(t["method"], t["amount_cents"]) for t in body["tenders"]],
+        )
+        stored = (p["qualifying_cents"], p["card_cents"], p["point_cents"], p["bonus_point_cents"])
+        if stored != (e.qualifying_cents, e.card_cents, e.point_cents, e.bonus_point_cents) and len(problems) < limit:
+            problems.append(f"purchase {p['ext_id']}: stored {stored}, recomputed "
+                            f"{(e.qualifying_cents, e.card_cents, e.point_cents, e.bonus_point_cents)}")
+    return problems
+
+
+async def find_problems(
+    conn: asyncpg.Connection, *, recompute: bool = True, progress: Callable[[str], None] | None = None
+) -> list[str]:
+    """Every broken invariant, one line each; an empty list means the ledger is sound."""
+    problems: list[str] = []
+    for what, query in CHECKS:
+        if progress:
+            progress(what)
+        for row in await conn.fetch(query + " LIMIT 100"):
+            problems.append(f"{what}: " + ", ".join(f"{k}={v}" for k, v in row.items()))
+    if recompute:
+        if progress:
+            progress("each purchase's earning, recomputed with its rules version")
+        problems.extend(await recompute_earnings(conn))
+    return problems
