@@ -247,6 +247,8 @@ async def cancel(db: Database, member_id: int) -> CancelOut:
 PERSONAL_DATA_ERASERS: list[str] = [
     """UPDATE members SET name = NULL, email = NULL, phone = NULL, birth_date = NULL, external_id = NULL,
                           erased_at = $2 WHERE id = $1""",
+    """UPDATE subscriptions SET address = NULL, erased_at = $2, status = 'unsubscribed',
+                                unsubscribed_at = coalesce(unsubscribed_at, $2) WHERE member_id = $1""",
 ]
 
 
