@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
+from rewards import errors
 from rewards.db import Database
 from rewards.rules import Rules, rules_for
 from rewards.schemas import RulesIn
@@ -42,7 +43,10 @@ class Rulebook:
 
     async def in_force(self, when: datetime) -> Rules:
         await self._fresh()
-        return rules_for(self._versions, when)
+        try:
+            return rules_for(self._versions, when)
+        except LookupError as exc:
+            raise errors.ValidationFailed(str(exc), field="occurred_at") from exc
 
     async def version(self, number: int) -> Rules:
         if number not in self._by_version:
