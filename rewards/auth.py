@@ -95,7 +95,8 @@ class Authenticator:
     async def require(self, authorization: str | None, *scopes: str, member_id: int | None = None) -> Principal:
         """The caller, if it holds one of `scopes`, or is the guest whose member is `member_id`."""
         principal = await self.principal(authorization)
-        if principal.scopes & set(scopes):
+        # a guest token's "guest" scope never matches alone: it is bound to its member, checked below
+        if principal.scopes & (set(scopes) - {GUEST}):
             return principal
         if principal.is_guest and GUEST in scopes and member_id is not None:
             if principal.member_id == member_id:

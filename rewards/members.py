@@ -201,7 +201,9 @@ async def _cancel(conn: asyncpg.Connection, member_id: int, now: datetime) -> Ca
     m = await _member_row(conn, member_id, lock=True)
     if m["status"] == "cancelled":
         forfeited = await conn.fetchval(
-            "SELECT coalesce(-sum(point_cents), 0) FROM ledger WHERE member_id = $1 AND kind = 'forfeit'", member_id
+            # sum(bigint) is numeric: cast, or the replayed answer says "5000" where the first said 5000
+            "SELECT coalesce(-sum(point_cents), 0)::bigint FROM ledger WHERE member_id = $1 AND kind = 'forfeit'",
+            member_id,
         )
         voided = await conn.fetch(
             "SELECT code FROM rewards WHERE member_id = $1 AND status = 'voided' ORDER BY ordinal", member_id
