@@ -1,0 +1,303 @@
+"""Concurrent postings over separate pooled connections, on committed data.
+
+Every test races real transactions against one member (asyncio.gather over the
+service functions, and over the HTTP client), then checks the outcome exactly and
+that `find_problems` finds nothing wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+
+from rewards import errors, ledger, members
+from rewards.db import Database
+from rewards.rulebook import Rulebook
+from rewards.schemas import PurchaseIn, ReturnIn
+from rewards.verify import find_problems
+from tests.conftest import auth, purchase, unique
+
+THRESHOLD = 30000  # point-cents a reward costs under the default rules
+
+
+@pytest.fixture(scope="module")
+async def rulebook(db: Database) -> Rulebook:
+    book = Rulebook(db)
+    await book.load()
+    return book
+
+
+def purchase_in(member_id: int, amount_cents: int, **overrides: Any) -> PurchaseIn:
+    return msgspec.json.decode(msgspec.json.encode(purchase(member_id, amount_cents, **overrides)), type=PurchaseIn)
+
+
+def return_in(lines: list[dict[str, Any]], return_id: str | None = None) -> ReturnIn:
+    body = {"return_id": return_id or unique("r"), "occurred_at": datetime.now(UTC).isoformat(), "lines": lines}
+    return msgspec.json.decode(msgspec.json.encode(body), type=ReturnIn)
+
+
+async def outcome(work: Any) -> Any:
+    """The result of a posting, or the domain error it raised (so gather never cancels the others)."""
+    try:
+        return await work
+    except errors.DomainError as exc:
+        return exc
+
+
+async def ledger_state(db: Database, member_id: int) -> asyncpg.Record:
+    rows = await db.run(
+        """SELECT m.point_cents, m.rewards_issued, m.status,
+                  (SELECT coalesce(sum(point_cents), 0) FROM ledger WHERE member_id = m.id) AS ledger_sum,
+                  (SELECT count(*) FROM rewards WHERE member_id = m.id) AS rewards,
+                  (SELECT count(*) FROM rewards WHERE member_id = m.id AND status = 'voided') AS voided,
+                  (SELECT coalesce(array_agg(ordinal ORDER BY ordinal), '{}') FROM rewards WHERE member_id = m.id)
+                      AS ordinals,
+                  (SELECT count(*) FROM purchases WHERE member_id = m.id) AS purchases
+           FROM members m WHERE m.id = $1""",
+        member_id,
+    )
+    return rows[0]
+
+
+async def assert_sound(db: Database) -> None:
+    async with db.connection() as conn:
+        assert await find_problems(conn) == []
+
+
+# --- many purchases, one member -------------------------------------------------------------------
+
+
+async def test_forty_concurrent_purchases_issue_exactly_floor_total_over_300_rewards(db, rulebook, make_member):
+    member_id = await make_member()
+    rng = random.Random(40)
+    amounts = [rng.randint(1, 40000) for _ in range(40)]
+    results = await asyncio.gather(*(ledger.post_purchase(db, rulebook, purchase_in(member_id, a)) for a in amounts))
+
+    total = sum(amounts)
+    assert all(created for created, _ in results)
+    issued = [r.code for _, out in results for r in out.rewards_issued]
+    assert len(issued) == len(set(issued)) == total // THRESHOLD
+    state = await ledger_state(db, member_id)
+    assert state["point_cents"] == state["ledger_sum"] == total % THRESHOLD
+    assert state["rewards_issued"] == state["rewards"] == total // THRESHOLD
+    assert list(state["ordinals"]) == list(range(1, total // THRESHOLD + 1))
+    # the postings were serialized: the last one committed answered with the final balance
+    last = await db.run("SELECT balance_after FROM purchases WHERE member_id = $1 ORDER BY id DESC LIMIT 1", member_id)
+    assert last[0]["balance_after"] == total % THRESHOLD
+    await assert_sound(db)
+
+
+async def test_forty_concurrent_purchases_over_http_issue_exactly_floor_total_over_300_rewards(
+    client, keys, db, make_member
+):
+    member_id = await make_member()
+    rng = random.Random(41)
+    amounts = [rng.randint(1, 40000) for _ in range(40)]
+    methods = ["westique_credit_card", "cash", "debit_card"]
+    bodies = [purchase(member_id, a, method=methods[i % 3]) for i, a in enumerate(amounts)]
+    responses = await asyncio.gather(
+        *(client.post("/v1/purchases", json=body, headers=auth(keys["checkout"])) for body in bodies)
+    )
+    assert [r.status_code for r in responses] == [201] * 40, [r.text for r in responses if r.status_code != 201]
+
+    earned = sum(a * (2 if methods[i % 3] == "westique_credit_card" else 1) for i, a in enumerate(amounts))
+    assert sum(r.json()["point_cents_earned"] for r in responses) == earned
+    assert sum(len(r.json()["rewards_issued"]) for r in responses) == earned // THRESHOLD
+    balance = (await client.get(f"/v1/members/{member_id}/balance", headers=auth(keys["checkout"]))).json()
+    assert balance["point_cents"] == earned % THRESHOLD
+    assert len(balance["rewards"]) == earned // THRESHOLD
+    state = await ledger_state(db, member_id)
+    assert state["ledger_sum"] == earned % THRESHOLD
+    await assert_sound(db)
+
+
+# --- duplicates of one key ---------------------------------------------------------------------
+
+
+async def test_concurrent_duplicates_of_one_purchase_apply_once(db, rulebook, make_member):
+    member_id = await make_member()
+    body = purchase_in(member_id, 45000, method="westique_credit_card")
+    results = await asyncio.gather(*(ledger.post_purchase(db, rulebook, body) for _ in range(20)))
+
+    assert sorted(created for created, _ in results) == [False] * 19 + [True]
+    answers = {msgspec.json.encode(out) for _, out in results}
+    assert len(answers) == 1, "every duplicate answers exactly as the first posting"
+    state = await ledger_state(db, member_id)
+    assert state["purchases"] == 1
+    assert state["rewards"] == 90000 // THRESHOLD
+    assert state["point_cents"] == state["ledger_sum"] == 0
+    await assert_sound(db)
+
+
+async def test_concurrent_duplicates_over_http_answer_201_once_and_200_byte_for_byte(client, keys, db, make_member):
+    member_id = await make_member()
+    body = purchase(member_id, 31234)
+    responses = await asyncio.gather(
+        *(client.post("/v1/purchases", json=body, headers=auth(keys["checkout"])) for _ in range(12))
+    )
+    assert sorted(r.status_code for r in responses) == [200] * 11 + [201]
+    assert len({r.content for r in responses}) == 1
+    state = await ledger_state(db, member_id)
+    assert (state["purchases"], state["rewards"], state["point_cents"]) == (1, 1, 1234)
+
+
+async def test_concurrent_same_key_with_other_bodies_applies_exactly_one(db, rulebook, make_member):
+    one, other = await make_member(), await make_member()
+    key = unique("p")
+    bodies = [purchase_in(one if i % 2 else other, 1000 + i, purchase_id=key) for i in range(10)]
+    results = await asyncio.gather(*(outcome(ledger.post_purchase(db, rulebook, b)) for b in bodies))
+
+    created = [r for r in results if isinstance(r, tuple) and r[0]]
+    conflicts = [r for r in results if isinstance(r, errors.IdempotencyConflict)]
+    assert len(created) == 1 and len(conflicts) == 9, results
+    winner = created[0][1]
+    states = [await ledger_state(db, m) for m in (one, other)]
+    assert sum(s["purchases"] for s in states) == 1
+    assert sum(s["ledger_sum"] for s in states) == winner.point_cents_earned
+    await assert_sound(db)
+
+
+# --- returns ------------------------------------------------------------------------------------
+
+
+async def test_concurrent_returns_never_exceed_what_was_bought(db, rulebook, make_member):
+    member_id = await make_member()
+    body = purchase_in(member_id, 0, lines=[
+        {"sku": "SHIRT", "category": "apparel", "quantity": 5, "amount_cents": 5000},
+        {"sku": "TAX", "category": "tax", "quantity": 1, "amount_cents": 400},
+    ], tenders=[{"method": "westique_credit_card", "amount_cents": 5400}])
+    _, bought = await ledger.post_purchase(db, rulebook, body)
+    assert bought.point_cents_earned == 10000
+
+    attempts = [return_in([{"sku": "SHIRT", "quantity": 1, "amount_cents": 1000}]) for _ in range(12)]
+    results = await asyncio.gather(
+        *(outcome(ledger.post_return(db, rulebook, body.purchase_id, r)) for r in attempts)
+    )
+    accepted = [out for r in results if isinstance(r, tuple) for out in [r[1]]]
+    refused = [r for r in results if isinstance(r, errors.ReturnExceedsPurchase)]
+    assert (len(accepted), len(refused)) == (5, 7), results
+    assert all(out.point_cents_reversed >= 0 for out in accepted)
+    # every shirt back: the shirts' earning is gone, bonus included; only the tax line's share stays unearned
+    assert sum(out.point_cents_reversed for out in accepted) == bought.point_cents_earned
+    state = await ledger_state(db, member_id)
+    assert state["point_cents"] == state["ledger_sum"] == 0
+    await assert_sound(db)
+
+
+async def test_concurrent_duplicates_of_one_return_apply_once(db, rulebook, make_member):
+    member_id = await make_member()
+    body = purchase_in(member_id, 20000)
+    await ledger.post_purchase(db, rulebook, body)
+    ret = return_in([{"sku": "SKU-1", "quantity": 1, "amount_cents": 5000}])
+    results = await asyncio.gather(*(ledger.post_return(db, rulebook, body.purchase_id, ret) for _ in range(10)))
+    assert sorted(created for created, _ in results) == [False] * 9 + [True]
+    assert len({msgspec.json.encode(out) for _, out in results}) == 1
+    state = await ledger_state(db, member_id)
+    assert state["point_cents"] == state["ledger_sum"] == 15000
+
+
+# --- cancellation races -------------------------------------------------------------------------
+
+
+async def test_purchases_racing_a_cancellation_leave_a_consistent_ledger(db, rulebook, make_member):
+    member_id = await make_member()
+    await ledger.post_purchase(db, rulebook, purchase_in(member_id, 29000))
+    amounts = [3000 + 500 * i for i in range(20)]
+    postings = [outcome(ledger.post_purchase(db, rulebook, purchase_in(member_id, a))) for a in amounts]
+    postings.insert(7, outcome(members.cancel(db, member_id)))
+    results = await asyncio.gather(*postings)
+
+    cancelled = results.pop(7)
+    posted = [out for r in results if isinstance(r, tuple) for out in [r[1]]]
+    refused = [r for r in results if isinstance(r, errors.MemberNotActive)]
+    assert len(posted) + len(refused) == 20, results
+    earned = 29000 + sum(out.point_cents_earned for out in posted)
+    issued = sum(len(out.rewards_issued) for out in posted)
+    assert issued == earned // THRESHOLD
+    # what was not converted was forfeited, and every reward issued before cancelling is voided
+    assert cancelled.point_cents_forfeited == earned % THRESHOLD
+    assert len(cancelled.rewards_voided) == issued
+    state = await ledger_state(db, member_id)
+    assert (state["status"], state["point_cents"], state["ledger_sum"]) == ("cancelled", 0, 0)
+    assert state["voided"] == state["rewards"] == issued
+    # afterwards purchases stay refused, and a second cancel answers as the first
+    with pytest.raises(errors.MemberNotActive):
+        await ledger.post_purchase(db, rulebook, purchase_in(member_id, 100))
+    again = await members.cancel(db, member_id)
+    assert (again.point_cents_forfeited, sorted(again.rewards_voided)) == (
+        cancelled.point_cents_forfeited, sorted(cancelled.rewards_voided))
+    await assert_sound(db)
+
+
+async def test_returns_and_redemptions_racing_a_cancellation_leave_a_consistent_ledger(db, rulebook, make_member):
+    member_id = await make_member()
+    _, first = await ledger.post_purchase(db, rulebook, purchase_in(member_id, 61000, method="debit_card"))
+    codes = [r.code for r in first.rewards_issued]
+    assert len(codes) == 2
+    redeem = purchase_in(member_id, 0, lines=[{"sku": "MUG", "category": "home", "quantity": 1, "amount_cents": 2500}],
+                         tenders=[{"method": "reward", "amount_cents": 1000, "reward_code": codes[0]},
+                                  {"method": "cash", "amount_cents": 1500}])
+    ret = return_in([{"sku": "SKU-1", "quantity": 1, "amount_cents": 61000}])
+    results = await asyncio.gather(
+        outcome(ledger.post_purchase(db, rulebook, redeem)),
+        outcome(ledger.post_return(db, rulebook, first.purchase_id, ret)),
+        outcome(members.cancel(db, member_id)),
+    )
+    redeemed, returned, cancelled = results
+    assert not isinstance(returned, Exception), "returns are accepted even after cancelling"
+    assert returned[1].point_cents_reversed == 61000
+    state = await ledger_state(db, member_id)
+    assert state["status"] == "cancelled"
+    assert state["point_cents"] == state["ledger_sum"]
+    statuses = {r["code"]: r["status"] for r in await db.run("SELECT code, status FROM rewards WHERE member_id = $1",
+                                                                 member_id)}
+    if isinstance(redeemed, tuple):
+        assert statuses == {codes[0]: "redeemed", codes[1]: "voided"}
+    else:
+        assert isinstance(redeemed, errors.MemberNotActive)
+        assert statuses == {codes[0]: "voided", codes[1]: "voided"}
+    await assert_sound(db)
+
+
+# --- the schema itself ----------------------------------------------------------------------------
+
+
+async def test_schema_refuses_a_second_reward_with_the_same_ordinal(db, rulebook, make_member):
+    member_id = await make_member()
+    _, out = await ledger.post_purchase(db, rulebook, purchase_in(member_id, 30000))
+    async with db.connection() as conn:
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(
+                """INSERT INTO rewards (code, member_id, ordinal, value_cents, issued_at, expires_at, purchase_id)
+                   SELECT $2, member_id, ordinal, value_cents, issued_at, expires_at, purchase_id
+                   FROM rewards WHERE code = $1""",
+                out.rewards_issued[0].code, unique("WRDUP"),
+            )
+    assert (await ledger_state(db, member_id))["rewards"] == 1
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE ledger SET point_cents = point_cents + 1 WHERE member_id = $1",
+    "DELETE FROM ledger WHERE member_id = $1",
+])
+async def test_schema_refuses_to_change_or_delete_ledger_entries(db, rulebook, make_member, statement):
+    member_id = await make_member()
+    await ledger.post_purchase(db, rulebook, purchase_in(member_id, 1234))
+    async with db.connection() as conn:
+        with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+            await conn.execute(statement, member_id)
+    assert (await ledger_state(db, member_id))["ledger_sum"] == 1234
+
+
+async def test_ledger_stays_sound_after_everything_above(db):
+    async with db.connection() as conn:
+        problems = await find_problems(conn)
+    assert problems == []
+    # the checks do look at data: this session posted purchases and rewards
+    assert (await db.run("SELECT count(*) AS n FROM purchases"))[0]["n"] > 0
