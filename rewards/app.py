@@ -17,7 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from rewards import controllers, errors
+from rewards import controllers, errors, mailing_api
 from rewards.auth import Authenticator
 from rewards.config import Settings, load_settings
 from rewards.db import Database, DatabaseUnavailable, database_from_env, migrate
@@ -150,7 +150,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
             await db.close()
 
     return Litestar(
-        route_handlers=[health, ready, metrics, *controllers.ROUTES, *plugin_routes(), *(extra_routes or [])],
+        route_handlers=[health, ready, metrics, *controllers.ROUTES, *mailing_api.ROUTES, *plugin_routes(), *(extra_routes or [])],
         lifespan=[lifespan],
         middleware=[metrics_middleware],
         exception_handlers={

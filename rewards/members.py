@@ -247,6 +247,17 @@ async def cancel(db: Database, member_id: int) -> CancelOut:
 # Every column that holds a member's personal information, table by table. Erasure
 # clears them all; a test checks that no table keeps a trace.
 PERSONAL_DATA_ERASERS: list[str] = [
+    # first, while the member's email and phone are still known: subscriptions to them made
+    # without member_id become the member's, and each active one records its opt-out
+    """WITH linked AS (
+           UPDATE subscriptions s SET member_id = m.id FROM members m
+           WHERE m.id = $1 AND s.member_id IS NULL AND s.address IS NOT NULL
+             AND ((s.channel = 'email' AND lower(s.address) = lower(m.email))
+               OR (s.channel = 'sms' AND s.address IN ('+' || ltrim(m.phone, '+'), '+1' || m.phone)))
+           RETURNING s.id)
+       INSERT INTO subscription_events (subscription_id, kind, source, occurred_at)
+       SELECT id, 'unsubscribed', 'erasure', $2 FROM subscriptions
+       WHERE (member_id = $1 OR id IN (SELECT id FROM linked)) AND status = 'active'""",
     """UPDATE members SET name = NULL, email = NULL, phone = NULL, birth_date = NULL, external_id = NULL,
                           erased_at = $2 WHERE id = $1""",
     """UPDATE subscriptions SET address = NULL, erased_at = $2, status = 'unsubscribed',

@@ -236,3 +236,62 @@ class RulesIn(Inbound, kw_only=True):
     bonus_tenders: Annotated[list[Literal[TENDER_METHODS]], Meta(max_length=10)] = msgspec.field(  # type: ignore[valid-type]
         default_factory=lambda: ["westique_credit_card"])
     rounding: Literal["carry", "floor_per_purchase"] = "carry"
+
+
+# --- mailing list and Guest Connect (texts) ------------------------------------------------
+
+MailChannel = Literal["email", "sms"]
+# checked against the channel's shape by rewards.mailing.normalize_address
+Address = Annotated[str, Meta(min_length=1, max_length=254)]
+
+
+class SubscriptionIn(Inbound, kw_only=True):
+    channel: MailChannel
+    address: Address
+    source: Channel
+    member_id: MemberId | None = None
+
+
+class SubscriptionOut(msgspec.Struct, kw_only=True):
+    subscription_id: int
+    status: Literal["active"] = "active"
+
+
+class UnsubscribeIn(Inbound, kw_only=True):
+    channel: MailChannel
+    address: Address
+
+
+class UnsubscribedOut(msgspec.Struct, kw_only=True):
+    status: Literal["unsubscribed"] = "unsubscribed"
+
+
+class SmsInboundIn(Inbound, kw_only=True):
+    sender: Address = msgspec.field(name="from")
+    body: Annotated[str, Meta(max_length=1600)]  # ten concatenated SMS segments
+
+
+class SmsInboundOut(msgspec.Struct, kw_only=True):
+    action: Literal["unsubscribed", "renewed", "unchanged", "ignored"]
+    """What the text did: `unchanged` is a keyword whose outcome already held."""
+    keyword: str | None
+    """The keyword recognised (upper case), or null for any other text."""
+    detail: str
+    reply: str | None
+    """The text the SMS gateway should send back to the guest, or null for none."""
+
+
+class OfferIn(Inbound, kw_only=True):
+    code: Key
+    value_cents: Annotated[int, Meta(ge=1, le=1_000_000_000)]
+    channel: MailChannel
+
+
+class OfferOut(msgspec.Struct, kw_only=True):
+    offer_id: int
+    code: str
+    value_cents: int
+    channel: str
+    created_at: datetime
+    deliveries: int
+    """Subscriptions the offer was sent to: every active one of its channel when it was made."""

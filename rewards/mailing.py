@@ -1,0 +1,257 @@
+"""The mailing list and Guest Connect (texts): subscriptions, their consent record, offers.
+
+A subscription is one address on one channel. Every opt-in and opt-out is an event in
+`subscription_events` (where, when, and the keyword texted), written in the same
+transaction as the change of the subscription's status, so the consent record always
+explains the status.
+
+Choices, as the API documents them:
+- Subscribing answers 201 when it records an opt-in (a new subscription, or the renewal of
+  an unsubscribed one, with the same id), and 200 with the same id when the address is
+  already subscribed (nothing is written).
+- Unsubscribing answers 200 `unsubscribed` for any well-formed address, known or not: the
+  outcome the guest asked for holds either way, and a 404 would tell the caller whether an
+  address is on the list. An unknown address is not stored.
+- Texts: STOP, STOPALL, UNSUBSCRIBE, CANCEL, END and QUIT stop the sender's texts; START
+  and UNSTOP (the carriers' opt-back-in words) renew a subscription that was stopped. YES
+  is not taken as consent: it answers any question. Nothing else changes anything.
+"""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+import msgspec
+
+from rewards import errors
+from rewards.db import Database
+from rewards.schemas import (
+    Email,
+    OfferIn,
+    OfferOut,
+    SmsInboundIn,
+    SmsInboundOut,
+    SubscriptionIn,
+    SubscriptionOut,
+    UnsubscribeIn,
+)
+
+STOP_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+START_KEYWORDS = frozenset({"START", "UNSTOP"})
+
+STOPPED_REPLY = "Westique: you are unsubscribed and will receive no more texts. Reply START to resubscribe."
+RESTARTED_REPLY = "Westique: you are subscribed to texts again. Reply STOP to unsubscribe."
+
+_PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
+_E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
+_NANP = re.compile(r"^[2-9][0-9]{9}$")  # a US or Canadian number without its country code
+
+
+def normalize_phone(text: str) -> str | None:
+    """The number in E.164 (`+15551234567`), or None when it is not a phone number.
+
+    Spaces, dots, dashes and parentheses are dropped; a 10-digit number, or an 11-digit
+    one starting with 1, is taken as North American (+1).
+    """
+    digits = _PHONE_PUNCTUATION.sub("", text)
+    if _NANP.match(digits):
+        digits = "+1" + digits
+    elif len(digits) == 11 and digits.isdigit() and digits.startswith("1") and _NANP.match(digits[1:]):
+        digits = "+" + digits
+    return digits if _E164.match(digits) else None
+
+
+def normalize_address(channel: str, address: str, *, field: str = "address") -> str:
+    """The address as stored: an email in lower case, a phone number in E.164."""
+    text = address.strip()
+    if channel == "sms":
+        phone = normalize_phone(text)
+        if phone is None:
+            raise errors.ValidationFailed("an sms address is a phone number such as +15551234567", field=field)
+        return phone
+    try:
+        return msgspec.convert(text, Email).lower()
+    except msgspec.ValidationError as exc:
+        raise errors.ValidationFailed("an email address looks like name@example.com", field=field) from exc
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+async def _check_member(conn: asyncpg.Connection, member_id: int) -> None:
+    # FOR SHARE: an erasure running now (it locks the member row) either finishes first and
+    # refuses us, or waits and then erases this subscription with the rest
+    erased_at = await conn.fetchrow("SELECT erased_at FROM members WHERE id = $1 FOR SHARE", member_id)
+    if erased_at is None:
+        raise errors.NotFound(f"member {member_id} does not exist")
+    if erased_at["erased_at"] is not None:
+        raise errors.MemberNotActive(
+            f"member {member_id}'s personal data was erased; subscribe the address without member_id"
+        )
+
+
+async def subscribe(db: Database, request: SubscriptionIn) -> tuple[bool, SubscriptionOut]:
+    """Opt an address in; returns (opt-in recorded, answer). Already subscribed: (False, same id)."""
+    address = normalize_address(request.channel, request.address)
+
+    async def work(conn: asyncpg.Connection) -> tuple[bool, SubscriptionOut]:
+        if request.member_id is not None:
+            await _check_member(conn, request.member_id)
+        found = await conn.fetchrow(
+            """SELECT id, status FROM subscriptions
+               WHERE channel = $1 AND lower(address) = lower($2) AND address IS NOT NULL FOR UPDATE""",
+            request.channel, address,
+        )
+        if found is None:
+            # a racing twin's insert makes this a unique violation: the transaction is run
+            # again and finds the twin's subscription
+            subscription_id = await conn.fetchval(
+                """INSERT INTO subscriptions (channel, address, member_id, status, source)
+                   VALUES ($1, $2, $3, 'active', $4) RETURNING id""",
+                request.channel, address, request.member_id, request.source,
+            )
+            await _record(conn, subscription_id, "subscribed", request.source)
+            return True, SubscriptionOut(subscription_id=subscription_id)
+        if found["status"] == "active":
+            if request.member_id is not None:
+                await conn.execute(
+                    "UPDATE subscriptions SET member_id = $2 WHERE id = $1 AND member_id IS DISTINCT FROM $2",
+                    found["id"], request.member_id,
+                )
+            return False, SubscriptionOut(subscription_id=found["id"])
+        await _renew(conn, found["id"], request.source, member_id=request.member_id)
+        return True, SubscriptionOut(subscription_id=found["id"])
+
+    return await db.transaction(work)
+
+
+async def _record(conn: asyncpg.Connection, subscription_id: int, kind: str, source: str,
+                  detail: str | None = None) -> None:
+    await conn.execute(
+        "INSERT INTO subscription_events (subscription_id, kind, source, detail) VALUES ($1, $2, $3, $4)",
+        subscription_id, kind, source, detail,
+    )
+
+
+async def _renew(conn: asyncpg.Connection, subscription_id: int, source: str, *,
+                 member_id: int | None = None, detail: str | None = None) -> None:
+    """A later opt-in: the subscription is active again, from this opt-in's source and time."""
+    await conn.execute(
+        """UPDATE subscriptions SET status = 'active', unsubscribed_at = NULL, subscribed_at = now(),
+                                    source = $2, member_id = coalesce($3, member_id)
+           WHERE id = $1""",
+        subscription_id, source, member_id,
+    )
+    await _record(conn, subscription_id, "renewed", source, detail)
+
+
+# One statement: the status changes only if the subscription is active, and the event is
+# written only for a change, so a repeated unsubscribe records nothing.
+UNSUBSCRIBE = """
+    WITH stopped AS (
+        UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = now()
+        WHERE channel = $1 AND lower(address) = lower($2) AND address IS NOT NULL AND status = 'active'
+        RETURNING id
+    )
+    INSERT INTO subscription_events (subscription_id, kind, source, detail)
+    SELECT id, 'unsubscribed', $3, $4 FROM stopped
+    RETURNING subscription_id"""
+
+
+async def _unsubscribe(db: Database, channel: str, address: str, source: str, detail: str | None = None) -> bool:
+    """Stop the address's subscription; True if it was active."""
+    return bool(await db.transaction(lambda conn: conn.fetch(UNSUBSCRIBE, channel, address, source, detail)))
+
+
+async def unsubscribe(db: Database, request: UnsubscribeIn) -> None:
+    """Unsubscribe by link: the address is unsubscribed afterwards, whether or not it was known."""
+    await _unsubscribe(db, request.channel, normalize_address(request.channel, request.address), "link")
+
+
+async def sms_inbound(db: Database, text: SmsInboundIn) -> SmsInboundOut:
+    """A text from a guest: the carriers' keywords stop or restart texts; anything else is ignored."""
+    sender = normalize_address("sms", text.sender, field="from")
+    keyword = text.body.strip().upper()
+    if keyword in STOP_KEYWORDS:
+        if await _unsubscribe(db, "sms", sender, "sms", keyword):
+            return SmsInboundOut(action="unsubscribed", keyword=keyword, reply=STOPPED_REPLY,
+                                 detail="the sender's texts are stopped")
+        # carriers expect the confirmation whatever our list held
+        return SmsInboundOut(action="unchanged", keyword=keyword, reply=STOPPED_REPLY,
+                             detail="the sender had no active text subscription")
+    if keyword in START_KEYWORDS:
+        return await _restart(db, sender, keyword)
+    return SmsInboundOut(action="ignored", keyword=None, reply=None,
+                         detail="not a keyword (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, START, UNSTOP); "
+                                "nothing changed")
+
+
+async def _restart(db: Database, sender: str, keyword: str) -> SmsInboundOut:
+    async def work(conn: asyncpg.Connection) -> SmsInboundOut:
+        found = await conn.fetchrow(
+            """SELECT id, status FROM subscriptions
+               WHERE channel = 'sms' AND lower(address) = lower($1) AND address IS NOT NULL FOR UPDATE""",
+            sender,
+        )
+        if found is None:
+            # a first opt-in needs its consent taken at a register or online, with its source
+            return SmsInboundOut(action="unchanged", keyword=keyword, reply=None,
+                                 detail="the sender has no text subscription to restart")
+        if found["status"] == "active":
+            return SmsInboundOut(action="unchanged", keyword=keyword, reply=RESTARTED_REPLY,
+                                 detail="the sender's texts were not stopped")
+        await _renew(conn, found["id"], "sms", detail=keyword)
+        return SmsInboundOut(action="renewed", keyword=keyword, reply=RESTARTED_REPLY,
+                             detail="the sender's texts are restarted")
+
+    return await db.transaction(work)
+
+
+# --- offers ----------------------------------------------------------------------------------
+
+# One statement: the offer, and a delivery to every active subscription of its channel.
+# A code already taken inserts nothing (and sends nothing again).
+MAKE_OFFER = """
+    WITH offer AS (
+        INSERT INTO offers (code, value_cents, channel) VALUES ($1, $2, $3)
+        ON CONFLICT (code) DO NOTHING
+        RETURNING id, code, value_cents, channel, created_at
+    ), sent AS (
+        INSERT INTO offer_deliveries (offer_id, subscription_id, sent_at)
+        SELECT offer.id, s.id, offer.created_at
+        FROM offer JOIN subscriptions s ON s.channel = offer.channel AND s.status = 'active'
+        RETURNING 1
+    )
+    SELECT offer.*, (SELECT count(*) FROM sent) AS deliveries FROM offer"""
+
+EARLIER_OFFER = """
+    SELECT o.id, o.code, o.value_cents, o.channel, o.created_at,
+           (SELECT count(*) FROM offer_deliveries d WHERE d.offer_id = o.id) AS deliveries
+    FROM offers o WHERE o.code = $1"""
+
+
+def _offer_out(row: asyncpg.Record) -> OfferOut:
+    return OfferOut(offer_id=row["id"], code=row["code"], value_cents=row["value_cents"], channel=row["channel"],
+                    created_at=row["created_at"], deliveries=row["deliveries"])
+
+
+async def make_offer(db: Database, offer: OfferIn) -> tuple[bool, OfferOut]:
+    """Make an offer and send it to the channel's subscribers; returns (created, answer).
+
+    The code is the idempotency key: the same offer again answers (False, the first answer);
+    the same code with another value or channel is an `idempotency_conflict`.
+    """
+
+    async def work(conn: asyncpg.Connection) -> tuple[bool, OfferOut]:
+        row = await conn.fetchrow(MAKE_OFFER, offer.code, offer.value_cents, offer.channel)
+        if row is not None:
+            return True, _offer_out(row)
+        earlier = await conn.fetchrow(EARLIER_OFFER, offer.code)
+        if (earlier["value_cents"], earlier["channel"]) != (offer.value_cents, offer.channel):
+            raise errors.IdempotencyConflict(
+                f"offer {offer.code} exists with value_cents {earlier['value_cents']} on {earlier['channel']}"
+            )
+        return False, _offer_out(earlier)
+
+    return await db.transaction(work)
