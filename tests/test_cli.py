@@ -1,0 +1,178 @@
+"""The real `rewards` console script, run as a subprocess against the test server.
+
+`keys create` runs against the session's database, so its tokens can be tried over HTTP;
+`migrate`, `demo` and `verify` (and the tampering) run against a scratch database of
+their own, so no other test ever sees a tampered ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.conftest import _with_database, auth
+
+TOKEN = re.compile(r"^wr_[A-Za-z0-9_\-]{40,}$")
+
+
+def rewards_script() -> str:
+    beside = Path(sys.executable).with_name("rewards")
+    found = str(beside) if beside.exists() else shutil.which("rewards")
+    assert found, "the `rewards` console script is not installed (pip install -e .)"
+    return found
+
+
+async def rewards(database_url: str, *args: str, tmp_path: Path) -> tuple[int, str, str]:
+    """Run `rewards ARGS` with DATABASE_URL set; (exit code, stdout, stderr)."""
+    env = {**os.environ, "DATABASE_URL": database_url, "REWARDS_DATA_DIR": str(tmp_path / "data"),
+           "NO_COLOR": "1", "COLUMNS": "200"}
+    process = await asyncio.create_subprocess_exec(
+        rewards_script(), *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture(scope="module")
+async def scratch_url(database_url: str) -> AsyncIterator[str]:
+    """An empty database on the same server, not yet migrated."""
+    name = f"rewards_cli_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = await asyncpg.connect(_with_database(database_url, "postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(database_url, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+# --- migrate --------------------------------------------------------------------------------------
+
+
+async def test_migrate_applies_every_file_once_then_says_up_to_date(scratch_url: str, tmp_path: Path) -> None:
+    code, out, err = await rewards(scratch_url, "migrate", tmp_path=tmp_path)
+    assert code == 0, err
+    sql_files = sorted(p.name for p in (Path(__file__).resolve().parent.parent / "sql").glob("*.sql"))
+    assert out.strip() == "applied: " + ", ".join(sql_files)
+
+    code, out, err = await rewards(scratch_url, "migrate", tmp_path=tmp_path)
+    assert (code, out.strip()) == (0, "the schema is up to date"), err
+    conn = await asyncpg.connect(scratch_url)
+    try:
+        recorded = [r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations ORDER BY name")]
+    finally:
+        await conn.close()
+    assert recorded == sql_files
+
+
+async def test_migrate_on_the_session_database_is_up_to_date(database_url: str, tmp_path: Path) -> None:
+    code, out, err = await rewards(database_url, "migrate", tmp_path=tmp_path)
+    assert (code, out.strip()) == (0, "the schema is up to date"), err
+
+
+# --- keys -----------------------------------------------------------------------------------------
+
+
+async def test_keys_create_prints_the_token_alone_on_its_last_line_and_it_works(
+    database_url: str, client: Any, keys: dict[str, str], member: int, tmp_path: Path
+) -> None:
+    code, out, err = await rewards(database_url, "keys", "create", "--scope", "checkout", "--label", "till 4",
+                                   tmp_path=tmp_path)
+    assert code == 0, err
+    token = out.splitlines()[-1]
+    assert TOKEN.match(token), out
+    assert token not in err
+    balance = await client.get(f"/v1/members/{member}/balance", headers=auth(token))
+    assert balance.status_code == 200, balance.text
+    assert balance.json()["member_id"] == member
+    # a checkout key is refused outside its scope
+    profile = await client.get(f"/v1/members/{member}", headers=auth(token))
+    assert profile.status_code == 403
+    assert profile.json()["code"] == "forbidden"
+    # the token is stored only as its hash
+    rows = await asyncpg.connect(database_url)
+    try:
+        assert await rows.fetchval("SELECT count(*) FROM api_keys WHERE token_hash::text LIKE '%' || $1 || '%'",
+                                   token) == 0
+        assert await rows.fetchval("SELECT scopes FROM api_keys WHERE label = 'till 4' ORDER BY id DESC LIMIT 1") \
+            == ["checkout"]
+    finally:
+        await rows.close()
+
+
+async def test_keys_create_guest_token_reads_its_own_member_only(
+    database_url: str, client: Any, make_member: Any, tmp_path: Path
+) -> None:
+    mine, theirs = await make_member(), await make_member()
+    code, out, err = await rewards(database_url, "keys", "create", "--scope", "guest", "--member", str(mine),
+                                   tmp_path=tmp_path)
+    assert code == 0, err
+    token = out.splitlines()[-1]
+    assert TOKEN.match(token), out
+    assert (await client.get(f"/v1/members/{mine}", headers=auth(token))).status_code == 200
+    assert (await client.get(f"/v1/members/{mine}/balance", headers=auth(token))).status_code == 200
+    other = await client.get(f"/v1/members/{theirs}", headers=auth(token))
+    assert other.status_code == 403
+    assert other.json()["code"] == "forbidden"
+    enroll = await client.post("/v1/members", json={}, headers=auth(token))
+    assert enroll.status_code == 403
+
+
+@pytest.mark.parametrize("args", [
+    ("--scope", "guest"),                               # a guest token names its member
+    ("--scope", "guest", "--member", "999999999"),       # a member that exists
+])
+async def test_keys_create_refuses_bad_requests_and_prints_no_token(
+    database_url: str, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    code, out, err = await rewards(database_url, "keys", "create", *args, tmp_path=tmp_path)
+    assert code != 0
+    assert not TOKEN.search(out + err)
+    assert err.strip()
+
+
+# --- demo and verify ------------------------------------------------------------------------------
+
+
+async def test_demo_then_verify_is_sound_and_tampering_makes_verify_fail(
+    scratch_url: str, tmp_path: Path
+) -> None:
+    code, out, err = await rewards(scratch_url, "demo", "--members", "30", "--purchases", "300", tmp_path=tmp_path)
+    assert code == 0, err
+    summary = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    assert (summary["members"], summary["purchases"]) == ("30", "300")
+    assert int(summary["rewards_issued"]) > 0
+
+    code, out, err = await rewards(scratch_url, "verify", tmp_path=tmp_path)
+    assert code == 0, out + err
+    assert "sound" in out
+
+    conn = await asyncpg.connect(scratch_url)
+    try:
+        counts = await conn.fetchrow("SELECT (SELECT count(*) FROM members) AS m, (SELECT count(*) FROM purchases) AS p,"
+                                     " (SELECT count(*) FROM ledger) AS l")
+        assert (counts["m"], counts["p"]) == (30, 300) and counts["l"] >= 300
+        victim = await conn.fetchval("SELECT min(id) FROM members")
+        await conn.execute("UPDATE members SET point_cents = point_cents + 250 WHERE id = $1", victim)
+    finally:
+        await conn.close()
+
+    code, out, err = await rewards(scratch_url, "verify", tmp_path=tmp_path)
+    assert code == 1, out + err
+    assert f"a member's balance equals the sum of their ledger entries: member_id={victim}," in out
+    assert "1 problem(s) found" in err
+
+    code, out, _ = await rewards(scratch_url, "verify", "--no-recompute", tmp_path=tmp_path)
+    assert code == 1
+    assert f"member_id={victim}," in out
