@@ -75,6 +75,10 @@ class ReturnExceedsPurchase(DomainError):
     status, code, title = 422, "return_exceeds_purchase", "The return exceeds what was bought"
 
 
+class UnknownOffer(DomainError):
+    status, code, title = 422, "unknown_offer", "The purchase names an offer that was never made"
+
+
 class NoEstimate(DomainError):
     status, code, title = 422, "no_estimate", "There is no estimate of value to state"
 

@@ -124,6 +124,12 @@ async def post_purchase(db: Database, rulebook: Rulebook, purchase: PurchaseIn) 
             f"reward {row['detail']} is not this member's, not issued, expired, or worth less than tendered",
             reward_code=row["detail"],
         )
+    if outcome in ("unknown_offer", "offer_exceeds_value"):
+        i = next(i for i, offer in enumerate(purchase.offers) if offer.code == row["detail"])
+        if outcome == "unknown_offer":
+            raise errors.UnknownOffer(f"offer {row['detail']} does not exist", field=f"offers[{i}].code")
+        raise errors.ValidationFailed(f"the discount exceeds offer {row['detail']}'s value",
+                                      field=f"offers[{i}].discount_cents")
     answer = PurchaseOut(
         purchase_id=purchase.purchase_id,
         member_id=row["member_id"],

@@ -2,7 +2,9 @@
 -- rewards tendered, then write the purchase, its ledger entries, the rewards it issues
 -- and the new balance. The earning itself is computed by rewards/rules.py and passed in;
 -- this function only applies it. Errors come back as an outcome, before anything is
--- written, so a refused posting writes nothing.
+-- written, so a refused posting writes nothing. Offer codes named on the purchase
+-- (`offers` in the body) must exist (sql/003_mailing.sql), so the mailing list's value
+-- counts only offers this service sent.
 CREATE FUNCTION post_purchase(
     p_ext_id          text,
     p_member_id       bigint,
@@ -42,6 +44,7 @@ DECLARE
     n_issued     integer;
     i            integer;
     redeemed_ids bigint[] := '{}';
+    bad_offer    record;
 BEGIN
     SELECT * INTO m FROM members WHERE id = p_member_id FOR UPDATE;
 
@@ -71,6 +74,22 @@ BEGIN
         RETURN QUERY SELECT 'member_not_active', m.status, NULL::bigint, NULL::bigint, NULL::bigint,
             NULL::bigint, NULL::bigint, NULL::text[], NULL::bigint[], NULL::timestamptz[], NULL::text[];
         RETURN;
+    END IF;
+
+    -- an offer named on the purchase must be one that was sent, and give no more than its value;
+    -- one index probe per offer named, and nothing at all for a purchase without offers
+    IF jsonb_array_length(coalesce(p_body->'offers', '[]')) > 0 THEN
+        SELECT u.code, f.id IS NULL AS unknown INTO bad_offer
+        FROM jsonb_to_recordset(p_body->'offers') AS u(code text, discount_cents bigint)
+        LEFT JOIN offers f ON f.code = u.code
+        WHERE f.id IS NULL OR u.discount_cents > f.value_cents
+        LIMIT 1;
+        IF FOUND THEN
+            RETURN QUERY SELECT CASE WHEN bad_offer.unknown THEN 'unknown_offer' ELSE 'offer_exceeds_value' END,
+                bad_offer.code, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
+                NULL::text[], NULL::bigint[], NULL::timestamptz[], NULL::text[];
+            RETURN;
+        END IF;
     END IF;
 
     FOR i IN 1 .. coalesce(array_length(p_reward_codes, 1), 0) LOOP

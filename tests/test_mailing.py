@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from rewards.mailing import normalize_phone
-from tests.conftest import auth, enrollment, purchase, unique
+from tests.conftest import auth, purchase, unique
 
 PROBLEM = "application/problem+json"
 
@@ -407,6 +407,61 @@ async def test_offer_refuses_bad_input(client, keys, db, body):
     assert await table_counts(db) == before
 
 
+# --- offers on purchases ---------------------------------------------------------------------
+
+
+async def make_offer(client: Any, keys: dict[str, str], value_cents: int = 500) -> str:
+    code = unique("OFF")
+    made = await client.post("/v1/offers", json={"code": code, "value_cents": value_cents, "channel": "email"},
+                             headers=auth(keys["admin"]))
+    assert made.status_code == 201, made.text
+    return code
+
+
+async def posted_rows(db: Any, member_id: int) -> tuple[int, ...]:
+    rows = await db.run(
+        """SELECT (SELECT count(*) FROM purchases WHERE member_id = $1) AS p,
+                  (SELECT count(*) FROM ledger WHERE member_id = $1) AS l,
+                  (SELECT point_cents FROM members WHERE id = $1) AS b""",
+        member_id,
+    )
+    return tuple(rows[0])
+
+
+async def test_a_purchase_records_the_discounts_of_offers_sent(client, keys, db, member):
+    code = await make_offer(client, keys, 500)
+    body = purchase(member, 4500, offers=[{"code": code, "discount_cents": 500}])
+    posted = await client.post("/v1/purchases", json=body, headers=auth(keys["checkout"]))
+    assert posted.status_code == 201, posted.text
+    assert posted.json()["qualifying_cents"] == 4500
+    stored = await db.run("SELECT body FROM purchases WHERE ext_id = $1", body["purchase_id"])
+    assert stored[0]["body"]["offers"] == [{"code": code, "discount_cents": 500}]
+    replay = await client.post("/v1/purchases", json=body, headers=auth(keys["checkout"]))
+    assert replay.status_code == 200 and replay.json() == posted.json()
+
+
+async def test_a_purchase_naming_an_unknown_offer_is_refused_and_writes_nothing(client, keys, db, member):
+    known = await make_offer(client, keys)
+    before = await posted_rows(db, member)
+    body = purchase(member, 3000, offers=[{"code": known, "discount_cents": 100},
+                                          {"code": unique("NEVER"), "discount_cents": 100}])
+    response = await client.post("/v1/purchases", json=body, headers=auth(keys["checkout"]))
+    assert_problem(response, 422, "unknown_offer", "offers[1].code")
+    assert await posted_rows(db, member) == before
+    # the same purchase without the unknown offer then posts
+    fixed = {**body, "offers": body["offers"][:1]}
+    assert (await client.post("/v1/purchases", json=fixed, headers=auth(keys["checkout"]))).status_code == 201
+
+
+async def test_a_discount_above_the_offers_value_is_refused_and_writes_nothing(client, keys, db, member):
+    code = await make_offer(client, keys, 500)
+    before = await posted_rows(db, member)
+    body = purchase(member, 3000, offers=[{"code": code, "discount_cents": 501}])
+    response = await client.post("/v1/purchases", json=body, headers=auth(keys["checkout"]))
+    assert_problem(response, 422, "validation_error", "offers[0].discount_cents")
+    assert await posted_rows(db, member) == before
+
+
 # --- scopes ----------------------------------------------------------------------------------
 
 ENDPOINTS = [
@@ -498,6 +553,3 @@ async def test_erased_subscriptions_receive_no_offers(client, keys, db, member):
 def test_phone_numbers_are_normalized_to_e164(given, stored):
     assert normalize_phone(given) == stored
 
-
-# keep the helpers imported by later sections in use
-_ = (enrollment, purchase)
