@@ -97,6 +97,19 @@ CHECKS: list[tuple[str, str]] = [
         """SELECT id AS member_id FROM members WHERE erased_at IS NOT NULL
              AND (name IS NOT NULL OR email IS NOT NULL OR phone IS NOT NULL OR birth_date IS NOT NULL)""",
     ),
+    (
+        "a subscription's status is the one its latest consent event gave it",
+        """SELECT s.id AS subscription_id, s.status, e.kind AS latest_event
+           FROM subscriptions s LEFT JOIN LATERAL (
+               SELECT kind FROM subscription_events WHERE subscription_id = s.id ORDER BY id DESC LIMIT 1
+           ) e ON true
+           WHERE e.kind IS NULL OR (s.status = 'active') <> (e.kind IN ('subscribed', 'renewed'))""",
+    ),
+    (
+        "an erased member keeps no subscription address",
+        """SELECT s.id AS subscription_id, m.id AS member_id FROM subscriptions s JOIN members m ON m.id = s.member_id
+           WHERE m.erased_at IS NOT NULL AND s.address IS NOT NULL""",
+    ),
 ]
 
 RECOMPUTE_BATCH = 5000

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import pytest
 
 from rewards.mailing import normalize_phone
+from rewards.verify import CHECKS
 from tests.conftest import auth, purchase, unique
 
 PROBLEM = "application/problem+json"
@@ -181,6 +183,15 @@ async def test_subscribe_for_an_erased_member_is_refused(client, keys, db, membe
     response = await subscribe(client, keys, "email", email(), member_id=member)
     assert_problem(response, 409, "member_not_active")
     assert await table_counts(db) == before
+
+
+async def test_racing_opt_ins_of_one_address_make_one_subscription(client, keys, db):
+    address = email()
+    answers = await asyncio.gather(*(subscribe(client, keys, "email", address) for _ in range(8)))
+    assert sorted(a.status_code for a in answers) == [200] * 7 + [201]
+    ids = {a.json()["subscription_id"] for a in answers}
+    assert len(ids) == 1
+    assert await events(db, ids.pop()) == [("subscribed", "store", None)]
 
 
 # --- unsubscribing by link -------------------------------------------------------------------
@@ -553,3 +564,45 @@ async def test_erased_subscriptions_receive_no_offers(client, keys, db, member):
 def test_phone_numbers_are_normalized_to_e164(given, stored):
     assert normalize_phone(given) == stored
 
+
+
+# --- verify ----------------------------------------------------------------------------------
+
+MAILING_CHECKS = [(what, query) for what, query in CHECKS if "subscription" in what]
+
+
+class Broken(Exception):
+    """Raised to roll back a deliberately broken state."""
+
+
+async def test_verify_finds_every_subscription_explained_by_its_consent_record(client, keys, db):
+    number = phone()
+    await subscribe(client, keys, "sms", number)
+    await text(client, keys, number, "STOP")
+    await text(client, keys, number, "START")
+    assert len(MAILING_CHECKS) == 2
+    async with db.connection() as conn:
+        for what, query in MAILING_CHECKS:
+            assert await conn.fetch(query) == [], what
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        "INSERT INTO subscriptions (channel, address, status, source) VALUES ('email', 'silent@example.com', 'active', 'store')",
+        """UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = now()
+           WHERE id = (SELECT max(id) FROM subscriptions WHERE status = 'active')""",
+        """UPDATE members SET name = NULL, email = NULL, phone = NULL, birth_date = NULL, external_id = NULL,
+                              status = 'cancelled', cancelled_at = now(), erased_at = now()
+           WHERE id = (SELECT max(member_id) FROM subscriptions WHERE address IS NOT NULL)""",
+    ],
+)
+async def test_verify_reports_a_subscription_without_its_consent_record(client, keys, db, member, breakage):
+    await subscribe(client, keys, "email", email(), member_id=member)
+    async with db.connection() as conn:
+        with pytest.raises(Broken):
+            async with conn.transaction():
+                await conn.execute(breakage)
+                found = [what for what, query in MAILING_CHECKS if await conn.fetch(query)]
+                assert len(found) == 1, found
+                raise Broken
