@@ -82,10 +82,10 @@ def normalize_address(channel: str, address: str, *, field: str = "address") -> 
 async def _check_member(conn: asyncpg.Connection, member_id: int) -> None:
     # FOR SHARE: an erasure running now (it locks the member row) either finishes first and
     # refuses us, or waits and then erases this subscription with the rest
-    erased_at = await conn.fetchrow("SELECT erased_at FROM members WHERE id = $1 FOR SHARE", member_id)
-    if erased_at is None:
+    row = await conn.fetchrow("SELECT erased_at FROM members WHERE id = $1 FOR SHARE", member_id)
+    if row is None:
         raise errors.NotFound(f"member {member_id} does not exist")
-    if erased_at["erased_at"] is not None:
+    if row["erased_at"] is not None:
         raise errors.MemberNotActive(
             f"member {member_id}'s personal data was erased; subscribe the address without member_id"
         )
