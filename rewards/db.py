@@ -19,6 +19,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -85,6 +86,14 @@ def describe_url(url: str) -> str:
     return f"{parts.scheme}://{parts.username or ''}@{host}{':' + str(parts.port) if parts.port else ''}{parts.path}"
 
 
+def _replace_if_closed(dbapi_connection: object, _record: object, _proxy: object) -> None:
+    """Checkout hook: a pooled connection the server has closed (a restart, a terminated backend)
+    is replaced by a new one instead of failing the request. asyncpg already knows it is closed,
+    so this costs no round trip, unlike `pool_pre_ping`."""
+    if dbapi_connection.driver_connection.is_closed():  # type: ignore[attr-defined]
+        raise sa_exc.DisconnectionError("the server closed this pooled connection")
+
+
 class Database:
     """The pool and the two ways of using it: a connection, or a transaction with retry."""
 
@@ -97,6 +106,7 @@ class Database:
             pool_timeout=5,
             connect_args={"command_timeout": 30, "server_settings": {"application_name": "rewards"}},
         )
+        event.listen(self.engine.sync_engine.pool, "checkout", _replace_if_closed)
 
     async def close(self) -> None:
         await self.engine.dispose()
