@@ -95,7 +95,8 @@ BEGIN
     FOR i IN 1 .. coalesce(array_length(p_reward_codes, 1), 0) LOOP
         SELECT * INTO r FROM rewards WHERE code = p_reward_codes[i] FOR UPDATE;
         IF NOT FOUND OR r.member_id <> p_member_id OR r.status <> 'issued'
-           OR p_occurred_at >= r.expires_at OR p_reward_amounts[i] > r.value_cents THEN
+           OR p_occurred_at >= r.expires_at OR p_occurred_at < r.issued_at  -- not before it existed
+           OR p_reward_amounts[i] > r.value_cents THEN
             RETURN QUERY SELECT 'reward_not_redeemable', p_reward_codes[i], NULL::bigint, NULL::bigint,
                 NULL::bigint, NULL::bigint, NULL::bigint, NULL::text[], NULL::bigint[], NULL::timestamptz[],
                 NULL::text[];

@@ -297,3 +297,12 @@ async def test_reward_codes_are_unguessable(client, keys, member):
     assert len({code[-8:] for code in codes}) == 5  # not a counter
 
 
+
+
+async def test_reward_cannot_be_redeemed_by_a_purchase_dated_before_its_issue(client, keys, db, member):
+    code = await _reward_of(client, keys, member)
+    before = await row_counts(db)
+    earlier = _redeeming(member, code, occurred_at=datetime.now(UTC) - timedelta(days=2))
+    problem(await client.post("/v1/purchases", json=earlier, headers=auth(keys["checkout"])), 409,
+            "reward_not_redeemable")
+    assert await row_counts(db) == before
