@@ -4,5 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-routes: list[Any] = []
-commands: list[Any] = []
+from incentives.api import ROUTES
+from incentives.cli import report
+
+routes: list[Any] = list(ROUTES)
+commands: list[Any] = [report]

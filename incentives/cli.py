@@ -1,0 +1,94 @@
+"""`rewards report`: the incentive-value report (the notice's figures) and the liability report.
+
+Registered through `incentives.plugin`; `rewards.cli` is imported inside the commands only,
+since it loads this module while it is itself being imported.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import click
+
+from incentives import reports
+from incentives.notice import dollars
+from incentives.render import FORMATS
+from incentives.valuation import METHODS, PROGRAMS, Period, ReportRequest
+
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def last_year(today: date | None = None) -> Period:
+    """The previous calendar year: what the notice's figures usually describe."""
+    year = (today or datetime.now(UTC).date()).year - 1
+    return Period(date(year, 1, 1), date(year, 12, 31))
+
+
+def _run(work):  # type: ignore[no-untyped-def]
+    from rewards.cli import with_database
+    from rewards.errors import DomainError
+
+    try:
+        return with_database(work)
+    except DomainError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.detail}") from exc
+
+
+def _write(body: bytes, out: Path | None) -> None:
+    if out is None:
+        click.echo(body, nl=False)
+    else:
+        out.write_bytes(body)
+        click.echo(f"wrote {out} ({len(body):,} bytes)", err=True)
+
+
+@click.group()
+def report() -> None:
+    """Compliance reports: the value of personal information behind the notice, and the liability."""
+
+
+@report.command("incentive-value")
+@click.option("--program", type=click.Choice(PROGRAMS), default="rewards", show_default=True)
+@click.option("--from", "from_", type=DATE, default=None, help="First day of the period (UTC) [last year's Jan 1].")
+@click.option("--to", "to", type=DATE, default=None, help="Last day of the period, included [last year's Dec 31].")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
+              help="Write the report to FILE instead of standard output.")
+@click.option("--method", type=click.Choice(METHODS), default="expenses", show_default=True,
+              help="The 11 CCR §7081(a) method.")
+@click.option("--program-expense-cents", type=click.IntRange(0), default=None,
+              help="The program's expense for the period (method expenses_plus_program).")
+@click.option("--min-cell-size", type=click.IntRange(1), default=None,
+              help="Withhold any segment with fewer members (for figures to publish).")
+def incentive_value(program: str, from_: datetime | None, to: datetime | None, fmt: str, out: Path | None,
+                    method: str, program_expense_cents: int | None, min_cell_size: int | None) -> None:
+    """The value of members' personal information for a period, with the notice paragraph.
+
+    Without --from and --to: last calendar year. Exits 1 with `no_estimate` when there is
+    no estimate to state.
+    """
+    default = last_year()
+    period = Period(from_.date() if from_ else default.start, to.date() if to else default.end)
+    request = ReportRequest(program=program, period=period, method=method,
+                            program_expense_cents=program_expense_cents, min_cell_size=min_cell_size)
+    result = _run(lambda db: reports.incentive_value(db, request))
+    _write(reports.incentive_value_document(result, fmt), out)
+    r = result.report
+    click.echo(
+        f"{r.program} {period.start}..{period.end}: {dollars(r.annualized_value_per_member_cents or 0)} per "
+        f"{'member' if program == 'rewards' else 'subscriber'} per year ({r.members.counted:,} counted, "
+        f"method {method}); digest {r.reproducibility.digest[:16]}",
+        err=True,
+    )
+
+
+@report.command("liability")
+@click.option("--as-of", "as_of", type=DATE, required=True, help="The date whose close the report describes (UTC).")
+@click.option("--format", "fmt", type=click.Choice(("json", "csv")), default="json", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None)
+def liability(as_of: datetime, fmt: str, out: Path | None) -> None:
+    """Points outstanding and rewards issued but not redeemed, aged by expiry."""
+    result = _run(lambda db: reports.liability(db, as_of.date()))
+    _write(reports.liability_document(result, fmt), out)
+    click.echo(f"liability at the close of {as_of.date()}: {dollars(result.total_liability_cents)}", err=True)

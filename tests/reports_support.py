@@ -1,0 +1,196 @@
+"""Hand-built programs for the report tests, in a database of their own.
+
+The reports count everyone in a period, so a report test cannot share its database with
+tests that enroll members and post purchases at the same time. These fixtures make one
+private database per pytest session (same server, schema from sql/ as in production),
+with its own app and client, and empty it before each report test: every figure a test
+asserts comes from the members, purchases and subscriptions that test made by hand.
+Business times are set in the past (2025) through the real code paths: purchases through
+the API with their `occurred_at`, cancellations and erasures through `rewards.members`
+with a past clock; only enrollment and subscription times are back-dated in SQL.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from rewards import members
+from rewards.app import create_app
+from rewards.auth import create_key
+from rewards.config import load_settings
+from rewards.db import Database, migrate
+from tests.conftest import _with_database, auth, enrollment, purchase, unique
+
+# emptied before each report test; CASCADE takes any table that refers to these
+TABLES = ("ledger", "rewards", "purchase_returns", "purchases", "consents", "offer_deliveries", "offers",
+          "subscription_events", "subscriptions", "api_keys", "members")
+
+
+@pytest.fixture(scope="session")
+async def report_database_url(database_url: str) -> AsyncIterator[str]:
+    name = f"rewards_reports_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = await asyncpg.connect(_with_database(database_url, "postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(database_url, name)
+    conn = await asyncpg.connect(url)
+    await migrate(conn)
+    await conn.close()
+    try:
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def report_client(report_database_url: str) -> AsyncIterator[AsyncTestClient]:
+    before = os.environ.get("DATABASE_URL")
+    app = create_app(msgspec.structs.replace(load_settings(), database_url=report_database_url))
+    async with AsyncTestClient(app=app) as client:
+        # the app's start-up may have set DATABASE_URL; the rest of the session keeps its own
+        if before is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = before
+        yield client
+
+
+def at(text: str) -> datetime:
+    """An aware time from '2025-02-01' or '2025-02-01T10:00:00+00:00' (UTC when no zone)."""
+    return datetime.fromisoformat(text if "T" in text else text + "T12:00:00+00:00")
+
+
+@pytest.fixture(scope="session")
+async def report_db(report_database_url: str) -> AsyncIterator[Database]:
+    """The private database from the tests' own event loop (the app's pool lives in the client's)."""
+    database = Database(report_database_url, pool_size=4)
+    yield database
+    await database.close()
+
+
+@dataclass
+class Program:
+    """A program written by hand into the private database, through the service's own paths."""
+
+    client: AsyncTestClient
+    db: Database
+    keys: dict[str, str]
+    url: str
+
+    async def member(self, enrolled: str) -> int:
+        response = await self.client.post("/v1/members", json=enrollment(), headers=auth(self.keys["guest_services"]))
+        assert response.status_code == 201, response.text
+        member_id = response.json()["member_id"]
+        await self.db.run("UPDATE members SET enrolled_at = $2 WHERE id = $1", member_id, at(enrolled))
+        await self.db.run("UPDATE consents SET accepted_at = $2 WHERE member_id = $1", member_id, at(enrolled))
+        return member_id
+
+    async def buy(self, member_id: int, amount_cents: int, when: str, *, method: str = "cash",
+                  rewards: tuple[str, ...] = (), offers: tuple[tuple[str, int], ...] = (),
+                  category: str = "apparel") -> dict[str, Any]:
+        """A purchase of `amount_cents`: each reward in `rewards` pays $10 of it, `method` the rest."""
+        tenders = [{"method": "reward", "amount_cents": 1000, "reward_code": code} for code in rewards]
+        rest = amount_cents - 1000 * len(rewards)
+        if rest:
+            tenders.append({"method": method, "amount_cents": rest})
+        body = purchase(member_id, amount_cents, category=category, occurred_at=at(when), tenders=tenders,
+                        offers=[{"code": c, "discount_cents": d} for c, d in offers])
+        response = await self.client.post("/v1/purchases", json=body, headers=auth(self.keys["checkout"]))
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def give_back(self, purchase_id: str, amount_cents: int, when: str) -> dict[str, Any]:
+        body = {"return_id": unique("r"), "occurred_at": at(when).isoformat(),
+                "lines": [{"sku": "SKU-1", "quantity": 1, "amount_cents": amount_cents}]}
+        response = await self.client.post(f"/v1/purchases/{purchase_id}/returns", json=body,
+                                          headers=auth(self.keys["checkout"]))
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def cancel(self, member_id: int, when: str) -> None:
+        await self.db.transaction(lambda conn: members._cancel(conn, member_id, at(when)))
+
+    async def erase(self, member_id: int, when: str) -> None:
+        async def work(conn: asyncpg.Connection) -> None:
+            await members._cancel(conn, member_id, at(when))
+            for statement in members.PERSONAL_DATA_ERASERS:
+                await conn.execute(statement, member_id, at(when))
+
+        await self.db.transaction(work)
+
+    async def subscription(self, channel: str, address: str, member_id: int | None,
+                           events: tuple[tuple[str, str], ...]) -> int:
+        """A subscription with its consent record: events as (kind, when), the first an opt-in."""
+        last_kind, last_when = events[-1]
+        first_when = events[0][1]
+        opted_in = [w for k, w in events if k != "unsubscribed"][-1]
+        subscription_id = await self.db.run(
+            """INSERT INTO subscriptions (channel, address, member_id, status, source, subscribed_at, unsubscribed_at)
+               VALUES ($1, $2, $3, $4, 'store', $5, $6) RETURNING id""",
+            channel, address, member_id, "unsubscribed" if last_kind == "unsubscribed" else "active",
+            at(opted_in), at(last_when) if last_kind == "unsubscribed" else None,
+        )
+        sid = subscription_id[0]["id"]
+        for kind, when in events:
+            await self.db.run(
+                "INSERT INTO subscription_events (subscription_id, kind, source, occurred_at) VALUES ($1, $2, $3, $4)",
+                sid, kind, "store" if kind != "unsubscribed" else "link", at(when),
+            )
+        assert first_when <= last_when
+        return sid
+
+    async def offer(self, code: str, value_cents: int, channel: str, created: str) -> int:
+        rows = await self.db.run(
+            "INSERT INTO offers (code, value_cents, channel, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            code, value_cents, channel, at(created),
+        )
+        return rows[0]["id"]
+
+    async def deliver(self, offer_id: int, subscription_id: int, sent: str) -> None:
+        await self.db.run("INSERT INTO offer_deliveries (offer_id, subscription_id, sent_at) VALUES ($1, $2, $3)",
+                          offer_id, subscription_id, at(sent))
+
+    async def report(self, program: str = "rewards", start: str = "2025-01-01", end: str = "2025-12-31",
+                     token: str | None = None, **params: Any) -> Any:
+        query = {"program": program, "from": start, "to": end, **{k: str(v) for k, v in params.items()}}
+        return await self.client.get("/v1/reports/incentive-value", params=query,
+                                     headers=auth(token or self.keys["compliance"]))
+
+    async def figures(self, program: str = "rewards", start: str = "2025-01-01", end: str = "2025-12-31",
+                      **params: Any) -> dict[str, Any]:
+        response = await self.report(program, start, end, **params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture
+async def program(report_client: AsyncTestClient, report_db: Database, report_database_url: str) -> Program:
+    db = report_db
+    await db.run(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    keys = {scope: await create_key(db, [scope]) for scope in ("checkout", "guest_services", "compliance", "admin")}
+    return Program(client=report_client, db=db, keys=keys, url=report_database_url)
+
+
+async def build_four_members(p: Program) -> dict[str, int]:
+    """The issue's example, in 2025: one pays $600 by card and redeems two rewards, one pays $300
+    cash and redeems one, one pays $150, one buys nothing. 5 rewards issued, 3 redeemed."""
+    a, b, c, d = [await p.member("2025-01-05") for _ in range(4)]
+    first = await p.buy(a, 60000, "2025-02-01", method="westique_credit_card")
+    codes_a = [r["code"] for r in first["rewards_issued"]]
+    assert len(codes_a) == 4
+    await p.buy(a, 2000, "2025-02-10", rewards=tuple(codes_a[:2]))
+    second = await p.buy(b, 30000, "2025-03-01")
+    (code_b,) = [r["code"] for r in second["rewards_issued"]]
+    await p.buy(b, 1000, "2025-03-05", rewards=(code_b,))
+    await p.buy(c, 15000, "2025-04-01")
+    return {"card": a, "cash": b, "small": c, "none": d}
