@@ -196,8 +196,13 @@ async def test_backend_terminated_mid_posting_writes_nothing_and_a_retry_posts_o
                          for b in bodies]
             in_flight.append(asyncio.create_task(http.post(
                 f"/v1/purchases/{first['purchase_id']}/returns", json=ret, headers=bearer(checkout))))
-            waiting = await wait_for(lambda: _waiting(watcher, 4), what="four postings waiting on the lock")
-            await watcher.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", waiting)
+            await wait_for(lambda: _waiting(watcher), what="the postings to wait on the lock")
+            await asyncio.sleep(0.3)  # all four are in the service now, waiting or queued to
+            assert not any(task.done() for task in in_flight)
+            while not all(task.done() for task in in_flight):  # postings may share a backend, or queue for one
+                await watcher.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid",
+                                      await service_backends(watcher, waiting_on_lock=True))
+                await asyncio.sleep(0.05)
             answers = await asyncio.gather(*in_flight)
             await lock.rollback()
             for answer in answers:
@@ -227,6 +232,5 @@ async def test_backend_terminated_mid_posting_writes_nothing_and_a_retry_posts_o
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
-async def _waiting(conn: asyncpg.Connection, n: int) -> list[int] | None:
-    pids = await service_backends(conn, waiting_on_lock=True)
-    return pids if len(pids) >= n else None
+async def _waiting(conn: asyncpg.Connection) -> list[int]:
+    return await service_backends(conn, waiting_on_lock=True)
