@@ -1,0 +1,102 @@
+"""The liability report at the close of a date, on the issue's four-member program (2025).
+
+The card member's four rewards are issued on Feb 1 (noon UTC) and expire on May 2; two are
+redeemed on Feb 10. The cash member's reward is issued on Mar 1 and redeemed on Mar 5. The
+third member's $150 (Apr 1) leaves 150 points, worth $5.00 at $10 per 300 points.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from tests.reports_support import (  # noqa: F401  (fixtures)
+    Program,
+    build_four_members,
+    program,
+    report_client,
+    report_database_url,
+    report_db,
+)
+
+EMPTY = {"count": 0, "cents": 0}
+
+
+async def liability(p: Program, as_of: str, **params: str) -> dict:
+    response = await p.client.get("/v1/reports/liability", params={"as_of": as_of, **params},
+                                  headers={"Authorization": f"Bearer {p.keys['compliance']}"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_liability_counts_points_and_open_rewards_by_expiry(program: Program):
+    await build_four_members(program)
+    report = await liability(program, "2025-04-15")
+    assert report == {
+        "as_of": "2025-04-15",
+        "cutoff": "2025-04-16T00:00:00Z",
+        "reward_rate": {"rules_version": 1, "reward_threshold_points": 300, "reward_value_cents": 1000},
+        "points_outstanding": {"point_cents": 15000, "points": 150, "value_cents": 500, "members": 1,
+                               "negative_point_cents": 0, "members_negative": 0},
+        "rewards_unredeemed": {
+            "count": 2, "cents": 2000, "outstanding_count": 2, "outstanding_cents": 2000,
+            "aged": {"expired": EMPTY, "within_30_days": {"count": 2, "cents": 2000}, "within_60_days": EMPTY,
+                     "within_90_days": EMPTY, "later": EMPTY},
+        },
+        "total_liability_cents": 2500,
+        "rows_read": {"ledger": 12, "rewards": 2},
+    }
+
+
+@pytest.mark.parametrize(("as_of", "bucket", "open_rewards", "points"), [
+    ("2025-02-05", "within_90_days", 4, 0),  # 4 issued, none redeemed yet; May 2 is 85 days away
+    ("2025-03-10", "within_60_days", 2, 0),  # 2 left after Feb 10; 52 days away
+    ("2025-04-15", "within_30_days", 2, 15000),
+    ("2025-06-01", "expired", 2, 15000),  # past May 2: no longer owed
+])
+async def test_open_rewards_age_by_expiry(program: Program, as_of: str, bucket: str, open_rewards: int, points: int):
+    await build_four_members(program)
+    report = await liability(program, as_of)
+    aged = report["rewards_unredeemed"]["aged"]
+    assert aged[bucket] == {"count": open_rewards, "cents": open_rewards * 1000}
+    assert all(v == EMPTY for k, v in aged.items() if k != bucket)
+    owed = 0 if bucket == "expired" else open_rewards * 1000
+    assert report["rewards_unredeemed"]["outstanding_cents"] == owed
+    assert report["points_outstanding"]["point_cents"] == points
+    assert report["total_liability_cents"] == owed + points // 30  # 300 points = $10
+
+
+async def test_liability_shows_negative_balances_apart_and_voids_on_cancel(program: Program):
+    member = await program.member("2025-01-05")
+    bought = await program.buy(member, 40000, "2025-03-10", method="westique_credit_card")  # 2 rewards, 200 left
+    await program.give_back(bought["purchase_id"], 20000, "2025-03-20")  # -400 points: -200
+    other = await program.member("2025-01-05")
+    await program.buy(other, 35000, "2025-04-01")  # 1 reward, 50 points left
+    await program.cancel(other, "2025-05-01")  # forfeits 50 points, voids the reward
+    before_cancel = await liability(program, "2025-04-30")
+    assert before_cancel["points_outstanding"]["point_cents"] == 5000
+    assert before_cancel["points_outstanding"]["negative_point_cents"] == 20000
+    assert before_cancel["points_outstanding"]["members_negative"] == 1
+    assert before_cancel["rewards_unredeemed"]["outstanding_count"] == 3
+    after_cancel = await liability(program, "2025-05-01")
+    assert after_cancel["points_outstanding"]["point_cents"] == 0
+    assert after_cancel["rewards_unredeemed"]["outstanding_count"] == 2
+    assert after_cancel["total_liability_cents"] == 2000
+
+
+async def test_liability_csv_and_scope(program: Program):
+    await build_four_members(program)
+    response = await program.client.get("/v1/reports/liability", params={"as_of": "2025-04-15", "format": "csv"},
+                                        headers={"Authorization": f"Bearer {program.keys['compliance']}"})
+    assert response.status_code == 200
+    rows = dict(csv.reader(io.StringIO(response.text)))
+    assert rows["total_liability_cents"] == "2500"
+    assert rows["rewards_unredeemed.aged.within_30_days.count"] == "2"
+    forbidden = await program.client.get("/v1/reports/liability", params={"as_of": "2025-04-15"},
+                                         headers={"Authorization": f"Bearer {program.keys['checkout']}"})
+    assert forbidden.status_code == 403
+    missing = await program.client.get("/v1/reports/liability",
+                                       headers={"Authorization": f"Bearer {program.keys['compliance']}"})
+    assert missing.status_code in (400, 422) and missing.json()["code"] == "validation_error"

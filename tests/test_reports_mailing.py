@@ -1,0 +1,110 @@
+"""The mailing_list report: a subscriber is valued by the offer discounts they redeemed.
+
+The subscriptions, their consent record, the offers and their deliveries are written by
+hand with 2025 dates; the purchases that redeem offers go through the API.
+"""
+
+from __future__ import annotations
+
+from tests.reports_support import (  # noqa: F401  (fixtures)
+    Program,
+    program,
+    report_client,
+    report_database_url,
+    report_db,
+)
+
+
+async def build_mailing_list(p: Program) -> dict[str, int]:
+    m1, m2, m3, m4, m5 = [await p.member("2023-01-05") for _ in range(5)]
+    s1 = await p.subscription("email", "one@example.com", m1, (("subscribed", "2025-01-10"),))
+    s2 = await p.subscription("sms", "+15550000001", m1, (("subscribed", "2025-02-01"),))  # same member: once
+    s3 = await p.subscription("email", "two@example.com", m2, (("subscribed", "2025-03-01"),
+                                                                ("unsubscribed", "2025-09-01")))
+    s4 = await p.subscription("email", "anon@example.com", None, (("subscribed", "2024-06-01"),))
+    await p.subscription("sms", "+15550000003", m3, (("subscribed", "2024-01-01"), ("unsubscribed", "2024-12-01")))
+    await p.subscription("email", "four@example.com", m4, (("subscribed", "2024-02-01"),
+                                                           ("unsubscribed", "2024-05-01"), ("renewed", "2025-06-01")))
+    s7 = await p.subscription("email", "five@example.com", m5, (("subscribed", "2025-04-01"),))
+    off10 = await p.offer("OFF10", 1000, "email", "2025-03-15")
+    txt5 = await p.offer("TXT5", 500, "sms", "2025-04-25")
+    for subscription in (s1, s3, s4, s7):
+        await p.deliver(off10, subscription, "2025-04-01")
+    await p.deliver(txt5, s2, "2025-05-01")
+    await p.buy(m1, 9000, "2025-04-10", method="westique_credit_card", offers=(("OFF10", 1000),))
+    await p.buy(m1, 4000, "2025-05-10", offers=(("TXT5", 500),))
+    await p.buy(m2, 5000, "2025-04-15", offers=(("OFF10", 1000),))
+    await p.buy(m2, 3000, "2025-10-01")  # after unsubscribing: still a subscriber of the period
+    await p.buy(m3, 2000, "2025-04-20", offers=(("OFF10", 1000),))  # not subscribed in 2025: not counted
+    await p.erase(m5, "2025-10-01")  # erasure records the opt-out and clears the address
+    return {"m1": m1, "m2": m2, "m3": m3, "m4": m4, "m5": m5}
+
+
+async def test_mailing_list_report_values_offer_discounts_redeemed(program: Program):
+    await build_mailing_list(program)
+    report = await program.figures("mailing_list")
+
+    assert report["program"] == "mailing_list"
+    assert report["method"]["code"] == "expenses"
+    assert "offer discounts" in report["method"]["description"]
+    # subscribers: m1 (two subscriptions), m2, the unlinked address, m4 (renewed), m5 (erased)
+    assert report["members"] == {"at_start": 1, "at_end": 3, "enrolled": 4, "cancelled": 2, "erased": 1,
+                                 "counted": 5}
+    assert report["spend"] == {"qualifying_cents": 9000 + 4000 + 5000 + 3000, "card_cents": 9000}
+    assert report["points"] == {"earned_point_cents": None, "bonus_point_cents": None,
+                                "reversed_point_cents": None, "forfeited_point_cents": None}
+    # offers sent: 4 x $10 by email, 1 x $5 by text; redeemed by subscribers: $10 + $5 (m1), $10 (m2)
+    assert report["rewards"] == {
+        "issued_count": 5, "issued_cents": 4500, "redeemed_count": 3, "redeemed_cents": 2500,
+        "expired_count": 0, "expired_cents": 0, "voided_count": 0, "voided_cents": 0, "redemption_rate": 0.6,
+    }
+    # values: $15, $10, $0, $0, $0
+    assert report["value_per_member_cents"] == {
+        "mean": 500, "median": 0, "p25": 0, "p75": 1000, "p90": 1500, "p99": 1500, "max": 1500, "share_zero": 0.6,
+    }
+    assert report["by_segment"] == {
+        "card_holders": {"counted": 1, "mean": 1500, "median": 1500, "p25": 1500, "p75": 1500, "p90": 1500,
+                         "p99": 1500, "max": 1500, "share_zero": 0.0, "suppressed": False},
+        "others": {"counted": 4, "mean": 250, "median": 0, "p25": 0, "p75": 0, "p90": 1000, "p99": 1000,
+                   "max": 1000, "share_zero": 0.75, "suppressed": False},
+    }
+    assert report["annualized_value_per_member_cents"] == 500
+    repro = report["reproducibility"]
+    assert repro["rules_versions"] == [1]
+    assert repro["rows_read"] == {"subscriptions": 7, "subscription_events": 12, "offer_deliveries": 5,
+                                  "offers": 2, "purchases": 5}
+    text = report["notice_text"]
+    assert "$5.00 per subscriber per year" in text
+    assert "5 subscribers" in text
+    assert "60% of subscribers redeemed no offer" in text
+    assert "$11.90 in offer discounts for every $100" in text  # $25 / $210
+    assert "texting STOP" in text and "unsubscribe" in text
+
+
+async def test_mailing_list_offers_sent_method(program: Program):
+    await build_mailing_list(program)
+    report = await program.figures("mailing_list", method="rewards_issued")
+    # m1 $10 + $5, m2 $10, unlinked $10, m5 $10, m4 nothing
+    assert report["value_per_member_cents"]["mean"] == 900
+    assert report["value_per_member_cents"]["max"] == 1500
+    assert report["value_per_member_cents"]["share_zero"] == 0.2
+    assert "offers sent to the 5 subscribers" in report["notice_text"]
+
+
+async def test_mailing_list_report_reproduces_and_sees_a_late_offer_use(program: Program):
+    people = await build_mailing_list(program)
+    first = await program.report("mailing_list")
+    assert first.content == (await program.report("mailing_list")).content
+    await program.buy(people["m4"], 6000, "2025-07-01", offers=(("OFF10", 800),))
+    later = (await program.report("mailing_list")).json()
+    assert later["reproducibility"]["digest"] != first.json()["reproducibility"]["digest"]
+    assert later["rewards"]["redeemed_cents"] == 3300
+    assert later["value_per_member_cents"]["share_zero"] == 0.4
+
+
+async def test_a_period_before_any_subscription_has_no_estimate(program: Program):
+    await build_mailing_list(program)
+    response = await program.report("mailing_list", start="2023-01-01", end="2023-12-31")
+    assert response.status_code == 422
+    assert response.json()["code"] == "no_estimate"
+    assert "subscriber" in response.json()["detail"]
