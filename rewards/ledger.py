@@ -1,20 +1,23 @@
 """Posting purchases and returns: one transaction each, idempotent by their keys.
 
 The earning is computed by `rewards.rules`; a purchase is then applied by the
-`post_purchase` database function in a single round trip (sql/002_post_purchase.sql).
+`post_purchase` database function in a single round trip (sql/002_post_purchase.sql),
+or, when postings arrive together, with others in one transaction (`GroupCommit`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import weakref
+from collections import defaultdict, deque
 from collections.abc import Iterable
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import msgspec
 
-from rewards import errors, rules
+from rewards import bulk, errors, rules
 from rewards.db import RETRYABLE, Database
 from rewards.idempotency import canonical, fingerprint
 from rewards.rulebook import Rulebook
@@ -87,20 +90,17 @@ async def quote(rulebook: Rulebook, purchase: PurchaseIn) -> QuoteOut:
 POST_PURCHASE = "SELECT * FROM post_purchase($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 
 
-async def post_purchase(db: Database, rulebook: Rulebook, purchase: PurchaseIn) -> tuple[bool, PurchaseOut]:
-    """Post a purchase; returns (created, answer). A replay returns (False, the first answer)."""
-    check_purchase(purchase, datetime.now(UTC))
-    version = await rulebook.in_force(purchase.occurred_at)
-    earned = purchase_earning(purchase, version)
-    body = canonical(purchase)
+def _function_args(posting: bulk.Posting) -> tuple:
+    """The arguments of the post_purchase database function for one posting."""
+    purchase, version, earned = posting.purchase, posting.version, posting.earned
     rewards_tendered = [(t.reward_code, t.amount_cents) for t in purchase.tenders if t.reward_code]
-    args = (
+    return (
         purchase.purchase_id,
         purchase.member_id,
         purchase.occurred_at,
         version.version,
-        fingerprint(body),
-        body.decode(),
+        posting.digest,
+        posting.body.decode(),
         earned.qualifying_cents,
         earned.card_cents,
         earned.base_point_cents,
@@ -111,7 +111,15 @@ async def post_purchase(db: Database, rulebook: Rulebook, purchase: PurchaseIn) 
         version.reward_value_cents,
         version.reward_validity_days,
     )
-    row = await _call_retrying(db, POST_PURCHASE, args)
+
+
+async def post_purchase(db: Database, rulebook: Rulebook, purchase: PurchaseIn) -> tuple[bool, PurchaseOut]:
+    """Post a purchase; returns (created, answer). A replay returns (False, the first answer)."""
+    check_purchase(purchase, datetime.now(UTC))
+    version = await rulebook.in_force(purchase.occurred_at)
+    earned = purchase_earning(purchase, version)
+    posting = bulk.Posting.of(purchase, version, earned)
+    row = await group_commit(db).post(posting)
     outcome = row["outcome"]
     if outcome == "idempotency_conflict":
         raise errors.IdempotencyConflict(f"purchase {purchase.purchase_id} was posted with a different body")
@@ -157,6 +165,88 @@ async def _call_retrying(db: Database, query: str, args: tuple, attempts: int = 
                 raise
             await asyncio.sleep(0.002 * attempt)
     raise AssertionError("unreachable")
+
+
+class GroupCommit:
+    """Concurrent postings share one transaction (group commit).
+
+    A posting joins the queue; while fewer than `connections` batches are in flight, it
+    starts one, which takes everything queued (up to `max_batch`). Alone, a posting goes
+    at once to the post_purchase function, one round trip; under load, the postings that
+    arrived while the database was busy are applied together by `rewards.bulk.apply`, so
+    the commit, the round trips and the per-row work of a dozen statements are paid once
+    per batch. A refused posting is just an outcome; if a batch fails as a whole (a racing
+    twin on another connection, say), its postings are posted again one by one, each in
+    its own transaction, so one bad posting never fails the others.
+    """
+
+    def __init__(self, db: Database, *, connections: int = 4, max_batch: int = 64) -> None:
+        self.db = db
+        self.connections = connections
+        self.max_batch = max_batch
+        self._queue: deque[tuple[bulk.Posting, asyncio.Future[Any]]] = deque()
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def post(self, posting: bulk.Posting) -> Any:
+        """The post_purchase row (or the same fields as a `bulk.Outcome`) for `posting`."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((posting, future))
+        if self._running < self.connections:
+            self._running += 1
+            task = asyncio.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
+                await self._flush(batch)
+        finally:
+            self._running -= 1
+
+    async def _flush(self, batch: list[tuple[bulk.Posting, asyncio.Future[Any]]]) -> None:
+        if len(batch) > 1:
+            try:
+                async with self.db.connection() as conn, conn.transaction():
+                    outcomes = await bulk.apply(conn, [posting for posting, _ in batch])
+            except asyncpg.PostgresError:
+                pass  # the whole batch rolled back: post its items one by one below
+            except Exception as exc:  # noqa: BLE001 - the database is unavailable: every caller hears it
+                for _, future in batch:
+                    _settle(future, exc)
+                return
+            else:
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    _settle(future, outcome)
+                return
+        for posting, future in batch:
+            try:
+                _settle(future, await _call_retrying(self.db, POST_PURCHASE, _function_args(posting)))
+            except Exception as exc:  # noqa: BLE001 - handed to the posting's own caller
+                _settle(future, exc)
+
+
+def _settle(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():  # the caller went away (client disconnected); the posting stands
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+_GROUP_COMMITS: weakref.WeakKeyDictionary[Database, GroupCommit] = weakref.WeakKeyDictionary()
+
+
+def group_commit(db: Database) -> GroupCommit:
+    """The database's group commit (one per Database, made on first use)."""
+    found = _GROUP_COMMITS.get(db)
+    if found is None:
+        found = _GROUP_COMMITS[db] = GroupCommit(db)
+    return found
 
 
 # --- returns ---------------------------------------------------------------------------------
