@@ -108,3 +108,26 @@ async def test_a_period_before_any_subscription_has_no_estimate(program: Program
     assert response.status_code == 422
     assert response.json()["code"] == "no_estimate"
     assert "subscriber" in response.json()["detail"]
+
+
+async def test_many_distinct_values_are_binned_and_percentiles_are_members_values(program: Program):
+    offer = await program.offer("BIG", 5000, "email", "2025-01-02")
+    for n in range(1, 27):  # 26 subscribers, who saved $1, $2, ... $26
+        member = await program.member("2025-01-05")
+        subscription = await program.subscription("email", f"s{n}@example.com", member, (("subscribed", "2025-01-06"),))
+        await program.deliver(offer, subscription, "2025-01-07")
+        await program.buy(member, 10000, "2025-02-01", offers=(("BIG", n * 100),))
+    report = await program.figures("mailing_list")
+    # percentile_disc: the first value whose cumulative share reaches p, over 26 values
+    assert report["value_per_member_cents"] == {
+        "mean": 1350, "median": 1300, "p25": 700, "p75": 2000, "p90": 2400, "p99": 2600, "max": 2600,
+        "share_zero": 0.0,
+    }
+    response = await program.report("mailing_list", format="csv")
+    bins = [list(map(int, line.split(","))) for line in response.text.split("\r\n\r\n")[1].split("\r\n")[1:] if line]
+    assert bins[0] == [0, 0, 0]  # nobody at $0
+    assert len(bins) == 21  # $0, then 20 equal bins up to the maximum
+    assert bins[-1][1] == 2600
+    assert all(later[0] == earlier[1] + 1 for earlier, later in zip(bins[1:], bins[2:]))
+    assert sum(members for _, _, members in bins) == 26
+    assert all(members >= 1 for _, _, members in bins[1:])  # bins 130 cents wide, values 100 apart
