@@ -111,7 +111,8 @@ VALUES = {
         WHERE {_in_period("redeemed_at")} GROUP BY member_id""",
     ("rewards", "rewards_issued"): f"""SELECT member_id AS unit, sum(value_cents) AS cents FROM rewards
         WHERE {_in_period("issued_at")} GROUP BY member_id""",
-    ("mailing_list", "expenses"): "SELECT member_id AS unit, sum(discount_cents) AS cents FROM offer_uses GROUP BY member_id",
+    ("mailing_list", "expenses"): """SELECT member_id AS unit, sum(discount_cents) AS cents FROM offer_uses
+        GROUP BY member_id""",
     ("mailing_list", "rewards_issued"): f"""SELECT coalesce(s.member_id, -s.id) AS unit, sum(f.value_cents) AS cents
         FROM offer_deliveries d JOIN offers f ON f.id = d.offer_id JOIN subscriptions s ON s.id = d.subscription_id
         WHERE {_in_period("d.sent_at")} GROUP BY 1""",
@@ -301,7 +302,8 @@ MAILING_DIGESTS = {
     "offers": _digest(
         f"""SELECT f.id AS k, ROW(f.id, f.code, f.value_cents, f.channel) AS r FROM offers f
             WHERE f.id IN (SELECT offer_id FROM offer_deliveries WHERE {_in_period("sent_at")})
-               OR f.code IN (SELECT o->>'code' FROM purchases p, jsonb_array_elements(coalesce(p.body->'offers', '[]')) o
+               OR f.code IN (SELECT o->>'code' FROM purchases p,
+                                    jsonb_array_elements(coalesce(p.body->'offers', '[]')) o
                              WHERE {_in_period("p.occurred_at")})""",
         "k",
     ),
@@ -438,7 +440,10 @@ WHERE issued_at < $1 AND (redeemed_at IS NULL OR redeemed_at >= $1) AND (voided_
 GROUP BY bucket"""
 
 
-async def read_liability(conn: asyncpg.Connection, cutoff: datetime) -> tuple[asyncpg.Record, list[asyncpg.Record], Rules]:
+async def read_liability(
+    conn: asyncpg.Connection, cutoff: datetime
+) -> tuple[asyncpg.Record, list[asyncpg.Record], Rules]:
+    """Balances and open rewards at `cutoff`, and the rules in force then, in one snapshot."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         points = await conn.fetchrow(POINTS_OUTSTANDING, cutoff)
         buckets = await conn.fetch(OPEN_REWARDS, cutoff)

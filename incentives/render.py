@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
@@ -92,6 +93,10 @@ def _points(point_cents: int | None) -> str:
     return "—" if point_cents is None else f"{point_cents / 100:,.2f}"
 
 
+def _instant(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _rows(rows: list[tuple[str, str]]) -> str:
     return "".join(f"<tr><th>{escape(k)}</th><td class='n'>{escape(v)}</td></tr>" for k, v in rows)
 
@@ -167,21 +172,23 @@ def to_html(valuation: Valuation) -> bytes:
     rw = r.rewards
     item = "Rewards" if r.program == "rewards" else "Offers"
     figures_rewards = [
-        (f"{item} issued" if r.program == "rewards" else "Offers sent", f"{rw.issued_count:,} · {dollars(rw.issued_cents)}"),
+        ("Rewards issued" if r.program == "rewards" else "Offers sent",
+         f"{rw.issued_count:,} · {dollars(rw.issued_cents)}"),
         (f"{item} redeemed", f"{rw.redeemed_count:,} · {dollars(rw.redeemed_cents)}"),
         (f"{item} expired", f"{rw.expired_count:,} · {dollars(rw.expired_cents)}"),
         (f"{item} voided", f"{rw.voided_count:,} · {dollars(rw.voided_cents)}"),
         ("Redemption rate", _share(rw.redemption_rate)),
     ]
     repro = r.reproducibility
+    start, end, as_of = r.period.from_.isoformat(), r.period.to.isoformat(), _instant(repro.as_of)
     html = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>Value of personal information: {escape(name)}, {escape(r.period.from_.isoformat())} to {escape(r.period.to.isoformat())}</title>
+<title>Value of personal information: {escape(name)}, {start} to {end}</title>
 <style>{STYLE}</style></head>
 <body>
 <h1>Value of personal information: {escape(name)}</h1>
-<p class="sub">Notice of financial incentive figures (11 CCR §7016, §7081) · period {escape(r.period.from_.isoformat())}
-to {escape(r.period.to.isoformat())} · method <code>{escape(r.method.code)}</code> · as of {escape(repro.as_of.isoformat())}</p>
+<p class="sub">Notice of financial incentive figures (11 CCR §7016, §7081) · period {start} to {end}
+· method <code>{escape(r.method.code)}</code> · as of {as_of}</p>
 <p class="estimate">Good-faith estimate: <strong>{_money(r.annualized_value_per_member_cents)}</strong>
 per {who[:-1]} per year (mean {_money(d.mean)} per {who[:-1]} {escape(when)}).</p>
 
@@ -220,7 +227,7 @@ per {who[:-1]} per year (mean {_money(d.mean)} per {who[:-1]} {escape(when)}).</
 
 <h2>Reproducibility</h2>
 <table><tbody>{_rows([
-        ("As of", repro.as_of.isoformat()),
+        ("As of", as_of),
         ("Rules versions", ", ".join(str(v) for v in repro.rules_versions) or "—"),
         *[(f"Rows read: {table}", f"{n:,}") for table, n in repro.rows_read.items()],
     ])}

@@ -246,16 +246,10 @@ class DistributionOut(msgspec.Struct, kw_only=True):
     share_zero: float | None
 
 
-class SegmentOut(msgspec.Struct, kw_only=True):
+class SegmentOut(DistributionOut, kw_only=True):
+    """A segment's distribution, its size, and whether it is withheld (all figures then null)."""
+
     counted: int | None
-    mean: int | None
-    median: int | None
-    p25: int | None
-    p75: int | None
-    p90: int | None
-    p99: int | None
-    max: int | None
-    share_zero: float | None
     suppressed: bool = False
 
 

@@ -181,7 +181,16 @@ async def program(report_client: AsyncTestClient, report_db: Database, report_da
     return Program(client=report_client, db=db, keys=keys, url=report_database_url)
 
 
-async def build_four_members(p: Program) -> dict[str, int]:
+People = dict[str, int]  # members by their role in a hand-built program
+
+
+@pytest.fixture
+async def four_members(program: Program) -> People:
+    """The issue's example built in the test's empty database: its members by role."""
+    return await build_four_members(program)
+
+
+async def build_four_members(p: Program) -> People:
     """The issue's example, in 2025: one pays $600 by card and redeems two rewards, one pays $300
     cash and redeems one, one pays $150, one buys nothing. 5 rewards issued, 3 redeemed."""
     a, b, c, d = [await p.member("2025-01-05") for _ in range(4)]

@@ -15,23 +15,27 @@ import struct
 import subprocess
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from incentives.render import BAR_COLOUR
-from tests.reports_support import (  # noqa: F401  (fixtures)
-    Program,
-    build_four_members,
-    program,
-    report_client,
-    report_database_url,
-    report_db,
-)
+
+if TYPE_CHECKING:
+    from tests.reports_support import People, Program
+
+pytest_plugins = ("tests.reports_support",)  # the private database and its hand-built programs
 
 IN_CI = bool(os.environ.get("CI"))
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]
 WIDTH, HEIGHT = 1000, 1100
+
+
+@pytest.fixture
+def browser() -> str:
+    """Chromium's path; listed first, it fails (CI) or skips before anything is built."""
+    return chromium()
 
 
 def chromium() -> str:
@@ -45,9 +49,9 @@ def chromium() -> str:
     pytest.skip(message)
 
 
-def browse(page: Path, profile: Path, *mode: str) -> subprocess.CompletedProcess[bytes]:
+def browse(browser: str, page: Path, profile: Path, *mode: str) -> subprocess.CompletedProcess[bytes]:
     done = subprocess.run(
-        [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}", *mode,
+        [browser, *FLAGS, f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}", *mode,
          page.as_uri()],
         capture_output=True, timeout=120, check=False,
     )
@@ -79,7 +83,7 @@ def png_pixels(data: bytes) -> tuple[int, int, int, list[bytes]]:
             for i in range(bpp, stride):
                 line[i] = (line[i] + line[i - bpp]) & 0xFF
         elif kind == 2:
-            line = bytearray((a + b) & 0xFF for a, b in zip(line, previous))
+            line = bytearray((a + b) & 0xFF for a, b in zip(line, previous, strict=False))
         elif kind == 3:
             for i in range(stride):
                 left = line[i - bpp] if i >= bpp else 0
@@ -100,15 +104,14 @@ def count_pixels(row: bytes, pixel: bytes, bpp: int) -> int:
     return sum(1 for x in range(0, len(row), bpp) if row[x:x + bpp] == pixel)
 
 
-async def test_report_page_draws_its_chart_in_chromium(program: Program, tmp_path: Path):
-    chromium()  # fail (CI) or skip before building anything
-    await build_four_members(program)
+async def test_report_page_draws_its_chart_in_chromium(browser: str, program: Program,
+                                                       four_members: People, tmp_path: Path):
     response = await program.report(format="html")
     assert response.status_code == 200
     page = tmp_path / "incentive-value-2025.html"
     page.write_bytes(response.content)
 
-    dom = browse(page, tmp_path / "profile-dom", "--dump-dom").stdout.decode()
+    dom = browse(browser, page, tmp_path / "profile-dom", "--dump-dom").stdout.decode()
     assert "<svg" in dom and 'class="distribution"' in dom
     bars = re.findall(r'<rect class="bar" [^>]*height="([0-9.]+)"', dom)
     assert len(bars) == 3  # $0 (2 members), $10 (1), $20 (1)
@@ -116,7 +119,7 @@ async def test_report_page_draws_its_chart_in_chromium(program: Program, tmp_pat
     assert "$7.50" in dom
 
     shot = tmp_path / "page.png"
-    browse(page, tmp_path / "profile-shot", f"--screenshot={shot}")
+    browse(browser, page, tmp_path / "profile-shot", f"--screenshot={shot}")
     width, height, bpp, rows = png_pixels(shot.read_bytes())
     assert (width, height) == (WIDTH, HEIGHT)
     colour = tuple(int(BAR_COLOUR[i:i + 2], 16) for i in (1, 3, 5))

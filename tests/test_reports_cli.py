@@ -8,29 +8,25 @@ import subprocess
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner
 
 from incentives.cli import last_year
 from rewards.cli import main
-from tests.reports_support import (  # noqa: F401  (fixtures)
-    Program,
-    build_four_members,
-    program,
-    report_client,
-    report_database_url,
-    report_db,
-)
+
+if TYPE_CHECKING:
+    from tests.reports_support import People, Program
+
+pytest_plugins = ("tests.reports_support",)  # the private database and its hand-built programs
 
 REWARDS_BIN = Path(sys.executable).with_name("rewards")
 
 
 @pytest.fixture
-async def built(program: Program) -> dict[str, Any]:
+async def built(program: Program, four_members: People) -> dict[str, Any]:
     """The four-member program, and what the API answers for 2025."""
-    await build_four_members(program)
     response = await program.report()
     assert response.status_code == 200
     return {"url": program.url, "api_json": response.content}

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import TYPE_CHECKING
 
 from rewards.verify import find_problems
-from tests.reports_support import (  # noqa: F401  (fixtures)
-    Program,
-    build_four_members,
-    program,
-    report_client,
-    report_database_url,
-    report_db,
-)
+
+if TYPE_CHECKING:
+    from tests.reports_support import People, Program
+
+pytest_plugins = ("tests.reports_support",)  # the private database and its hand-built programs
 
 SPEC_KEYS = {
     "program", "period", "method", "members", "spend", "points", "rewards", "value_per_member_cents",
@@ -26,8 +24,7 @@ SPEC_KEYS = {
 }
 
 
-async def test_four_members_give_every_figure_of_the_issue_example(program: Program):
-    await build_four_members(program)
+async def test_four_members_give_every_figure_of_the_issue_example(program: Program, four_members: People):
     report = await program.figures()
 
     assert set(report) == SPEC_KEYS
@@ -75,8 +72,7 @@ async def test_four_members_give_every_figure_of_the_issue_example(program: Prog
         assert await find_problems(conn) == []
 
 
-async def test_the_figures_reconcile_with_the_ledger(program: Program):
-    await build_four_members(program)
+async def test_the_figures_reconcile_with_the_ledger(program: Program, four_members: People):
     report = await program.figures()
     ledger = (await program.db.run(
         """SELECT sum(point_cents) FILTER (WHERE kind IN ('earn', 'card_bonus')) AS earned,
@@ -89,8 +85,7 @@ async def test_the_figures_reconcile_with_the_ledger(program: Program):
     assert report["value_per_member_cents"]["mean"] * members == report["rewards"]["redeemed_cents"]
 
 
-async def test_rewards_issued_method_values_rewards_when_earned(program: Program):
-    await build_four_members(program)
+async def test_rewards_issued_method_values_rewards_when_earned(program: Program, four_members: People):
     report = await program.figures(method="rewards_issued")
     assert report["method"]["code"] == "rewards_issued"
     assert report["method"]["regulation"] == "11 CCR §7081(a)(6)"
@@ -104,8 +99,7 @@ async def test_rewards_issued_method_values_rewards_when_earned(program: Program
     assert "Rewards issued to the 4 members" in report["notice_text"]
 
 
-async def test_program_expense_method_shares_the_expense_equally(program: Program):
-    await build_four_members(program)
+async def test_program_expense_method_shares_the_expense_equally(program: Program, four_members: People):
     report = await program.figures(method="expenses_plus_program", program_expense_cents=10000)
     assert report["method"]["regulation"] == "11 CCR §7081(a)(5) and (a)(6)"
     # $100 over 4 members: $25 each on top of $20, $10, $0, $0
@@ -120,8 +114,7 @@ async def test_program_expense_method_shares_the_expense_equally(program: Progra
     assert "$100.00 of program operating expenses" in report["notice_text"]
 
 
-async def test_program_expense_goes_with_its_method_only(program: Program):
-    await build_four_members(program)
+async def test_program_expense_goes_with_its_method_only(program: Program, four_members: People):
     missing = await program.report(method="expenses_plus_program")
     assert missing.status_code == 422
     assert missing.json()["code"] == "validation_error" and missing.json()["field"] == "program_expense_cents"
@@ -129,8 +122,7 @@ async def test_program_expense_goes_with_its_method_only(program: Program):
     assert stray.status_code == 422 and stray.json()["field"] == "program_expense_cents"
 
 
-async def test_a_part_of_a_year_is_annualised_by_its_days(program: Program):
-    await build_four_members(program)
+async def test_a_part_of_a_year_is_annualised_by_its_days(program: Program, four_members: People):
     # February: only the card member's two rewards were redeemed ($20 over 4 members = $5.00 in 28 days)
     report = await program.figures(start="2025-02-01", end="2025-02-28")
     assert report["rewards"]["redeemed_cents"] == 2000
@@ -141,8 +133,7 @@ async def test_a_part_of_a_year_is_annualised_by_its_days(program: Program):
     assert report["reproducibility"]["as_of"] == "2025-03-01T00:00:00Z"
 
 
-async def test_min_cell_size_withholds_both_segments_when_one_is_small(program: Program):
-    await build_four_members(program)
+async def test_min_cell_size_withholds_both_segments_when_one_is_small(program: Program, four_members: People):
     report = await program.figures(min_cell_size=2)
     # one card holder: withheld; the others too, since all less card holders would give it away
     for name in ("card_holders", "others"):
@@ -155,16 +146,14 @@ async def test_min_cell_size_withholds_both_segments_when_one_is_small(program: 
     assert unsuppressed["by_segment"]["card_holders"]["counted"] == 1
 
 
-async def test_min_cell_size_above_the_population_refuses_the_estimate(program: Program):
-    await build_four_members(program)
+async def test_min_cell_size_above_the_population_refuses_the_estimate(program: Program, four_members: People):
     response = await program.report(min_cell_size=5)
     assert response.status_code == 422
     assert response.json()["code"] == "no_estimate"
     assert "minimum cell size" in response.json()["detail"]
 
 
-async def test_no_members_in_the_period_means_no_estimate(program: Program):
-    await build_four_members(program)
+async def test_no_members_in_the_period_means_no_estimate(program: Program, four_members: People):
     response = await program.report(start="2019-01-01", end="2019-12-31")
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -180,16 +169,15 @@ async def test_a_value_of_zero_is_no_estimate(program: Program):
     assert "$0.00" in response.json()["detail"]
 
 
-async def test_same_period_twice_gives_identical_report(program: Program):
-    await build_four_members(program)
+async def test_same_period_twice_gives_identical_report(program: Program, four_members: People):
     first = await program.report()
     second = await program.report()
     assert first.status_code == second.status_code == 200
     assert first.content == second.content
 
 
-async def test_a_late_posting_inside_the_period_changes_figures_and_digest(program: Program):
-    people = await build_four_members(program)
+async def test_a_late_posting_inside_the_period_changes_figures_and_digest(program: Program, four_members: People):
+    people = four_members
     before = await program.figures()
     # recorded now, dated inside the period: an offline register syncing late
     await program.buy(people["none"], 2500, "2025-11-30")
@@ -200,8 +188,8 @@ async def test_a_late_posting_inside_the_period_changes_figures_and_digest(progr
     assert after["reproducibility"]["as_of"] == before["reproducibility"]["as_of"]
 
 
-async def test_a_posting_after_the_period_changes_nothing(program: Program):
-    people = await build_four_members(program)
+async def test_a_posting_after_the_period_changes_nothing(program: Program, four_members: People):
+    people = four_members
     before = await program.report()
     await program.buy(people["small"], 20000, "2026-01-15", method="westique_credit_card")
     await program.cancel(people["cash"], "2026-02-01")
@@ -209,8 +197,7 @@ async def test_a_posting_after_the_period_changes_nothing(program: Program):
     assert after.content == before.content
 
 
-async def test_another_method_or_period_has_another_digest(program: Program):
-    await build_four_members(program)
+async def test_another_method_or_period_has_another_digest(program: Program, four_members: People):
     digests = {
         (await program.figures())["reproducibility"]["digest"],
         (await program.figures(method="rewards_issued"))["reproducibility"]["digest"],
@@ -257,8 +244,7 @@ async def test_members_figures_follow_enrollment_cancellation_erasure_and_return
         assert await find_problems(conn) == []
 
 
-async def test_csv_has_every_figure_as_a_row_and_the_distribution(program: Program):
-    await build_four_members(program)
+async def test_csv_has_every_figure_as_a_row_and_the_distribution(program: Program, four_members: People):
     response = await program.report(format="csv")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
@@ -281,8 +267,7 @@ async def test_csv_has_every_figure_as_a_row_and_the_distribution(program: Progr
     assert distribution[1:] == [["0", "0", "2"], ["1000", "1000", "1"], ["2000", "2000", "1"]]
 
 
-async def test_html_page_has_figures_notice_and_an_inline_chart(program: Program):
-    await build_four_members(program)
+async def test_html_page_has_figures_notice_and_an_inline_chart(program: Program, four_members: People):
     response = await program.report(format="html")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
@@ -294,14 +279,12 @@ async def test_html_page_has_figures_notice_and_an_inline_chart(program: Program
     assert (await program.figures())["reproducibility"]["digest"] in page
 
 
-async def test_the_report_needs_the_compliance_scope(program: Program):
-    await build_four_members(program)
+async def test_the_report_needs_the_compliance_scope(program: Program, four_members: People):
     assert (await program.report(token=program.keys["checkout"])).status_code == 403
     assert (await program.report(token="wr_not-a-token")).status_code == 401
 
 
-async def test_bad_parameters_are_422_naming_the_field(program: Program):
-    await build_four_members(program)
+async def test_bad_parameters_are_422_naming_the_field(program: Program, four_members: People):
     backwards = await program.report(start="2025-12-31", end="2025-01-01")
     assert backwards.status_code == 422 and backwards.json()["field"] == "to"
     unknown = await program.report(program="coupons")

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.reports_support import (  # noqa: F401  (fixtures)
-    Program,
-    build_four_members,
-    program,
-    report_client,
-    report_database_url,
-    report_db,
-)
+if TYPE_CHECKING:
+    from tests.reports_support import People, Program
+
+pytest_plugins = ("tests.reports_support",)  # the private database and its hand-built programs
 
 EMPTY = {"count": 0, "cents": 0}
 
@@ -31,8 +28,7 @@ async def liability(p: Program, as_of: str, **params: str) -> dict:
     return response.json()
 
 
-async def test_liability_counts_points_and_open_rewards_by_expiry(program: Program):
-    await build_four_members(program)
+async def test_liability_counts_points_and_open_rewards_by_expiry(program: Program, four_members: People):
     report = await liability(program, "2025-04-15")
     assert report == {
         "as_of": "2025-04-15",
@@ -56,8 +52,8 @@ async def test_liability_counts_points_and_open_rewards_by_expiry(program: Progr
     ("2025-04-15", "within_30_days", 2, 15000),
     ("2025-06-01", "expired", 2, 15000),  # past May 2: no longer owed
 ])
-async def test_open_rewards_age_by_expiry(program: Program, as_of: str, bucket: str, open_rewards: int, points: int):
-    await build_four_members(program)
+async def test_open_rewards_age_by_expiry(program: Program, four_members: People, as_of: str, bucket: str,
+                                          open_rewards: int, points: int):
     report = await liability(program, as_of)
     aged = report["rewards_unredeemed"]["aged"]
     assert aged[bucket] == {"count": open_rewards, "cents": open_rewards * 1000}
@@ -86,8 +82,7 @@ async def test_liability_shows_negative_balances_apart_and_voids_on_cancel(progr
     assert after_cancel["total_liability_cents"] == 2000
 
 
-async def test_liability_csv_and_scope(program: Program):
-    await build_four_members(program)
+async def test_liability_csv_and_scope(program: Program, four_members: People):
     response = await program.client.get("/v1/reports/liability", params={"as_of": "2025-04-15", "format": "csv"},
                                         headers={"Authorization": f"Bearer {program.keys['compliance']}"})
     assert response.status_code == 200
