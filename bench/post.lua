@@ -23,10 +23,12 @@ function request()
   local member = math.random(1, members)
   local amount = math.random(100, 50000)
   local tax = math.floor(amount * 8 / 100)
+  -- a quarter of the postings are paid with the Westique card (bonus points), as in `rewards demo`
+  local method = (math.random() < 0.25) and "westique_credit_card" or "debit_card"
   local body = '{"purchase_id":"' .. prefix .. counter .. '","member_id":' .. member ..
     ',"occurred_at":"' .. occurred .. '","store_id":"S001","channel":"store","currency":"USD",' ..
     '"lines":[{"sku":"APP-100","category":"apparel","quantity":1,"amount_cents":' .. amount .. '},' ..
     '{"sku":"TAX","category":"tax","quantity":1,"amount_cents":' .. tax .. '}],' ..
-    '"tenders":[{"method":"westique_credit_card","amount_cents":' .. (amount + tax) .. '}]}'
+    '"tenders":[{"method":"' .. method .. '","amount_cents":' .. (amount + tax) .. '}]}'
   return wrk.format("POST", "/v1/purchases", headers, body)
 end

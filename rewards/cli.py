@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -143,6 +144,44 @@ def demo(members: int, purchases: int, days: int, seed: int) -> None:
     summary = with_database(lambda db: run_demo(db, members=members, purchases=purchases, days=days, seed=seed))
     for key, value in summary.items():
         click.echo(f"{key}: {value}")
+
+
+@main.group("import")
+def import_group() -> None:
+    """Bulk imports."""
+
+
+@import_group.command("purchases")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--rejected", "rejected", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where refused lines go, each with its reason [FILE.rejected.jsonl].")
+@click.option("--batch-size", type=click.IntRange(1, 50_000), default=2000, show_default=True,
+              help="Purchases applied per transaction.")
+def import_purchases(file: Path, rejected: Path | None, batch_size: int) -> None:
+    """Import purchases from FILE: JSON lines, one purchase per line, exactly the API's body.
+
+    The API's rules apply (same earning, same rewards, same refusals); purchase_id is
+    the idempotency key, so running the same file again imports nothing twice.
+    """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rewards.importer import import_purchases as run_import
+
+    with Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  transient=False) as progress:
+        task = progress.add_task("import", total=file.stat().st_size)
+        summary = with_database(lambda db: run_import(
+            db, file, rejected_path=rejected, batch_size=batch_size,
+            progress=lambda done: progress.update(task, completed=done)))
+    click.echo(f"lines read: {summary.lines}")
+    click.echo(f"imported: {summary.imported}")
+    click.echo(f"already imported (same purchase_id and body): {summary.already_imported}")
+    click.echo(f"rejected: {summary.rejected}" + (f" -> {summary.rejected_file}" if summary.rejected_file else ""))
+    for code, count in sorted(summary.reasons.items()):
+        click.echo(f"  {code}: {count}")
+    click.echo(f"rewards issued: {summary.rewards_issued}")
+    click.echo(f"time: {summary.seconds:.1f} s ({summary.per_second:,.0f} purchases/s); "
+               f"peak memory: {summary.peak_rss_mib:.0f} MiB")
 
 
 for _command in plugin_commands():

@@ -180,7 +180,7 @@ class GroupCommit:
     its own transaction, so one bad posting never fails the others.
     """
 
-    def __init__(self, db: Database, *, connections: int = 4, max_batch: int = 64) -> None:
+    def __init__(self, db: Database, *, connections: int = 2, max_batch: int = 64) -> None:
         self.db = db
         self.connections = connections
         self.max_batch = max_batch

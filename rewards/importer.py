@@ -1,0 +1,177 @@
+"""`rewards import purchases FILE`: JSON lines, one purchase per line, exactly the API's body.
+
+Each line is decoded with the API's own struct and checks (`ledger.check_purchase`), its
+earning computed by `rules.earning` with the version in force when it occurred, and the
+lines are applied in file order, a batch per transaction, by `rewards.bulk.apply`: the
+same outcomes as `POST /v1/purchases`, idempotent by purchase_id. Re-running a file
+imports nothing twice (its purchases come back as replays), and a purchase imported and
+then posted through the API is a replay there too. Memory stays bounded whatever the
+file's size: one batch is held at a time, refused lines go to the rejected file as they
+are met.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import msgspec
+
+from rewards import bulk, errors, ledger
+from rewards.db import Database
+from rewards.rulebook import Rulebook
+from rewards.schemas import PurchaseIn
+
+BATCH = 2000
+_decode = msgspec.json.Decoder(PurchaseIn).decode
+_encode = msgspec.json.Encoder().encode
+
+# what a refused outcome means, in the API's words (rewards/errors.py codes)
+REFUSALS = {
+    bulk.CONFLICT: ("idempotency_conflict", "this purchase_id was imported or posted before with a different body"),
+    bulk.MEMBER_NOT_FOUND: ("not_found", "the member does not exist"),
+    bulk.MEMBER_NOT_ACTIVE: ("member_not_active", "the member is not active; purchases are refused"),
+    bulk.REWARD_NOT_REDEEMABLE: ("reward_not_redeemable",
+                                 "the reward is not this member's, not issued, expired, or worth less than tendered"),
+    bulk.UNKNOWN_OFFER: ("unknown_offer", "the offer does not exist"),
+    bulk.OFFER_EXCEEDS_VALUE: ("validation_error", "the discount exceeds the offer's value"),
+}
+
+
+@dataclass
+class ImportSummary:
+    lines: int = 0
+    imported: int = 0
+    already_imported: int = 0
+    """Lines whose purchase_id was already posted with the same body (a re-run, or the API first)."""
+    rejected: int = 0
+    rewards_issued: int = 0
+    point_cents_earned: int = 0
+    seconds: float = 0.0
+    peak_rss_mib: float = 0.0
+    rejected_file: str | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def per_second(self) -> float:
+        return self.lines / self.seconds if self.seconds else 0.0
+
+
+class _Rejects:
+    """The rejected file: one JSON line per refused input line, with its reason; opened on first use."""
+
+    def __init__(self, path: Path, summary: ImportSummary) -> None:
+        self.path = path
+        self.summary = summary
+        self._file: IO[bytes] | None = None
+
+    def add(self, line_no: int, raw: bytes, code: str, reason: str, purchase_id: str | None = None) -> None:
+        if self._file is None:
+            self._file = self.path.open("wb")
+            self.summary.rejected_file = str(self.path)
+        self.summary.rejected += 1
+        self.summary.reasons[code] = self.summary.reasons.get(code, 0) + 1
+        record = {"line": line_no, "purchase_id": purchase_id, "code": code, "reason": reason,
+                  "input": raw.decode("utf-8", "replace").rstrip("\r\n")}
+        self._file.write(_encode(record) + b"\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def import_purchases(
+    db: Database,
+    path: Path,
+    *,
+    rejected_path: Path | None = None,
+    batch_size: int = BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Import the purchases in `path` (JSON lines); `progress` hears the bytes read so far."""
+    summary = ImportSummary()
+    rejects = _Rejects(rejected_path or path.with_name(path.name + ".rejected.jsonl"), summary)
+    rulebook = Rulebook(db)
+    await rulebook.load()
+    started = time.perf_counter()
+    batch: list[tuple[int, bytes, bulk.Posting]] = []
+    done_bytes = 0
+    try:
+        with path.open("rb") as source:
+            for line_no, raw in enumerate(source, start=1):
+                done_bytes += len(raw)
+                if not raw.strip():
+                    continue
+                summary.lines += 1
+                posting = await _prepare(raw, line_no, rulebook, rejects)
+                if posting is not None:
+                    batch.append((line_no, raw, posting))
+                if len(batch) >= batch_size:
+                    await _apply(db, batch, summary, rejects)
+                    batch = []
+                    if progress:
+                        progress(done_bytes)
+            if batch:
+                await _apply(db, batch, summary, rejects)
+            if progress:
+                progress(done_bytes)
+    finally:
+        rejects.close()
+        summary.seconds = time.perf_counter() - started
+        summary.peak_rss_mib = peak_rss_mib()
+    return summary
+
+
+async def _prepare(raw: bytes, line_no: int, rulebook: Rulebook, rejects: _Rejects) -> bulk.Posting | None:
+    """The line as a computed posting, or None after writing why it is refused."""
+    try:
+        purchase = _decode(raw)
+    except msgspec.ValidationError as exc:
+        rejects.add(line_no, raw, "validation_error", str(exc), _purchase_id(raw))
+        return None
+    except msgspec.DecodeError as exc:
+        rejects.add(line_no, raw, "malformed_request", f"not valid JSON: {exc}")
+        return None
+    try:
+        ledger.check_purchase(purchase, datetime.now(UTC))
+        version = await rulebook.in_force(purchase.occurred_at)
+    except errors.DomainError as exc:
+        rejects.add(line_no, raw, exc.code, exc.detail, purchase.purchase_id)
+        return None
+    return bulk.Posting.of(purchase, version, ledger.purchase_earning(purchase, version))
+
+
+def _purchase_id(raw: bytes) -> str | None:
+    try:
+        found = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    value = found.get("purchase_id") if isinstance(found, dict) else None
+    return value if isinstance(value, str) else None
+
+
+async def _apply(db: Database, batch: list[tuple[int, bytes, bulk.Posting]], summary: ImportSummary,
+                 rejects: _Rejects) -> None:
+    postings = [posting for _, _, posting in batch]
+    outcomes = await db.transaction(lambda conn: bulk.apply(conn, postings, answers=False))
+    for (line_no, raw, posting), outcome in zip(batch, outcomes, strict=True):
+        if outcome.outcome == bulk.CREATED:
+            summary.imported += 1
+            summary.rewards_issued += len(outcome.issued_codes)
+            summary.point_cents_earned += outcome.point_cents or 0
+        elif outcome.outcome == bulk.REPLAY:
+            summary.already_imported += 1
+        else:
+            code, reason = REFUSALS.get(outcome.outcome, (outcome.outcome, outcome.outcome))
+            rejects.add(line_no, raw, code, f"{reason} ({outcome.detail})", posting.purchase.purchase_id)
+    await asyncio.sleep(0)

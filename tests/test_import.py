@@ -1,0 +1,255 @@
+"""`rewards import purchases`: the API's rules, idempotent by purchase_id, refusals with reasons.
+
+Also holds the set-based posting (`rewards.bulk.apply`, which the importer and group
+commit use) to the same answers as the post_purchase database function, item by item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from rewards import bulk, ledger
+from rewards.db import Database
+from rewards.importer import import_purchases
+from rewards.rulebook import Rulebook
+from rewards.schemas import PurchaseIn
+from rewards.verify import find_problems
+from tests.conftest import auth, purchase, unique
+from tests.test_cli import rewards
+
+
+@pytest.fixture(scope="module")
+async def rulebook(db: Database) -> Rulebook:
+    book = Rulebook(db)
+    await book.load()
+    return book
+
+
+def basket(member_id: int, n: int, *, purchase_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """A varied purchase: merchandise, sometimes a gift card, tax, card or debit, amounts that cross rewards."""
+    amount = 4000 + (n * 7919) % 26000
+    lines = [{"sku": f"APP-{n % 7}", "category": "apparel", "quantity": 1, "amount_cents": amount}]
+    if n % 4 == 0:
+        lines.append({"sku": "GIFTCARD", "category": "gift_card", "quantity": 1, "amount_cents": 2500})
+    tax = amount * 8 // 100
+    lines.append({"sku": "TAX", "category": "tax", "quantity": 1, "amount_cents": tax})
+    total = sum(line["amount_cents"] for line in lines)
+    method = "westique_credit_card" if n % 3 == 0 else "debit_card"
+    body = purchase(member_id, 0, purchase_id=purchase_id or unique(f"imp{n}"),
+                    occurred_at=datetime.now(UTC) - timedelta(days=30) + timedelta(minutes=n),
+                    lines=lines, tenders=[{"method": method, "amount_cents": total}])
+    body.update(overrides)
+    return body
+
+
+def write_lines(path: Path, bodies: list[Any]) -> Path:
+    with path.open("w") as f:
+        for body in bodies:
+            f.write((body if isinstance(body, str) else json.dumps(body)) + "\n")
+    return path
+
+
+async def entries(db: Database, member_id: int) -> list[tuple[str, int]]:
+    rows = await db.run("SELECT kind, point_cents FROM ledger WHERE member_id = $1 ORDER BY id", member_id)
+    return [(r["kind"], r["point_cents"]) for r in rows]
+
+
+async def member_state(db: Database, member_id: int) -> tuple[int, int]:
+    row = (await db.run("SELECT point_cents, rewards_issued FROM members WHERE id = $1", member_id))[0]
+    return row["point_cents"], row["rewards_issued"]
+
+
+async def test_import_gives_the_same_points_rewards_and_entries_as_the_api(
+        db, client, keys, make_member, tmp_path):
+    imported_member, api_member = await make_member(), await make_member()
+    bodies = [basket(imported_member, n) for n in range(12)]
+    summary = await import_purchases(db, write_lines(tmp_path / "p.jsonl", bodies))
+    assert (summary.lines, summary.imported, summary.rejected) == (12, 12, 0)
+
+    for n in range(12):
+        posted = await client.post("/v1/purchases", json=basket(api_member, n), headers=auth(keys["checkout"]))
+        assert posted.status_code == 201, posted.text
+
+    assert await member_state(db, imported_member) == await member_state(db, api_member)
+    assert await entries(db, imported_member) == await entries(db, api_member)
+    assert summary.rewards_issued == (await member_state(db, api_member))[1] > 0
+    stored = "SELECT qualifying_cents, card_cents, point_cents, bonus_point_cents, balance_after FROM purchases " \
+             "WHERE member_id = $1 ORDER BY occurred_at"
+    assert [tuple(r) for r in await db.run(stored, imported_member)] == \
+           [tuple(r) for r in await db.run(stored, api_member)]
+
+
+async def test_running_the_same_file_again_imports_nothing_twice(db, make_member, tmp_path):
+    member_id = await make_member()
+    path = write_lines(tmp_path / "again.jsonl", [basket(member_id, n) for n in range(8)])
+    first = await import_purchases(db, path, batch_size=3)
+    before = (await member_state(db, member_id), await entries(db, member_id))
+    second = await import_purchases(db, path, batch_size=3)
+    assert (first.imported, first.already_imported) == (8, 0)
+    assert (second.imported, second.already_imported, second.rejected) == (0, 8, 0)
+    assert (await member_state(db, member_id), await entries(db, member_id)) == before
+
+
+async def test_a_line_repeated_within_the_file_counts_once(db, make_member, tmp_path):
+    member_id = await make_member()
+    body = basket(member_id, 1)
+    summary = await import_purchases(db, write_lines(tmp_path / "dup.jsonl", [body, basket(member_id, 2), body]))
+    assert (summary.imported, summary.already_imported) == (2, 1)
+    assert len([e for e in await entries(db, member_id) if e[0] == "earn"]) == 2
+
+
+async def test_an_imported_purchase_posted_through_the_api_is_a_replay(db, client, keys, make_member, tmp_path):
+    member_id = await make_member()
+    body = basket(member_id, 3, purchase_id=unique("imp-then-api"))
+    await import_purchases(db, write_lines(tmp_path / "one.jsonl", [body]))
+    before = await entries(db, member_id)
+    replay = await client.post("/v1/purchases", json=body, headers=auth(keys["checkout"]))
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["point_cents_earned"] == sum(p for k, p in before if k in ("earn", "card_bonus"))
+    assert await entries(db, member_id) == before
+    other = await client.post("/v1/purchases", json={**body, "store_id": "S999"}, headers=auth(keys["checkout"]))
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
+
+
+async def test_a_purchase_posted_through_the_api_then_imported_is_not_counted_again(
+        db, client, keys, make_member, tmp_path):
+    member_id = await make_member()
+    body = basket(member_id, 5)
+    assert (await client.post("/v1/purchases", json=body, headers=auth(keys["checkout"]))).status_code == 201
+    before = await entries(db, member_id)
+    summary = await import_purchases(db, write_lines(tmp_path / "api-first.jsonl", [body]))
+    assert (summary.imported, summary.already_imported) == (0, 1)
+    assert await entries(db, member_id) == before
+
+
+async def test_refused_lines_go_to_the_rejected_file_with_their_reasons(db, client, keys, make_member, tmp_path):
+    member_id, cancelled = await make_member(), await make_member()
+    assert (await client.post(f"/v1/members/{cancelled}/cancel", headers=auth(keys["guest_services"]))).is_success
+    taken = basket(member_id, 1)
+    good = basket(member_id, 2)
+    lines = [
+        good,                                                                 # 1 imported
+        "{not json",                                                          # 2 malformed
+        {**basket(member_id, 3), "colour": "red"},                            # 3 unknown field
+        {**basket(member_id, 4), "tenders": [{"method": "cash", "amount_cents": 1}]},  # 4 does not balance
+        basket(2**40, 5),                                                     # 5 no such member
+        basket(cancelled, 6),                                                 # 6 cancelled member
+        {**basket(member_id, 7), "currency": "EUR"},                          # 7 currency
+        taken,                                                                # 8 imported
+        {**taken, "store_id": "S777"},                                        # 9 same id, other body
+        {**basket(member_id, 10), "tenders": [{"method": "reward", "amount_cents": 0, "reward_code": "WRNOPE"}],
+         "lines": [{"sku": "A", "category": "apparel", "quantity": 1, "amount_cents": 0}]},  # 10 unknown reward
+        "",                                                                   # blank: skipped
+    ]
+    rejected = tmp_path / "why.jsonl"
+    summary = await import_purchases(db, write_lines(tmp_path / "mixed.jsonl", lines), rejected_path=rejected)
+    assert (summary.lines, summary.imported, summary.rejected) == (10, 2, 8)
+    found = {r["line"]: r for r in map(json.loads, rejected.read_text().splitlines())}
+    assert {n: r["code"] for n, r in found.items()} == {
+        2: "malformed_request", 3: "validation_error", 4: "tenders_do_not_balance", 5: "not_found",
+        6: "member_not_active", 7: "unsupported_currency", 9: "idempotency_conflict", 10: "reward_not_redeemable",
+    }
+    assert "colour" in found[3]["reason"]
+    assert found[9]["purchase_id"] == taken["purchase_id"]
+    assert json.loads(found[4]["input"])["purchase_id"] == lines[3]["purchase_id"]
+    assert len([e for e in await entries(db, member_id) if e[0] == "earn"]) == 2
+    assert (await member_state(db, cancelled))[0] == 0
+
+
+async def test_import_redeems_a_reward_once_like_the_api(db, client, keys, make_member, tmp_path):
+    member_id = await make_member()
+    issued = await client.post("/v1/purchases", json=purchase(member_id, 30000), headers=auth(keys["checkout"]))
+    code = issued.json()["rewards_issued"][0]["code"]
+    spend = [{"sku": "A", "category": "apparel", "quantity": 1, "amount_cents": 5000}]
+    tenders = [{"method": "reward", "amount_cents": 1000, "reward_code": code},
+               {"method": "cash", "amount_cents": 4000}]
+    first = purchase(member_id, 0, lines=spend, tenders=tenders)
+    second = purchase(member_id, 0, lines=spend, tenders=tenders)
+    rejected = tmp_path / "r.jsonl"
+    summary = await import_purchases(db, write_lines(tmp_path / "redeem.jsonl", [first, second]),
+                                     rejected_path=rejected)
+    assert (summary.imported, summary.rejected) == (1, 1)
+    assert json.loads(rejected.read_text())["code"] == "reward_not_redeemable"
+    reward = await client.get(f"/v1/rewards/{code}", headers=auth(keys["checkout"]))
+    assert reward.json()["status"] == "redeemed"
+    assert ("reward_redeemed", 0) in await entries(db, member_id)
+    # only the 40.00 paid in cash earned
+    assert (await member_state(db, member_id))[0] == 4000
+
+
+async def test_bulk_apply_answers_exactly_as_the_posting_function(db, rulebook, make_member):
+    """Item by item, a batch gives the function's outcomes, balances, rewards and entries."""
+    by_batch, by_function = await make_member(), await make_member()
+
+    def script(member_id: int) -> list[PurchaseIn]:
+        bodies = [basket(member_id, n, purchase_id=f"parity-{member_id}-{n}") for n in range(10)]
+        bodies.insert(4, bodies[2])                                        # a replay
+        bodies.insert(6, {**bodies[3], "store_id": "S555"})                 # a conflict
+        bodies.append(basket(2**40, 99, purchase_id=f"parity-{member_id}-x"))  # no such member
+        return [msgspec.convert(b, PurchaseIn, strict=False) for b in bodies]
+
+    async def posting(p: PurchaseIn) -> bulk.Posting:
+        version = await rulebook.in_force(p.occurred_at)
+        return bulk.Posting.of(p, version, ledger.purchase_earning(p, version))
+
+    batch = [await posting(p) for p in script(by_batch)]
+    outcomes = await db.transaction(lambda conn: bulk.apply(conn, batch))
+    rows = []
+    function_script = script(by_function)
+    for p in function_script:
+        async with db.connection() as conn:
+            rows.append(await conn.fetchrow(ledger.POST_PURCHASE, *ledger._function_args(await posting(p))))
+
+    fields = ["outcome", "qualifying_cents", "point_cents", "bonus_point_cents", "balance_after"]
+    assert [[o[f] for f in fields] for o in outcomes] == [[r[f] for f in fields] for r in rows]
+    assert [o["detail"] for o in outcomes if o["outcome"] != "idempotency_conflict"] == \
+           [r["detail"] for r in rows if r["outcome"] != "idempotency_conflict"]
+    assert [o["outcome"] for o in outcomes].count("created") == 10
+    # a refusal's arrays are NULL from the function and empty from the batch: neither is ever read
+    assert [list(o["issued_values"] or []) for o in outcomes] == [list(r["issued_values"] or []) for r in rows]
+    assert [len(o["issued_codes"] or []) for o in outcomes] == [len(r["issued_codes"] or []) for r in rows]
+    assert [list(o["redeemed"] or []) for o in outcomes] == [list(r["redeemed"] or []) for r in rows]
+    def validity(answers: list[Any], postings: list[PurchaseIn]) -> list[list[timedelta]]:
+        return [[e - p.occurred_at for e in a["issued_expires"]]
+                for a, p in zip(answers, postings, strict=True) if a["outcome"] == "created"]
+
+    assert validity(outcomes, [b.purchase for b in batch]) == validity(rows, function_script)
+    assert await member_state(db, by_batch) == await member_state(db, by_function)
+    assert await entries(db, by_batch) == await entries(db, by_function)
+
+
+async def test_concurrent_postings_through_group_commit_stay_sound(db, rulebook, make_member):
+    """Forty postings at once for a few members: batched, each answered, the ledger sound."""
+    members = [await make_member() for _ in range(4)]
+    bodies = [msgspec.convert(basket(members[n % 4], n), PurchaseIn, strict=False) for n in range(40)]
+    bodies.append(bodies[0])  # a duplicate in flight at the same time
+    results = await asyncio.gather(*(ledger.post_purchase(db, rulebook, b) for b in bodies))
+    assert sum(created for created, _ in results) == 40
+    assert results[0][1] == results[-1][1]
+    for member_id in members:
+        earned = sum(out.point_cents_earned for created, out in results if created and out.member_id == member_id)
+        balance, issued = await member_state(db, member_id)
+        assert balance + issued * 30000 == earned
+    async with db.connection() as conn:
+        assert await find_problems(conn, recompute=False) == []
+
+
+async def test_import_command_prints_a_summary_and_writes_rejects(database_url, make_member, tmp_path):
+    member_id = await make_member()
+    path = write_lines(tmp_path / "cli.jsonl", [basket(member_id, n) for n in range(5)] + ["{oops"])
+    code, out, err = await rewards(database_url, "import", "purchases", str(path), tmp_path=tmp_path)
+    assert code == 0, err
+    assert "imported: 5" in out and "rejected: 1" in out and "peak memory" in out
+    assert json.loads((tmp_path / "cli.jsonl.rejected.jsonl").read_text())["line"] == 6
+    code, out, _ = await rewards(database_url, "import", "purchases", str(path), tmp_path=tmp_path)
+    assert "imported: 0" in out and "already imported (same purchase_id and body): 5" in out
+    assert os.path.exists(path)
+
