@@ -292,3 +292,10 @@ async def test_bad_parameters_are_422_naming_the_field(program: Program, four_me
     assert unknown.json()["code"] == "validation_error"
     bad_format = await program.report(format="pdf")
     assert bad_format.json()["code"] == "validation_error"
+
+
+async def test_the_reports_are_in_the_openapi_document(program: Program):
+    schema = (await program.client.get("/schema/openapi.json")).json()
+    parameters = {p["name"] for p in schema["paths"]["/v1/reports/incentive-value"]["get"]["parameters"]}
+    assert {"program", "from", "to", "format", "method", "program_expense_cents", "min_cell_size"} <= parameters
+    assert "as_of" in {p["name"] for p in schema["paths"]["/v1/reports/liability"]["get"]["parameters"]}
