@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
 import prometheus_client
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
@@ -68,6 +69,32 @@ def on_validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> 
     if "malformed" in detail.lower():
         return problem(400, "malformed_request", "The request body is not valid JSON", detail)
     return problem(422, "validation_error", "The request is not valid", detail, field=field)
+
+
+_STRICT_BODY: dict[Any, Any] = {}
+
+
+async def strict_body(request: Request[Any, Any, Any]) -> None:
+    """Before the handler: decode the JSON body strictly into the handler's `data` type.
+
+    Litestar converts bodies leniently ("100" would pass as 100 cents, a number as a time),
+    and lets bytes that are not UTF-8, or nest without end, through as a 500. Our inbound
+    structs are strict: a wrong type is a 422 naming the field, a broken body a 400.
+    """
+    handler = request.route_handler
+    if handler not in _STRICT_BODY:
+        data = handler.parsed_fn_signature.parameters.get("data")
+        _STRICT_BODY[handler] = data.annotation if data is not None else None
+    target = _STRICT_BODY[handler]
+    if target is None:
+        return
+    try:
+        msgspec.json.decode((await request.body()) or b"null", type=target)
+    except msgspec.ValidationError as exc:
+        match = _AT.search(str(exc))
+        raise errors.ValidationFailed(_AT.sub("", str(exc)), field=(match.group(1) or None) if match else None) from exc
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise errors.MalformedRequest(f"the body is not valid JSON: {exc}") from exc
 
 
 def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
@@ -168,5 +195,6 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
             render_plugins=[ScalarRenderPlugin()],
         ),
         request_max_body_size=settings.max_body_bytes,
+        before_request=strict_body,
         debug=False,
     )

@@ -30,6 +30,8 @@ from rewards.schemas import (
     RulesIn,
 )
 
+# ids in paths are keys like purchase_id in bodies: printable ASCII, no NUL for the database to choke on
+KEY_PATTERN = r"^[A-Za-z0-9._:\-]+$"
 MemberPath = Annotated[int, Parameter(ge=1, le=2**62, description="the member's id")]
 
 
@@ -114,7 +116,7 @@ async def quote_purchase(data: JSONBody[PurchaseIn], state: State) -> QuoteOut:
 
 @post("/v1/purchases/{purchase_id:str}/returns", **scoped("checkout"), tags=["purchases"])
 async def post_return(
-    purchase_id: Annotated[str, Parameter(max_length=64)], data: JSONBody[ReturnIn], state: State
+    purchase_id: Annotated[str, Parameter(max_length=64, pattern=KEY_PATTERN)], data: JSONBody[ReturnIn], state: State
 ) -> Response[ReturnOut]:
     """Post a return; the purchase's earning is recomputed without the returned goods."""
     created, out = await ledger.post_return(state.db, state.rulebook, purchase_id, data)
@@ -122,7 +124,7 @@ async def post_return(
 
 
 @get("/v1/rewards/{code:str}", **scoped("checkout"), tags=["purchases"])
-async def get_reward(code: Annotated[str, Parameter(max_length=64)], state: State) -> RewardStatusOut:
+async def get_reward(code: Annotated[str, Parameter(max_length=64, pattern=KEY_PATTERN)], state: State) -> RewardStatusOut:
     return await members.reward(state.db, code)
 
 

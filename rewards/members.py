@@ -157,7 +157,7 @@ def decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, number = text.partition(":")
-        if prefix != "before":
+        if prefix != "before" or not 0 <= int(number) < 2**63:  # a bigint, or it is not ours
             raise ValueError(prefix)
         return int(number)
     except (ValueError, UnicodeDecodeError) as exc:
