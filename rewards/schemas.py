@@ -19,6 +19,7 @@ Text = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\
 Key = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 Version = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._\-]+$")]
 Cents = Annotated[int, Meta(ge=0, le=1_000_000_000)]  # at most $10M a line or a tender
+MAX_PURCHASE_CENTS = 1_000_000_000  # and at most $10M a purchase, all lines together
 Quantity = Annotated[int, Meta(ge=1, le=100_000)]
 Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")]
 Phone = Annotated[str, Meta(pattern=r"^\+?[0-9]{7,15}$")]
@@ -108,6 +109,12 @@ class PurchaseIn(Inbound, kw_only=True):
     lines: Annotated[list[LineIn], Meta(min_length=1, max_length=500)]
     tenders: Annotated[list[TenderIn], Meta(min_length=1, max_length=20)]
     offers: Annotated[list[OfferUseIn], Meta(max_length=20)] = []
+
+    def __post_init__(self) -> None:
+        # 500 lines of $10M would issue millions of rewards in one posting (minutes of work, a
+        # response of hundreds of MB): a purchase is at most what one line may be
+        if sum(line.amount_cents for line in self.lines) > MAX_PURCHASE_CENTS:
+            raise ValueError(f"a purchase is at most {MAX_PURCHASE_CENTS} cents in all")
 
 
 class RewardIssuedOut(msgspec.Struct, kw_only=True):

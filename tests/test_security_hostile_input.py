@@ -51,6 +51,8 @@ def hostile_purchases(member: int) -> list[tuple[str, dict[str, Any], str | None
         ("too many tenders", {**ok, "lines": [line(amount_cents=21)], "tenders": many_tenders}, "tenders"),
         ("too many offers", {**ok, "offers": [{"code": f"O{i}", "discount_cents": 1} for i in range(21)]}, "offers"),
         ("no lines", {**ok, "lines": []}, "lines"),
+        ("over $10M in all", {**ok, "lines": [line(sku=f"S{i}", amount_cents=100_000_000) for i in range(11)],
+                              "tenders": [{"method": "cash", "amount_cents": 550_000_000}] * 2}, None),
         ("sku too long", {**ok, "lines": [line(sku="S" * 65)]}, "lines[0].sku"),
         ("purchase_id too long", {**ok, "purchase_id": "p" * 65}, "purchase_id"),
         ("store_id with a newline", {**ok, "store_id": "S1\nS2"}, "store_id"),
@@ -95,6 +97,28 @@ async def test_hostile_purchases_get_a_clear_4xx_naming_the_field_and_write_noth
                 wrong.append(f"{what} ({path}): {exc}")
     assert not wrong, "\n".join(wrong)
     assert await row_counts(db) == before
+
+
+@pytest.mark.slow
+async def test_the_largest_purchase_allowed_posts_and_returns_exactly(
+    client: AsyncTestClient, keys: dict[str, str], member: int, db: Any
+) -> None:
+    """$10M on the Westique card: 2e9 point-cents, 66,666 rewards, and a full return; nothing overflows."""
+    body = purchase(member, 1_000_000_000, method="westique_credit_card")
+    posted = await client.post("/v1/purchases", json=body, headers=auth(keys["checkout"]), timeout=300)
+    assert posted.status_code == 201, posted.text[:300]
+    answer = posted.json()
+    assert answer["point_cents_earned"] == 2_000_000_000 and answer["bonus_point_cents"] == 1_000_000_000
+    assert len(answer["rewards_issued"]) == 66_666 and answer["balance"]["point_cents"] == 20_000
+    full = {"return_id": f"r-{body['purchase_id']}", "occurred_at": body["occurred_at"],
+            "lines": [{"sku": "SKU-1", "quantity": 1, "amount_cents": 1_000_000_000}]}
+    returned = await client.post(f"/v1/purchases/{body['purchase_id']}/returns", json=full,
+                                 headers=auth(keys["checkout"]))
+    assert returned.status_code == 201, returned.text
+    assert returned.json()["point_cents_reversed"] == 2_000_000_000
+    assert returned.json()["balance"]["point_cents"] == 20_000 - 2_000_000_000
+    [row] = await db.run("SELECT point_cents, rewards_issued FROM members WHERE id = $1", member)
+    assert (row["point_cents"], row["rewards_issued"]) == (20_000 - 2_000_000_000, 66_666)
 
 
 async def test_hostile_enrollments_get_a_clear_4xx_and_store_no_personal_data(
