@@ -340,3 +340,25 @@ def _problem_of(response: Any) -> str | None:
         if body.get("status") != status or not body.get("code"):
             return f"{status} problem without its status or code: {body}"
     return None
+
+
+async def test_mailing_input_with_control_characters_is_refused_or_ignored_and_stores_nothing(
+    client: AsyncTestClient, keys: dict[str, str], db: Any
+) -> None:
+    before = await row_counts(db)
+    staff = auth(keys["all"])
+    for path, body in [
+        ("/v1/subscriptions", {"channel": "email", "address": "a\u0000b@example.com", "source": "store"}),
+        ("/v1/subscriptions", {"channel": "sms", "address": "+1555\u00001234", "source": "store"}),
+        ("/v1/subscriptions", {"channel": "email", "address": "a@example.com\nBcc: x@example.com", "source": "store"}),
+        ("/v1/subscriptions/unsubscribe", {"channel": "email", "address": "\u0000"}),
+        ("/v1/sms/inbound", {"from": "a\u0000b", "body": "STOP"}),
+        ("/v1/sms/inbound", {"from": "+15551234567", "body": "ST\u0000OP"}),
+        ("/v1/offers", {"code": "A\u0000", "value_cents": 1, "channel": "sms"}),
+        ("/v1/offers", {"code": "A", "value_cents": 2**63, "channel": "sms"}),
+    ]:
+        answer = await client.post(path, json=body, headers=staff)
+        assert answer.status_code in (200, 404, 422), (path, body, answer.text)
+        if answer.status_code != 200:
+            assert_refused(answer, answer.status_code)
+    assert await row_counts(db) == before
