@@ -14,7 +14,7 @@ answers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -85,20 +85,22 @@ class _Reward:
 
 
 class _Rows:
-    """Column arrays for one set-based INSERT each (unnest is faster than many VALUES)."""
+    """Rows for one table: records for COPY, or column arrays for a set-based INSERT from unnest."""
 
     def __init__(self, *names: str) -> None:
-        self.columns: dict[str, list[Any]] = {name: [] for name in names}
+        self.names = names
+        self.records: list[tuple[Any, ...]] = []
 
     def add(self, *values: Any) -> None:
-        for column, value in zip(self.columns.values(), values, strict=True):
-            column.append(value)
+        self.records.append(values)
 
     def __len__(self) -> int:
-        return len(next(iter(self.columns.values())))
+        return len(self.records)
 
     def arrays(self) -> list[list[Any]]:
-        return list(self.columns.values())
+        if not self.records:
+            return [[] for _ in self.names]
+        return [list(column) for column in zip(*self.records, strict=True)]
 
 
 WRITE = """
@@ -145,82 +147,105 @@ def _reward_code() -> str:
 async def apply(conn: asyncpg.Connection, postings: list[Posting], *, answers: bool = True) -> list[Outcome]:
     """Apply `postings` in order, inside the caller's transaction; one Outcome per posting.
 
-    `answers=False` (the importer) skips what only an HTTP answer needs: the rewards a
-    replayed purchase issued, and the expiry of new rewards.
+    `answers=False` (the importer) skips what only an HTTP answer needs (the rewards a
+    replayed purchase issued, the expiry of new rewards) and writes with COPY.
     """
-    member_ids = sorted({p.purchase.member_id for p in postings})
-    members = {
-        r["id"]: _Member(r["status"], r["point_cents"], r["rewards_issued"])
-        for r in await conn.fetch(
-            "SELECT id, status, point_cents, rewards_issued FROM members WHERE id = ANY($1::bigint[]) "
-            "ORDER BY id FOR UPDATE", member_ids)
-    }
-    priors = {
-        r["ext_id"]: r
-        for r in await conn.fetch(
-            """SELECT id, ext_id, member_id, fingerprint, qualifying_cents, point_cents, bonus_point_cents,
-                      balance_after, rewards_redeemed FROM purchases WHERE ext_id = ANY($1::text[])""",
-            [p.purchase.purchase_id for p in postings])
-    }
-    prior_rewards: dict[int, list[asyncpg.Record]] = {}
-    if priors and answers:
-        for r in await conn.fetch(
-            "SELECT purchase_id, code, value_cents, expires_at FROM rewards WHERE purchase_id = ANY($1::bigint[]) "
-            "ORDER BY purchase_id, ordinal", [r["id"] for r in priors.values()]):
-            prior_rewards.setdefault(r["purchase_id"], []).append(r)
-    codes = sorted({t.reward_code for p in postings for t in p.purchase.tenders if t.reward_code})
-    tendered: dict[str, _Reward] = {}
-    if codes:
-        tendered = {
-            r["code"]: _Reward(r["id"], r["member_id"], r["status"], r["issued_at"], r["expires_at"], r["value_cents"])
-            for r in await conn.fetch(
-                "SELECT id, code, member_id, status, issued_at, expires_at, value_cents FROM rewards "
-                "WHERE code = ANY($1::text[]) ORDER BY id FOR UPDATE", codes)
-        }
-    offer_codes = sorted({o.code for p in postings for o in p.purchase.offers})
-    offers: dict[str, int] = {}
-    if offer_codes:
-        offers = {r["code"]: r["value_cents"] for r in await conn.fetch(
-            "SELECT code, value_cents FROM offers WHERE code = ANY($1::text[])", offer_codes)}
+    batch = Batch(conn, answers=answers)
+    await batch.load(
+        member_ids=[p.purchase.member_id for p in postings],
+        purchase_ids=[p.purchase.purchase_id for p in postings],
+        reward_codes=[t.reward_code for p in postings for t in p.purchase.tenders if t.reward_code],
+        offer_codes=[o.code for p in postings for o in p.purchase.offers],
+    )
+    outcomes = [batch.plan(p) for p in postings]
+    await batch.write()
+    return outcomes
 
-    outcomes: list[Outcome] = []
-    posted: dict[str, tuple[bytes, Outcome]] = {}  # purchase_id -> (digest, outcome) within this batch
-    created: list[tuple[Posting, Outcome, list[_Reward], int]] = []  # (posting, outcome, redeemed, first ordinal)
-    for p in postings:
+
+class Batch:
+    """The postings of one transaction: state read and locked once, planned in memory, written at the end.
+
+    `plan` answers each posting at once, so a caller may choose the next posting from the
+    last answer (the big demo redeems, later in the same batch, the rewards it just earned).
+    """
+
+    def __init__(self, conn: asyncpg.Connection, *, answers: bool = True) -> None:
+        self.conn = conn
+        self.answers = answers
+        self.members: dict[int, _Member] = {}
+        self.priors: dict[str, asyncpg.Record] = {}
+        self.prior_rewards: dict[int, list[asyncpg.Record]] = {}
+        self.tendered: dict[str, _Reward] = {}
+        self.offers: dict[str, int] = {}
+        self.posted: dict[str, tuple[bytes, Outcome]] = {}  # purchase_id -> (digest, outcome) within this batch
+        self.created: list[tuple[Posting, Outcome, list[_Reward], int]] = []  # (posting, answer, redeemed, ordinal)
+
+    async def load(self, *, member_ids: list[int], purchase_ids: list[str], reward_codes: list[str],
+                   offer_codes: list[str]) -> None:
+        """Lock the members (in id order, as every posting does) and read what the postings refer to."""
+        conn = self.conn
+        self.members = {
+            r["id"]: _Member(r["status"], r["point_cents"], r["rewards_issued"])
+            for r in await conn.fetch(
+                "SELECT id, status, point_cents, rewards_issued FROM members WHERE id = ANY($1::bigint[]) "
+                "ORDER BY id FOR UPDATE", sorted(set(member_ids)))
+        }
+        self.priors = {} if not purchase_ids else {
+            r["ext_id"]: r
+            for r in await conn.fetch(
+                """SELECT id, ext_id, member_id, fingerprint, qualifying_cents, point_cents, bonus_point_cents,
+                          balance_after, rewards_redeemed FROM purchases WHERE ext_id = ANY($1::text[])""",
+                purchase_ids)
+        }
+        if self.priors and self.answers:
+            for r in await conn.fetch(
+                    "SELECT purchase_id, code, value_cents, expires_at FROM rewards "
+                    "WHERE purchase_id = ANY($1::bigint[]) ORDER BY purchase_id, ordinal",
+                    [r["id"] for r in self.priors.values()]):
+                self.prior_rewards.setdefault(r["purchase_id"], []).append(r)
+        if reward_codes:
+            self.tendered = {
+                r["code"]: _Reward(r["id"], r["member_id"], r["status"], r["issued_at"], r["expires_at"],
+                                   r["value_cents"])
+                for r in await conn.fetch(
+                    "SELECT id, code, member_id, status, issued_at, expires_at, value_cents FROM rewards "
+                    "WHERE code = ANY($1::text[]) ORDER BY id FOR UPDATE", sorted(set(reward_codes)))
+            }
+        if offer_codes:
+            self.offers = {r["code"]: r["value_cents"] for r in await conn.fetch(
+                "SELECT code, value_cents FROM offers WHERE code = ANY($1::text[])", sorted(set(offer_codes)))}
+
+    def plan(self, p: Posting) -> Outcome:
+        """The posting's outcome, in the function's order of checks; nothing is written yet."""
         purchase = p.purchase
-        earlier = posted.get(purchase.purchase_id)
-        prior = priors.get(purchase.purchase_id)
+        earlier = self.posted.get(purchase.purchase_id)
+        prior = self.priors.get(purchase.purchase_id)
         if earlier is not None or prior is not None:
             digest = earlier[0] if earlier is not None else prior["fingerprint"]
             if digest != p.digest:
-                outcomes.append(Outcome(CONFLICT, purchase.purchase_id))
-            elif earlier is not None:
+                return Outcome(CONFLICT, purchase.purchase_id)
+            if earlier is not None:
                 first = earlier[1]
-                outcomes.append(Outcome(
+                return Outcome(
                     REPLAY, None, first.member_id, first.qualifying_cents, first.point_cents, first.bonus_point_cents,
                     first.balance_after, first.issued_codes, first.issued_values, first.issued_expires,
-                    first.redeemed))
-            else:
-                issued = prior_rewards.get(prior["id"], [])
-                outcomes.append(Outcome(
-                    REPLAY, None, prior["member_id"], prior["qualifying_cents"], prior["point_cents"],
-                    prior["bonus_point_cents"], prior["balance_after"], [r["code"] for r in issued],
-                    [r["value_cents"] for r in issued], [r["expires_at"] for r in issued],
-                    list(prior["rewards_redeemed"])))
-            continue
-        member = members.get(purchase.member_id)
+                    first.redeemed)
+            issued = self.prior_rewards.get(prior["id"], [])
+            return Outcome(
+                REPLAY, None, prior["member_id"], prior["qualifying_cents"], prior["point_cents"],
+                prior["bonus_point_cents"], prior["balance_after"], [r["code"] for r in issued],
+                [r["value_cents"] for r in issued], [r["expires_at"] for r in issued],
+                list(prior["rewards_redeemed"]))
+        member = self.members.get(purchase.member_id)
         if member is None:
-            outcomes.append(Outcome(MEMBER_NOT_FOUND, str(purchase.member_id)))
-            continue
+            return Outcome(MEMBER_NOT_FOUND, str(purchase.member_id))
         if member.status != "active":
-            outcomes.append(Outcome(MEMBER_NOT_ACTIVE, member.status))
-            continue
-        refused = _offer_refusal(purchase, offers) or _reward_refusal(purchase, tendered)
+            return Outcome(MEMBER_NOT_ACTIVE, member.status)
+        refused = _offer_refusal(purchase, self.offers) or _reward_refusal(purchase, self.tendered)
         if refused is not None:
-            outcomes.append(refused)
-            continue
+            return refused
         version, earned = p.version, p.earned
-        redeemed = [tendered[t.reward_code] for t in purchase.tenders if t.reward_code]
+        redeemed = [self.tendered[t.reward_code] for t in purchase.tenders if t.reward_code]
         for reward in redeemed:
             reward.status = "redeemed"
         balance = member.point_cents + earned.base_point_cents + earned.bonus_point_cents
@@ -228,17 +253,25 @@ async def apply(conn: asyncpg.Connection, postings: list[Posting], *, answers: b
         balance -= n_issued * version.reward_threshold_point_cents
         first_ordinal = member.rewards_issued + 1
         member.point_cents, member.rewards_issued = balance, member.rewards_issued + n_issued
+        codes = [_reward_code() for _ in range(n_issued)]
+        if codes and not self.answers:
+            # redeemable later in this same batch, like any issued reward (COPY writes the reward
+            # before the redemption updates it; the one-statement WRITE could not)
+            expires = purchase.occurred_at + timedelta(days=version.reward_validity_days)
+            for code in codes:
+                self.tendered[code] = _Reward(0, purchase.member_id, "issued", purchase.occurred_at, expires,
+                                              version.reward_value_cents)
         outcome = Outcome(
             CREATED, None, purchase.member_id, earned.qualifying_cents, earned.point_cents, earned.bonus_point_cents,
-            balance, [_reward_code() for _ in range(n_issued)], [version.reward_value_cents] * n_issued, [],
+            balance, codes, [version.reward_value_cents] * n_issued, [],
             [t.reward_code for t in purchase.tenders if t.reward_code])
-        outcomes.append(outcome)
-        posted[purchase.purchase_id] = (p.digest, outcome)
-        created.append((p, outcome, redeemed, first_ordinal))
+        self.posted[purchase.purchase_id] = (p.digest, outcome)
+        self.created.append((p, outcome, redeemed, first_ordinal))
+        return outcome
 
-    if created:
-        await _write(conn, created, members, answers=answers)
-    return outcomes
+    async def write(self) -> None:
+        if self.created:
+            await _write(self.conn, self.created, self.members, self.tendered, answers=self.answers)
 
 
 def _offer_refusal(purchase: PurchaseIn, offers: dict[str, int]) -> Outcome | None:
@@ -263,7 +296,7 @@ def _reward_refusal(purchase: PurchaseIn, tendered: dict[str, _Reward]) -> Outco
 
 
 async def _write(conn: asyncpg.Connection, created: list[tuple[Posting, Outcome, list[_Reward], int]],
-                 members: dict[int, _Member], *, answers: bool) -> None:
+                 members: dict[int, _Member], rewards_known: dict[str, _Reward], *, answers: bool) -> None:
     n_rewards = sum(len(o.issued_codes) for _, o, _, _ in created)
     ids = await conn.fetchrow(
         """SELECT ARRAY(SELECT nextval('purchases_id_seq') FROM generate_series(1, $1)) AS purchases,
@@ -282,7 +315,7 @@ async def _write(conn: asyncpg.Connection, created: list[tuple[Posting, Outcome,
         member_id, when, v = purchase.member_id, purchase.occurred_at, version.version
         purchases.add(pid, purchase.purchase_id, member_id, when, v, p.digest, p.body.decode(),
                       earned.qualifying_cents, earned.card_cents, earned.point_cents, earned.bonus_point_cents,
-                      outcome.balance_after, ",".join(outcome.redeemed))
+                      outcome.balance_after, outcome.redeemed)
         if earned.base_point_cents > 0:
             entries.add(member_id, "earn", earned.base_point_cents, pid, None, v, when)
         if earned.bonus_point_cents > 0:
@@ -292,6 +325,8 @@ async def _write(conn: asyncpg.Connection, created: list[tuple[Posting, Outcome,
             entries.add(member_id, "reward_redeemed", 0, pid, reward.id, v, when)
         for k, code in enumerate(outcome.issued_codes):
             rid = next(reward_ids)
+            if code in rewards_known:  # before any later redemption of it in this batch is written
+                rewards_known[code].id = rid
             new_reward_ids.append(rid)
             rewards.add(rid, code, member_id, first_ordinal + k, version.reward_value_cents, when,
                         version.reward_validity_days, pid)
@@ -299,11 +334,48 @@ async def _write(conn: asyncpg.Connection, created: list[tuple[Posting, Outcome,
     changed = sorted({p.purchase.member_id for p, _, _, _ in created})
     balances = [[m for m in changed], [members[m].point_cents for m in changed],
                 [members[m].rewards_issued for m in changed]]
-    rows = await conn.fetch(WRITE, *purchases.arrays(), *rewards.arrays(), *redemptions.arrays(), *entries.arrays(),
+    if not answers:
+        await _copy(conn, purchases, rewards, redemptions, entries, balances)
+        return
+    purchase_arrays = purchases.arrays()
+    purchase_arrays[-1] = [",".join(codes) for codes in purchase_arrays[-1]]  # text[] per row: unnest flattens
+    rows = await conn.fetch(WRITE, *purchase_arrays, *rewards.arrays(), *redemptions.arrays(), *entries.arrays(),
                             *balances)
-    if answers and rows:
+    if rows:
         expires = {r["id"]: r["expires_at"] for r in rows}
         it = iter(new_reward_ids)
         for _, outcome, _, _ in created:
             # in place: a replay later in the batch shares this list
             outcome.issued_expires[:] = [expires[next(it)] for _ in outcome.issued_codes]
+
+
+async def _copy(conn: asyncpg.Connection, purchases: _Rows, rewards: _Rows, redemptions: _Rows, entries: _Rows,
+                balances: list[list[int]]) -> None:
+    """The same rows as WRITE, with COPY for the big tables: two to three times cheaper per row.
+
+    A reward's expiry is computed here as whole days of 24 hours, which is what the posting
+    function's `timestamptz + make_interval(days => n)` gives when the server's TimeZone has
+    no daylight saving (UTC, as configured here).
+    """
+    await conn.copy_records_to_table(
+        "purchases", records=purchases.records,
+        columns=["id", "ext_id", "member_id", "occurred_at", "rules_version", "fingerprint", "body",
+                 "qualifying_cents", "card_cents", "point_cents", "bonus_point_cents", "balance_after",
+                 "rewards_redeemed"])
+    if len(rewards):
+        await conn.copy_records_to_table(
+            "rewards", records=[(rid, code, member_id, ordinal, value, issued, issued + timedelta(days=days), pid)
+                                for rid, code, member_id, ordinal, value, issued, days, pid in rewards.records],
+            columns=["id", "code", "member_id", "ordinal", "value_cents", "issued_at", "expires_at", "purchase_id"])
+    if len(redemptions):
+        await conn.execute(
+            """UPDATE rewards SET status = 'redeemed', redeemed_at = u.redeemed_at, redeemed_purchase_id = u.purchase_id
+               FROM unnest($1::bigint[], $2::timestamptz[], $3::bigint[]) AS u(id, redeemed_at, purchase_id)
+               WHERE rewards.id = u.id""", *redemptions.arrays())
+    await conn.copy_records_to_table(
+        "ledger", records=entries.records,
+        columns=["member_id", "kind", "point_cents", "purchase_id", "reward_id", "rules_version", "occurred_at"])
+    await conn.execute(
+        """UPDATE members SET point_cents = u.point_cents, rewards_issued = u.rewards_issued
+           FROM unnest($1::bigint[], $2::bigint[], $3::integer[]) AS u(id, point_cents, rewards_issued)
+           WHERE members.id = u.id""", *balances)

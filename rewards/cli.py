@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -136,12 +137,18 @@ def verify(no_recompute: bool) -> None:
 @click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True,
               help="How far back the purchases go.")
 @click.option("--seed", type=int, default=7, show_default=True)
-def demo(members: int, purchases: int, days: int, seed: int) -> None:
+@click.option("--bulk/--no-bulk", default=None,
+              help="Load set-based, for millions of purchases into an empty program "
+                   "[default: bulk above 100,000 purchases].")
+def demo(members: int, purchases: int, days: int, seed: int, bulk: bool | None) -> None:
     """Fill the database with a realistic synthetic program: members, a year of purchases,
     returns, redemptions and cancellations, all posted through the real rules."""
-    from rewards.demo import run_demo
+    from rewards.demo import run_bulk_demo, run_demo
 
-    summary = with_database(lambda db: run_demo(db, members=members, purchases=purchases, days=days, seed=seed))
+    run = run_bulk_demo if (purchases > 100_000 if bulk is None else bulk) else run_demo
+    started = time.perf_counter()
+    summary = with_database(lambda db: run(db, members=members, purchases=purchases, days=days, seed=seed))
+    summary["seconds"] = round(time.perf_counter() - started)
     for key, value in summary.items():
         click.echo(f"{key}: {value}")
 
