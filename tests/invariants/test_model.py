@@ -1,0 +1,563 @@
+"""Model-based test: random postings against the real service and a small reference model.
+
+A hypothesis `RuleBasedStateMachine` enrolls a few members and drives purchases (random
+lines, categories and tenders, the card and reward tenders included), redemptions,
+partial and full returns, replays (same key and body: the first answer, byte for byte;
+same key, other body: 409 and nothing written), new rules versions, cancellations and
+erasures. The model does its arithmetic with `rewards.rules`, and tracks every member's
+balance, rewards (issued, redeemed, voided, expired) and purchases. After every step the
+service's balances, rewards and row counts must equal the model's, and
+`rewards.verify.find_problems` must return [].
+
+The service runs on an event loop of its own (the machine is synchronous), against a
+scratch database on the test server, so the whole ledger it checks is the model's.
+
+Profiles (REWARDS_MODEL_PROFILE): `model-ci` (default: 30 examples of up to 25 steps,
+about 25 s on 2 cores) and `model-deep` (300 examples of up to 50 steps, for a long run).
+A failure prints the steps and a `@reproduce_failure` blob (print_blob).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar, TypeVar
+
+import asyncpg
+import msgspec
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+from rewards import errors, ledger, members, rules
+from rewards.db import Database, migrate
+from rewards.rulebook import Rulebook, _rules
+from rewards.rules import Rules
+from rewards.schemas import EnrollmentIn, LineIn, PurchaseIn, ReturnIn, ReturnLineIn, RulesIn, TenderIn
+from rewards.verify import find_problems
+from tests.conftest import _with_database
+
+T = TypeVar("T")
+
+settings.register_profile(
+    "model-ci", max_examples=30, stateful_step_count=25, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+settings.register_profile(
+    "model-deep", max_examples=300, stateful_step_count=50, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+PROFILE = os.environ.get("REWARDS_MODEL_PROFILE", "model-ci")
+
+SKUS = ["A", "B", "C"]
+CATEGORIES = ["apparel", "home", "gift_card", "tax", "shipping"]
+# mostly qualifying goods, and amounts near the reward threshold as often as small ones
+LINE = st.tuples(st.sampled_from(["A", "B", "C"]), st.sampled_from(["apparel", "home", *CATEGORIES]), st.integers(1, 3),
+                 st.one_of(st.integers(0, 40_000), st.sampled_from([9_999, 29_999, 30_000, 30_001, 45_000])))
+PAYING = ["westique_credit_card", "credit_card", "debit_card", "cash", "gift_card", "other"]
+
+
+class Service:
+    """The real service on its own event loop: the machine calls it synchronously."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, db: Database, rulebook: Rulebook) -> None:
+        self.loop, self.db, self.rulebook = loop, db, rulebook
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(work)
+
+    def attempt(self, work: Coroutine[Any, Any, Any]) -> Any:
+        """The answer, or the domain error the service refused with."""
+        try:
+            return self.run(work)
+        except errors.DomainError as exc:
+            return exc
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self.db.run(query, *args)
+
+    async def reset(self) -> list[Rules]:
+        """An empty program with its first rules version, so every example starts alike (and
+        hypothesis can replay one exactly). This is the test's own scratch database."""
+        async with self.db.connection() as conn:
+            tables = [r["tablename"] for r in await conn.fetch(
+                """SELECT tablename FROM pg_tables WHERE schemaname = 'public'
+                   AND tablename NOT IN ('program_rules', 'schema_migrations')""")]
+            await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+            await conn.execute("DELETE FROM program_rules WHERE version > 1")
+            rows = await conn.fetch("SELECT version, effective_from, body FROM program_rules")
+        await self.rulebook.load()
+        return [_rules(r) for r in rows]
+
+    async def problems(self) -> list[str]:
+        async with self.db.connection() as conn:
+            return await find_problems(conn)
+
+
+@dataclass
+class RewardM:
+    code: str
+    member_id: int
+    value_cents: int
+    issued_at: datetime
+    expires_at: datetime
+    status: str = "issued"  # issued, redeemed, voided; "expired" is derived from the time
+
+    def shown(self, now: datetime) -> str:
+        return "expired" if self.status == "issued" and self.expires_at <= now else self.status
+
+
+@dataclass
+class MemberM:
+    member_id: int
+    status: str = "active"
+    point_cents: int = 0
+    erased: bool = False
+    forfeited: int = 0
+    voided: list[str] = field(default_factory=list)
+    purchases: int = 0
+    returns: int = 0
+
+
+@dataclass
+class PurchaseM:
+    body: PurchaseIn
+    version: Rules
+    answer: bytes
+    earned: int
+    issued: int
+    returned: dict[str, tuple[int, int]] = field(default_factory=dict)
+    reversed: int = 0
+
+    @property
+    def lines(self) -> list[tuple[str, str, int, int]]:
+        return [(x.sku, x.category, x.quantity, x.amount_cents) for x in self.body.lines]
+
+    @property
+    def tenders(self) -> list[tuple[str, int]]:
+        return [(t.method, t.amount_cents) for t in self.body.tenders]
+
+    def bought(self) -> dict[str, tuple[int, int]]:
+        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for sku, _, quantity, amount in self.lines:
+            totals[sku][0] += quantity
+            totals[sku][1] += amount
+        return {sku: (q, a) for sku, (q, a) in totals.items()}
+
+    def left(self) -> dict[str, tuple[int, int]]:
+        return {sku: (q - self.returned.get(sku, (0, 0))[0], a - self.returned.get(sku, (0, 0))[1])
+                for sku, (q, a) in self.bought().items()}
+
+
+@dataclass
+class ReturnM:
+    purchase_id: str
+    body: ReturnIn
+    answer: bytes
+
+
+def encode(answer: Any) -> bytes:
+    return msgspec.json.encode(answer)
+
+
+class RewardsMachine(RuleBasedStateMachine):
+    service: ClassVar[Service]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.members: dict[int, MemberM] = {}
+        self.rewards: dict[str, RewardM] = {}
+        self.purchases: dict[str, PurchaseM] = {}
+        self.returns: dict[str, ReturnM] = {}
+        self.versions = self.service.run(self.service.reset())
+        self.published = False
+        # postings accepted since the last cancellation: cancelling only after a few keeps the
+        # runs long enough to reach rewards, redemptions, returns and negative balances
+        self.since_cancel = 0
+        # business time: starts months back so rewards expire during a run; never passes the start
+        self.started = datetime.now(UTC).replace(microsecond=0)
+        self.clock = self.started - timedelta(days=200)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def tick(self, data: st.DataObject) -> datetime:
+        hours = data.draw(st.integers(0, 24 * 20), label="hours later")
+        self.clock = min(self.clock + timedelta(hours=hours), self.started - timedelta(minutes=2))
+        return self.clock
+
+    def rules_at(self, when: datetime) -> Rules:
+        return rules.rules_for(self.versions, when)
+
+    def active(self) -> list[int]:
+        return sorted(m for m, x in self.members.items() if x.status == "active")
+
+    def open_rewards(self, member_id: int, when: datetime) -> list[str]:
+        # in the order issued: reward codes are random, so sorting them would make the draws depend on luck
+        return [c for c, r in self.rewards.items()
+                if r.member_id == member_id and r.status == "issued" and r.issued_at <= when < r.expires_at]
+
+    def expect_purchase(self, p: PurchaseIn, data: st.DataObject | None = None) -> None:
+        """Post `p` and check the answer against the model; apply it to the model if it was accepted."""
+        got = self.service.attempt(ledger.post_purchase(self.service.db, self.service.rulebook, p))
+        m = self.members.get(p.member_id)
+        if m is None:
+            assert isinstance(got, errors.NotFound), got
+            return
+        if m.status != "active":
+            assert isinstance(got, errors.MemberNotActive), got
+            return
+        tendered = [(t.reward_code, t.amount_cents) for t in p.tenders if t.reward_code]
+        bad = [code for code, amount in tendered
+               if code not in self.rewards or self.rewards[code].member_id != p.member_id
+               or self.rewards[code].status != "issued" or p.occurred_at >= self.rewards[code].expires_at
+               or p.occurred_at < self.rewards[code].issued_at  # a purchase dated before the reward existed
+               or amount > self.rewards[code].value_cents]
+        if bad:
+            assert isinstance(got, errors.RewardNotRedeemable), got
+            assert got.extra["reward_code"] == bad[0]
+            return
+        assert isinstance(got, tuple), got
+        created, out = got
+        assert created
+        version = self.rules_at(p.occurred_at)
+        e = rules.earning(version, [(x.category, x.amount_cents) for x in p.lines],
+                          [(t.method, t.amount_cents) for t in p.tenders])
+        balance = m.point_cents + e.point_cents
+        due = rules.rewards_due(balance, version)
+        balance -= due * version.reward_threshold_point_cents
+        assert (out.qualifying_cents, out.point_cents_earned, out.bonus_point_cents) == (
+            e.qualifying_cents, e.point_cents, e.bonus_point_cents)
+        assert len(out.rewards_issued) == due
+        assert out.rewards_redeemed == [code for code, _ in tendered]
+        assert (out.balance.point_cents, out.balance.points) == (balance, rules.whole_points(balance))
+        m.point_cents = balance
+        m.purchases += 1
+        for code, _ in tendered:
+            self.rewards[code].status = "redeemed"
+        for issued in out.rewards_issued:
+            assert issued.code not in self.rewards
+            assert issued.value_cents == version.reward_value_cents
+            assert issued.expires_at == p.occurred_at + timedelta(days=version.reward_validity_days)
+            self.rewards[issued.code] = RewardM(issued.code, p.member_id, issued.value_cents, p.occurred_at,
+                                                issued.expires_at)
+        self.purchases[p.purchase_id] = PurchaseM(p, version, encode(out), e.point_cents, due)
+        self.since_cancel += 1
+
+    def purchase_body(self, member_id: int, when: datetime, lines: list[tuple[str, str, int, int]],
+                      rewards_tendered: list[tuple[str, int]], data: st.DataObject) -> PurchaseIn:
+        total = sum(a for *_, a in lines)
+        rest = total - sum(a for _, a in rewards_tendered)
+        methods = data.draw(st.lists(st.sampled_from(PAYING), min_size=1, max_size=2, unique=True), label="methods")
+        cut = data.draw(st.integers(0, rest), label="split") if len(methods) == 2 else rest
+        shares = [cut, rest - cut] if len(methods) == 2 else [rest]
+        tenders = [TenderIn(method="reward", amount_cents=a, reward_code=c) for c, a in rewards_tendered]
+        tenders += [TenderIn(method=mt, amount_cents=a) for mt, a in zip(methods, shares, strict=True)]
+        return PurchaseIn(
+            purchase_id=f"p-{uuid.uuid4().hex[:12]}", member_id=member_id, occurred_at=when,
+            store_id="S001", channel="store",
+            lines=[LineIn(sku=s, category=c, quantity=q, amount_cents=a) for s, c, q, a in lines],
+            tenders=tenders,
+        )
+
+    # --- members ------------------------------------------------------------------------------
+
+    @precondition(lambda self: len(self.active()) < 2 and len(self.members) < 6)
+    @rule()
+    def enroll(self) -> None:
+        tag = uuid.uuid4().int % 10**9
+        out = self.service.run(members.enroll(self.service.db, EnrollmentIn(
+            name="Model Member", email=f"model.{tag}@example.com", phone=f"+1{tag:010d}",
+            birth_date=date(1990, 1, 1), state="CA", terms_version="2026-01", notice_version="2026-01",
+            channel="store")))
+        assert out.status == "active"
+        self.members[out.member_id] = MemberM(out.member_id)
+
+    @precondition(lambda self: self.members and self.since_cancel >= 4)
+    @rule(data=st.data(), erase=st.booleans())
+    def cancel(self, data: st.DataObject, erase: bool) -> None:
+        member_id = data.draw(st.sampled_from(sorted(self.members)), label="member")
+        m = self.members[member_id]
+        now = datetime.now(UTC)
+        self.since_cancel = 0
+        if m.status == "active":
+            m.forfeited = max(0, m.point_cents)
+            m.point_cents -= m.forfeited
+            for code in sorted(c for c, r in self.rewards.items()
+                               if r.member_id == member_id and r.status == "issued" and r.expires_at > now):
+                self.rewards[code].status = "voided"
+                m.voided.append(code)
+            m.status = "cancelled"
+        if erase:
+            out = self.service.run(members.erase(self.service.db, member_id))
+            assert out.status == "cancelled"
+            m.erased = True
+            profile = self.service.run(members.profile(self.service.db, member_id))
+            assert (profile.name, profile.email, profile.phone, profile.birth_date) == (None, None, None, None)
+        else:
+            out = self.service.run(members.cancel(self.service.db, member_id))
+            assert out.status == "cancelled"
+            assert out.point_cents_forfeited == m.forfeited
+            assert sorted(out.rewards_voided) == sorted(m.voided)
+
+    # --- purchases ----------------------------------------------------------------------------
+
+    @precondition(lambda self: self.members)
+    @rule(data=st.data())
+    def buy(self, data: st.DataObject) -> None:
+        member_id = data.draw(st.sampled_from(sorted(self.members)), label="member")
+        when = self.tick(data)
+        lines = data.draw(st.lists(LINE, min_size=1, max_size=3), label="lines")
+        total = sum(a for *_, a in lines)
+        # sometimes tender rewards: usually the member's own open ones, sometimes any known code
+        codes = self.open_rewards(member_id, when)
+        if self.rewards and data.draw(st.integers(0, 3), label="any reward") == 0:
+            codes = list(self.rewards)
+        chosen = data.draw(st.lists(st.sampled_from(codes), max_size=2, unique=True), label="rewards") if codes else []
+        tendered: list[tuple[str, int]] = []
+        for code in chosen:
+            room = total - sum(a for _, a in tendered)
+            if room < 1:
+                break
+            value = self.rewards[code].value_cents
+            tendered.append((code, min(room, data.draw(st.integers(1, value + 50), label="reward amount"))))
+        self.expect_purchase(self.purchase_body(member_id, when, lines, tendered, data))
+
+    @precondition(lambda self: any(self.open_rewards(m, self.clock) for m in self.active()))
+    @rule(data=st.data())
+    def redeem(self, data: st.DataObject) -> None:
+        member_id = data.draw(st.sampled_from([m for m in self.active() if self.open_rewards(m, self.clock)]))
+        when = self.tick(data)
+        codes = self.open_rewards(member_id, when)
+        if not codes:
+            return  # it expired while time passed; `buy` covers tendering expired rewards
+        code = data.draw(st.sampled_from(codes), label="reward")
+        value = self.rewards[code].value_cents
+        extra = data.draw(st.integers(0, 20_000), label="paid on top")
+        lines = [("R", data.draw(st.sampled_from(["apparel", "home", "tax"])), 1, value + extra)]
+        self.expect_purchase(self.purchase_body(member_id, when, lines, [(code, value)], data))
+        assert self.rewards[code].status == "redeemed"
+
+    @precondition(lambda self: self.active())
+    @rule(data=st.data())
+    def top_up_to_the_threshold(self, data: st.DataObject) -> None:
+        """A purchase that brings the balance to exactly the threshold (when the rules allow): one reward, 0 left."""
+        member_id = data.draw(st.sampled_from(self.active()), label="member")
+        when = self.tick(data)
+        version = self.rules_at(when)
+        # a new version may have lowered the threshold below the balance: then a $0 purchase issues rewards
+        needed = max(0, version.reward_threshold_point_cents - self.members[member_id].point_cents)
+        amount = -(-needed // max(version.points_per_dollar, 1))
+        if version.rounding == "floor_per_purchase":
+            amount = -(-amount // 100) * 100
+        self.expect_purchase(self.purchase_body(member_id, when, [("T", "home", 1, amount)], [], data))
+
+    def issued_rewards(self, *, expired: bool = False) -> list[str]:
+        """Rewards still `issued` to an active member (with `expired`: whose expiry lies before the run's start)."""
+        latest = self.started - timedelta(minutes=2)
+        return [c for c, r in self.rewards.items() if r.status == "issued"
+                and self.members[r.member_id].status == "active" and (not expired or r.expires_at <= latest)]
+
+    @precondition(lambda self: self.issued_rewards())
+    @rule(data=st.data(), edge=st.sampled_from(["at issue", "before issue", "before expiry", "at expiry"]))
+    def tender_at_the_edges(self, data: st.DataObject, edge: str) -> None:
+        """A reward is redeemable from the instant it was issued until just before it expires, not outside."""
+        candidates = self.issued_rewards(expired=edge.endswith("expiry"))
+        if not candidates:
+            return
+        code = data.draw(st.sampled_from(candidates), label="reward")
+        r = self.rewards[code]
+        when = {"at issue": r.issued_at, "before issue": r.issued_at - timedelta(seconds=1),
+                "before expiry": r.expires_at - timedelta(seconds=1), "at expiry": r.expires_at}[edge]
+        self.expect_purchase(self.purchase_body(r.member_id, when, [("R", "apparel", 1, r.value_cents + 500)],
+                                                [(code, r.value_cents)], data))
+        assert self.rewards[code].status == ("redeemed" if edge in ("at issue", "before expiry") else "issued")
+
+    @precondition(lambda self: self.members)
+    @rule(data=st.data())
+    def bad_purchase(self, data: st.DataObject) -> None:
+        """Bad input is refused and writes nothing (the invariant checks the row counts)."""
+        member_id = data.draw(st.sampled_from(sorted(self.members)), label="member")
+        kind = data.draw(st.sampled_from(["unbalanced", "currency", "no member", "future"]), label="kind")
+        body = self.purchase_body(member_id, self.clock, [("A", "apparel", 1, 2500)], [], data)
+        if kind == "unbalanced":
+            body = msgspec.structs.replace(body, tenders=[TenderIn(method="cash", amount_cents=2499)])
+            expected: type[errors.DomainError] = errors.TendersDoNotBalance
+        elif kind == "currency":
+            body = msgspec.structs.replace(body, currency="EUR")
+            expected = errors.UnsupportedCurrency
+        elif kind == "future":
+            body = msgspec.structs.replace(body, occurred_at=datetime.now(UTC) + timedelta(days=1))
+            expected = errors.ValidationFailed
+        else:
+            body = msgspec.structs.replace(body, member_id=2**40 + member_id)
+            expected = errors.NotFound
+        got = self.service.attempt(ledger.post_purchase(self.service.db, self.service.rulebook, body))
+        assert isinstance(got, expected), got
+
+    @precondition(lambda self: self.purchases)
+    @rule(data=st.data(), same=st.booleans())
+    def replay_purchase(self, data: st.DataObject, same: bool) -> None:
+        pid = data.draw(st.sampled_from(list(self.purchases)), label="purchase")
+        first = self.purchases[pid]
+        body = first.body if same else msgspec.structs.replace(first.body, store_id="S999")
+        got = self.service.attempt(ledger.post_purchase(self.service.db, self.service.rulebook, body))
+        if same:
+            assert isinstance(got, tuple), got
+            assert got[0] is False
+            assert encode(got[1]) == first.answer
+        else:
+            assert isinstance(got, errors.IdempotencyConflict), got
+
+    # --- returns ------------------------------------------------------------------------------
+
+    @precondition(lambda self: self.purchases)
+    @rule(data=st.data())
+    def give_back(self, data: st.DataObject) -> None:
+        # often a purchase that issued a reward: taking its points back can leave the balance negative
+        rewarding = [k for k, p in self.purchases.items() if p.issued]
+        candidates = rewarding if rewarding and data.draw(st.booleans(), label="rewarding") else list(self.purchases)
+        pid = data.draw(st.sampled_from(candidates), label="purchase")
+        p = self.purchases[pid]
+        left = p.left()
+        returnable = sorted(sku for sku, (q, _) in left.items() if q >= 1)
+        mode = data.draw(st.sampled_from(["partial", "full", "too much"]), label="mode")
+        lines: dict[str, tuple[int, int]] = {}
+        if mode == "full" and returnable:
+            lines = {sku: left[sku] for sku in returnable}
+        elif mode == "partial" and returnable:
+            for sku in data.draw(st.lists(st.sampled_from(returnable), min_size=1, unique=True), label="skus"):
+                q, a = left[sku]
+                lines[sku] = (data.draw(st.integers(1, q), label="qty"), data.draw(st.integers(0, a), label="amt"))
+        else:
+            sku = data.draw(st.sampled_from([*SKUS, "ZZZ"]), label="sku")
+            q, a = left.get(sku, (0, 0))
+            lines = {sku: (q + 1, a) if data.draw(st.booleans(), label="by quantity") or q < 1 else (q, a + 1)}
+        ret = ReturnIn(return_id=f"r-{uuid.uuid4().hex[:12]}", occurred_at=self.tick(data),
+                       lines=[ReturnLineIn(sku=s, quantity=q, amount_cents=a) for s, (q, a) in lines.items()])
+        got = self.service.attempt(ledger.post_return(self.service.db, self.service.rulebook, pid, ret))
+        bought = p.bought()
+        too_much = any(p.returned.get(s, (0, 0))[0] + q > bought.get(s, (0, 0))[0]
+                       or p.returned.get(s, (0, 0))[1] + a > bought.get(s, (0, 0))[1] for s, (q, a) in lines.items())
+        if too_much:
+            assert isinstance(got, errors.ReturnExceedsPurchase), got
+            return
+        assert isinstance(got, tuple), got
+        created, out = got
+        assert created
+        reverse = rules.point_cents_to_reverse(p.version, p.lines, p.tenders, p.returned, lines)
+        m = self.members[p.body.member_id]
+        m.point_cents -= reverse
+        m.returns += 1
+        assert out.point_cents_reversed == reverse >= 0
+        assert out.balance.point_cents == m.point_cents
+        p.returned = {s: (p.returned.get(s, (0, 0))[0] + lines.get(s, (0, 0))[0],
+                          p.returned.get(s, (0, 0))[1] + lines.get(s, (0, 0))[1]) for s in {*p.returned, *lines}}
+        p.reversed += reverse
+        assert p.reversed <= p.earned
+        if p.returned == bought:
+            assert p.reversed == p.earned, "everything returned takes back exactly what was earned"
+        self.returns[ret.return_id] = ReturnM(pid, ret, encode(out))
+        self.since_cancel += 1
+
+    @precondition(lambda self: self.returns)
+    @rule(data=st.data(), same=st.booleans())
+    def replay_return(self, data: st.DataObject, same: bool) -> None:
+        rid = data.draw(st.sampled_from(list(self.returns)), label="return")
+        first = self.returns[rid]
+        body = first.body if same else msgspec.structs.replace(
+            first.body, occurred_at=first.body.occurred_at + timedelta(seconds=1))
+        got = self.service.attempt(ledger.post_return(self.service.db, self.service.rulebook, first.purchase_id, body))
+        if same:
+            assert isinstance(got, tuple), got
+            assert got[0] is False
+            assert encode(got[1]) == first.answer
+        else:
+            assert isinstance(got, errors.IdempotencyConflict), got
+
+    # --- the rules ------------------------------------------------------------------------------
+
+    @precondition(lambda self: not self.published)
+    @rule(data=st.data())
+    def publish_rules(self, data: st.DataObject) -> None:
+        """A new version, effective from the current business time: later postings use it, earlier ones keep theirs."""
+        new = RulesIn(
+            effective_from=self.clock + timedelta(seconds=1),
+            points_per_dollar=data.draw(st.integers(1, 3), label="points per dollar"),
+            card_bonus_points_per_dollar=data.draw(st.integers(0, 2), label="bonus"),
+            reward_threshold_points=data.draw(st.sampled_from([100, 300, 500]), label="threshold"),
+            reward_value_cents=data.draw(st.sampled_from([500, 1000]), label="value"),
+            reward_validity_days=data.draw(st.sampled_from([30, 90]), label="validity"),
+            excluded_categories=data.draw(st.sets(st.sampled_from(CATEGORIES)).map(sorted), label="excluded"),
+            rounding=data.draw(st.sampled_from(["carry", "floor_per_purchase"]), label="rounding"),
+        )
+        published = self.service.run(self.service.rulebook.publish(new))
+        self.versions.append(published)
+        self.published = True
+
+    # --- after every step -----------------------------------------------------------------------
+
+    @invariant()
+    def service_agrees_with_the_model(self) -> None:
+        now = datetime.now(UTC)
+        for member_id, m in self.members.items():
+            balance = self.service.run(members.balance(self.service.db, self.service.rulebook, member_id))
+            assert (balance.status, balance.point_cents, balance.points) == (
+                m.status, m.point_cents, rules.whole_points(m.point_cents)), member_id
+            assert balance.points_to_next_reward == rules.points_to_next_reward(m.point_cents, self.rules_at(now))
+            assert {r.code: r.status for r in balance.rewards} == {
+                c: r.shown(now) for c, r in self.rewards.items() if r.member_id == member_id}
+        if self.members:
+            counts = self.service.run(self.service.fetch(
+                """SELECT m.id, (SELECT count(*) FROM purchases p WHERE p.member_id = m.id) AS purchases,
+                          (SELECT count(*) FROM purchase_returns r WHERE r.member_id = m.id) AS returns
+                   FROM members m WHERE m.id = ANY ($1::bigint[])""", list(self.members)))
+            assert {r["id"]: (r["purchases"], r["returns"]) for r in counts} == {
+                k: (m.purchases, m.returns) for k, m in self.members.items()}
+
+    @invariant()
+    def verify_finds_nothing_wrong(self) -> None:
+        assert self.service.run(self.service.problems()) == []
+
+
+async def _scratch_database(server_url: str) -> tuple[str, str]:
+    name = f"rewards_model_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = await asyncpg.connect(_with_database(server_url, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = _with_database(server_url, name)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url, name
+
+
+async def _drop(server_url: str, name: str) -> None:
+    admin = await asyncpg.connect(_with_database(server_url, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def test_service_matches_the_reference_model(database_url: str) -> None:
+    loop = asyncio.new_event_loop()
+    url, name = loop.run_until_complete(_scratch_database(database_url))
+    db = Database(url, pool_size=2)
+    try:
+        rulebook = Rulebook(db)
+        loop.run_until_complete(rulebook.load())
+        RewardsMachine.service = Service(loop, db, rulebook)
+        run_state_machine_as_test(RewardsMachine, settings=settings.get_profile(PROFILE))
+    finally:
+        loop.run_until_complete(db.close())
+        loop.run_until_complete(_drop(database_url, name))
+        loop.close()
