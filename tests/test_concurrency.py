@@ -202,6 +202,29 @@ async def test_concurrent_duplicates_of_one_return_apply_once(db, rulebook, make
     assert state["point_cents"] == state["ledger_sum"] == 15000
 
 
+async def test_one_return_id_raced_against_two_members_purchases_applies_once(db, rulebook, make_member):
+    """Different members lock different rows, so only the unique key can stop the twin; the loser gets 409."""
+    bodies = [purchase_in(await make_member(), 20000) for _ in range(2)]
+    for body in bodies:
+        await ledger.post_purchase(db, rulebook, body)
+    key = unique("r")
+    ret = return_in([{"sku": "SKU-1", "quantity": 1, "amount_cents": 20000}], return_id=key)
+    results = await asyncio.gather(
+        *(outcome(ledger.post_return(db, rulebook, body.purchase_id, ret)) for body in bodies for _ in range(3))
+    )
+    created = [r for r in results if isinstance(r, tuple) and r[0]]
+    assert len(created) == 1, results
+    winner = created[0][1].purchase_id
+    for r in results:
+        if isinstance(r, tuple):
+            assert r[1].purchase_id == winner
+        else:
+            assert isinstance(r, errors.IdempotencyConflict), r
+    balances = [(await ledger_state(db, body.member_id))["ledger_sum"] for body in bodies]
+    assert sorted(balances) == [0, 20000]
+    await assert_sound(db)
+
+
 # --- cancellation races -------------------------------------------------------------------------
 
 
