@@ -288,6 +288,35 @@ async def test_returns_and_redemptions_racing_a_cancellation_leave_a_consistent_
     await assert_sound(db)
 
 
+async def test_verify_finds_nothing_wrong_while_postings_are_in_flight(db, rulebook, make_member):
+    """Each check is one statement, so it sees one snapshot: a check racing postings never reports a torn state."""
+    member_ids = [await make_member() for _ in range(3)]
+    bodies = [purchase_in(member_ids[i // 10], 7000 + 1000 * i, method="westique_credit_card") for i in range(30)]
+    done = asyncio.Event()
+    seen: list[list[str]] = []
+
+    async def load() -> None:
+        try:
+            for chunk in range(0, 30, 10):
+                await asyncio.gather(*(ledger.post_purchase(db, rulebook, b) for b in bodies[chunk:chunk + 10]))
+                await asyncio.gather(*(ledger.post_return(db, rulebook, b.purchase_id, return_in(
+                    [{"sku": "SKU-1", "quantity": 1, "amount_cents": 3000}])) for b in bodies[chunk:chunk + 10:2]))
+                await members.cancel(db, member_ids[chunk // 10])
+        finally:
+            done.set()
+
+    async def check() -> None:
+        while not done.is_set():
+            async with db.connection() as conn:
+                seen.append(await find_problems(conn, recompute=False))
+
+    await asyncio.gather(load(), check())
+    assert len(seen) >= 2, "the checks ran while the postings did"
+    assert [p for p in seen if p] == []
+    assert [(await ledger_state(db, m))["status"] for m in member_ids] == ["cancelled"] * 3
+    await assert_sound(db)
+
+
 # --- the schema itself ----------------------------------------------------------------------------
 
 
