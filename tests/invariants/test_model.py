@@ -509,8 +509,9 @@ class RewardsMachine(RuleBasedStateMachine):
             assert (balance.status, balance.point_cents, balance.points) == (
                 m.status, m.point_cents, rules.whole_points(m.point_cents)), member_id
             assert balance.points_to_next_reward == rules.points_to_next_reward(m.point_cents, self.rules_at(now))
-            assert {r.code: r.status for r in balance.rewards} == {
-                c: r.shown(now) for c, r in self.rewards.items() if r.member_id == member_id}
+            # the balance lists the member's newest rewards (members.REWARDS_SHOWN), newest first
+            theirs = [r for r in self.rewards.values() if r.member_id == member_id][::-1][:members.REWARDS_SHOWN]
+            assert [(r.code, r.status) for r in balance.rewards] == [(r.code, r.shown(now)) for r in theirs]
         if self.members:
             counts = self.service.run(self.service.fetch(
                 """SELECT m.id, (SELECT count(*) FROM purchases p WHERE p.member_id = m.id) AS purchases,
