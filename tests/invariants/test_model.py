@@ -10,11 +10,13 @@ service's balances, rewards and row counts must equal the model's, and
 `rewards.verify.find_problems` must return [].
 
 The service runs on an event loop of its own (the machine is synchronous), against a
-scratch database on the test server, so the whole ledger it checks is the model's.
+scratch database on the test server, emptied before each example, so the whole ledger
+it checks is the model's and hypothesis can replay an example exactly.
 
-Profiles (REWARDS_MODEL_PROFILE): `model-ci` (default: 30 examples of up to 25 steps,
-about 25 s on 2 cores) and `model-deep` (300 examples of up to 50 steps, for a long run).
-A failure prints the steps and a `@reproduce_failure` blob (print_blob).
+Profiles (REWARDS_MODEL_PROFILE): `model-ci` (default: 30 examples of up to 25 steps;
+10 s on an idle 2-core machine, 30 s on a busy one) and `model-deep` (300 examples of up
+to 50 steps: 1.5 to 4 minutes). A failure prints the steps, the seed and a
+`@reproduce_failure` blob (print_blob).
 """
 
 from __future__ import annotations
