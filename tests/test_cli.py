@@ -161,8 +161,9 @@ async def test_demo_then_verify_is_sound_and_tampering_makes_verify_fail(
 
     conn = await asyncpg.connect(scratch_url)
     try:
-        counts = await conn.fetchrow("SELECT (SELECT count(*) FROM members) AS m, (SELECT count(*) FROM purchases) AS p,"
-                                     " (SELECT count(*) FROM ledger) AS l")
+        counts = await conn.fetchrow("""SELECT (SELECT count(*) FROM members) AS m,
+                                              (SELECT count(*) FROM purchases) AS p,
+                                              (SELECT count(*) FROM ledger) AS l""")
         assert (counts["m"], counts["p"]) == (30, 300) and counts["l"] >= 300
         victim = await conn.fetchval("SELECT min(id) FROM members")
         await conn.execute("UPDATE members SET point_cents = point_cents + 250 WHERE id = $1", victim)
