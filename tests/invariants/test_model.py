@@ -37,12 +37,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from rewards import errors, ledger, members, rules
-from rewards.db import Database, migrate
+from rewards.db import Database
 from rewards.rulebook import Rulebook, _rules
 from rewards.rules import Rules
 from rewards.schemas import EnrollmentIn, LineIn, PurchaseIn, ReturnIn, ReturnLineIn, RulesIn, TenderIn
 from rewards.verify import find_problems
-from tests.conftest import _with_database
+from tests.databases import drop_database, fresh_database
 
 T = TypeVar("T")
 
@@ -527,33 +527,9 @@ class RewardsMachine(RuleBasedStateMachine):
         assert self.service.run(self.service.problems()) == []
 
 
-async def _scratch_database(server_url: str) -> tuple[str, str]:
-    name = f"rewards_model_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = await asyncpg.connect(_with_database(server_url, "postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = _with_database(server_url, name)
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url, name
-
-
-async def _drop(server_url: str, name: str) -> None:
-    admin = await asyncpg.connect(_with_database(server_url, "postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 def test_service_matches_the_reference_model(database_url: str) -> None:
     loop = asyncio.new_event_loop()
-    url, name = loop.run_until_complete(_scratch_database(database_url))
+    url = loop.run_until_complete(fresh_database(database_url, "rewards_model"))
     db = Database(url, pool_size=2)
     try:
         rulebook = Rulebook(db)
@@ -562,5 +538,5 @@ def test_service_matches_the_reference_model(database_url: str) -> None:
         run_state_machine_as_test(RewardsMachine, settings=settings.get_profile(PROFILE))
     finally:
         loop.run_until_complete(db.close())
-        loop.run_until_complete(_drop(database_url, name))
+        loop.run_until_complete(drop_database(url))
         loop.close()
