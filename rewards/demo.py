@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import random
+import re
 import traceback
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 from rich.progress import Progress
@@ -145,31 +146,68 @@ BULK_PROCESSES = 2  # generating purchases in Python is the bottleneck: one proc
 BULK_WORKERS = 2  # chunks in flight per process: one is planned while the other is written
 
 
-async def _set_aside(conn: asyncpg.Connection, tables: tuple[str, ...]) -> list[str]:
-    """Drop the foreign keys and non-unique indexes of `tables`; return the statements that restore them.
+INDEX_NAME = re.compile(r"CREATE (?:UNIQUE )?INDEX (\S+) ON")
+
+
+class _Restore(NamedTuple):
+    table: str
+    statement: str
+    constraint: str | None = None  # a foreign key's name: declared NOT VALID, then validated
+
+
+async def _set_aside(conn: asyncpg.Connection, tables: tuple[str, ...]) -> list[_Restore]:
+    """Drop the foreign keys, unique constraints and other indexes of `tables`; return how to restore them.
 
     What pg_restore does for a big load: rows go in without per-row index and reference
     checks, then each index is built once, sorted, each unique constraint checked by that
     build and each foreign key validated by one join. Primary keys stay.
     """
-    restore: list[str] = []
+    restore: list[_Restore] = []
+    for r in await conn.fetch(
+            """SELECT i.indrelid::regclass::text AS tab, i.indexrelid::regclass::text AS name,
+                      pg_get_indexdef(i.indexrelid) AS def FROM pg_index i
+               WHERE i.indrelid = ANY ($1::regclass[]) AND NOT i.indisprimary
+                 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)""", list(tables)):
+        restore.append(_Restore(r["tab"], r["def"]))
     for r in await conn.fetch(
             """SELECT conrelid::regclass::text AS tab, conname, contype, pg_get_constraintdef(oid) AS def
                FROM pg_constraint WHERE contype IN ('f', 'u') AND conrelid = ANY ($1::regclass[])
                ORDER BY contype = 'f', conrelid, conname""", list(tables)):
-        restore.append(f'ALTER TABLE {r["tab"]} ADD CONSTRAINT "{r["conname"]}" {r["def"]}')
-    for r in await conn.fetch(
-            """SELECT conrelid::regclass::text AS tab, conname FROM pg_constraint
-               WHERE contype IN ('f', 'u') AND conrelid = ANY ($1::regclass[]) ORDER BY contype = 'u'""",
-            list(tables)):
-        await conn.execute(f'ALTER TABLE {r["tab"]} DROP CONSTRAINT "{r["conname"]}"')
-    for r in await conn.fetch(
-            """SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def FROM pg_index i
-               WHERE i.indrelid = ANY ($1::regclass[]) AND NOT i.indisunique AND NOT i.indisprimary
-                 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)""", list(tables)):
-        await conn.execute(f"DROP INDEX {r['name']}")
-        restore.insert(0, r["def"])  # indexes first: the foreign keys' checks use them
+        statement = f'ALTER TABLE {r["tab"]} ADD CONSTRAINT "{r["conname"]}" {r["def"]}'
+        restore.append(_Restore(r["tab"], statement, r["conname"] if r["contype"] == "f" else None))
+    for item in reversed(restore):  # foreign keys first, then what they might lean on
+        if item.statement.startswith("ALTER TABLE"):
+            name = item.statement.split('"')[1]
+            await conn.execute(f'ALTER TABLE {item.table} DROP CONSTRAINT "{name}"')
+        else:
+            await conn.execute(f"DROP INDEX {INDEX_NAME.match(item.statement)[1]}")
     return restore
+
+
+async def _restore(db: Database, restore: list[_Restore], progress: Progress) -> None:
+    """Indexes and unique constraints built table by table in parallel; then the foreign keys,
+    declared NOT VALID at once and validated, again a table per connection."""
+    task = progress.add_task("rebuilding indexes and checking references", total=len(restore))
+    by_table: dict[str, list[_Restore]] = defaultdict(list)
+    for item in restore:
+        by_table[item.table].append(item)
+
+    async def run(items: list[_Restore], validate: bool) -> None:
+        async with db.connection() as conn:
+            await conn.execute("SET maintenance_work_mem = '512MB'")
+            for item in items:
+                if validate:
+                    await conn.execute(f'ALTER TABLE {item.table} VALIDATE CONSTRAINT "{item.constraint}"')
+                else:
+                    await conn.execute(item.statement)
+                progress.advance(task)
+
+    await asyncio.gather(*(run([i for i in items if not i.constraint], False) for items in by_table.values()))
+    async with db.connection() as conn:
+        for item in restore:
+            if item.constraint:
+                await conn.execute(item.statement + " NOT VALID")
+    await asyncio.gather(*(run([i for i in items if i.constraint], True) for items in by_table.values()))
 
 
 async def run_bulk_demo(db: Database, *, members: int, purchases: int, days: int, seed: int) -> dict[str, int]:
@@ -196,14 +234,14 @@ async def run_bulk_demo(db: Database, *, members: int, purchases: int, days: int
                 ids = await _bulk_members(conn, rng, members, seed, start, progress)
                 counts["members"] = members
                 await _bulk_purchases(db, rulebook, rng, ids, purchases, start, days, seed, counts, progress)
-                task = progress.add_task("rebuilding indexes and checking references", total=len(restore))
-                for statement in restore:
-                    await conn.execute(statement)
-                    progress.advance(task)
+                await _restore(db, restore, progress)
                 restore = []
         finally:
-            for statement in restore:  # a failed load still leaves the schema whole
-                await conn.execute(statement)
+            for item in restore:  # a failed load still leaves the schema whole, as far as its rows allow
+                try:
+                    await conn.execute(item.statement)
+                except (asyncpg.DuplicateObjectError, asyncpg.DuplicateTableError):
+                    pass
         await conn.execute("ANALYZE")
     await _bulk_aftermath(db, rulebook, rng, ids, counts)
     return dict(counts)

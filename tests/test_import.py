@@ -13,16 +13,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 
 from rewards import bulk, ledger
 from rewards.db import Database
+from rewards.demo import run_bulk_demo
 from rewards.importer import import_purchases
 from rewards.rulebook import Rulebook
 from rewards.schemas import PurchaseIn
 from rewards.verify import find_problems
 from tests.conftest import auth, purchase, unique
+from tests.databases import scratch_database
 from tests.test_cli import rewards
 
 
@@ -253,3 +256,27 @@ async def test_import_command_prints_a_summary_and_writes_rejects(database_url, 
     assert "imported: 0" in out and "already imported (same purchase_id and body): 5" in out
     assert os.path.exists(path)
 
+
+
+async def test_bulk_demo_builds_a_sound_program_and_restores_every_constraint(database_url):
+    """The big demo sets foreign keys and indexes aside while loading: all must be back, and valid."""
+    async with scratch_database(database_url, "rewards_bulk") as url:
+        conn = await asyncpg.connect(url)
+        try:
+            schema = "SELECT conname, convalidated FROM pg_constraint WHERE conrelid::regclass::text = ANY ($1) " \
+                     "UNION ALL SELECT indexname, true FROM pg_indexes WHERE tablename = ANY ($1) ORDER BY 1"
+            tables = ["purchases", "rewards", "ledger", "consents"]
+            before = [tuple(r) for r in await conn.fetch(schema, tables)]
+            db = Database(url, pool_size=4)
+            try:
+                counts = await run_bulk_demo(db, members=300, purchases=3000, days=200, seed=5)
+                assert counts["purchases"] == 3000 and counts["rewards_redeemed"] > 0 and counts["returns"] > 0
+                assert [tuple(r) for r in await conn.fetch(schema, tables)] == before
+                async with db.connection() as pooled:  # decodes jsonb, as verify expects
+                    assert await find_problems(pooled) == []
+                with pytest.raises(RuntimeError, match="empty program"):
+                    await run_bulk_demo(db, members=10, purchases=10, days=10, seed=6)
+            finally:
+                await db.close()
+        finally:
+            await conn.close()
