@@ -58,6 +58,8 @@ def check_purchase(purchase: PurchaseIn, now: datetime) -> None:
                 field=f"tenders[{i}].reward_code",
             )
         if is_reward:
+            if tender.amount_cents == 0:
+                raise errors.ValidationFailed("a reward tender pays at least 1 cent", field=f"tenders[{i}].amount_cents")
             codes.append(tender.reward_code)
     if len(set(codes)) != len(codes):
         raise errors.ValidationFailed("a reward can be tendered once", field="tenders")
@@ -274,6 +276,13 @@ def check_return(bought: dict[str, tuple[int, int]], before: dict[str, tuple[int
             )
 
 
+def check_return_time(returned_at: datetime, bought_at: datetime, now: datetime) -> None:
+    if returned_at > now + CLOCK_SKEW:
+        raise errors.ValidationFailed("occurred_at is in the future", field="occurred_at")
+    if returned_at < bought_at:
+        raise errors.ValidationFailed("a return cannot occur before its purchase", field="occurred_at")
+
+
 async def post_return(
     db: Database, rulebook: Rulebook, purchase_id: str, ret: ReturnIn
 ) -> tuple[bool, ReturnOut]:
@@ -283,7 +292,7 @@ async def post_return(
 
     async def work(conn: asyncpg.Connection) -> tuple[bool, ReturnOut]:
         purchase = await conn.fetchrow(
-            "SELECT id, member_id, rules_version, body FROM purchases WHERE ext_id = $1", purchase_id
+            "SELECT id, member_id, rules_version, body, occurred_at FROM purchases WHERE ext_id = $1", purchase_id
         )
         if purchase is None:
             raise errors.NotFound(f"purchase {purchase_id} does not exist")
@@ -301,6 +310,7 @@ async def post_return(
                 point_cents_reversed=prior["point_cents_reversed"],
                 balance=brief(prior["balance_after"]),
             )
+        check_return_time(ret.occurred_at, purchase["occurred_at"], datetime.now(UTC))
         earlier = await conn.fetch("SELECT body FROM purchase_returns WHERE purchase_id = $1", purchase["id"])
         bought_lines = purchase["body"]["lines"]
         before = _by_sku(line for r in earlier for line in r["body"]["request"]["lines"])

@@ -42,6 +42,8 @@ async def test_purchase_answers_its_earning_and_balance(client, keys, db, member
         ({"tenders": [{"method": "bitcoin", "amount_cents": 1000}]}, "tenders[0].method"),
         ({"tenders": [{"method": "cash", "amount_cents": 1000, "reward_code": "WR1"}]}, "tenders[0].reward_code"),
         ({"tenders": [{"method": "reward", "amount_cents": 1000}]}, "tenders[0].reward_code"),
+        ({"tenders": [{"method": "cash", "amount_cents": 1000},
+                      {"method": "reward", "amount_cents": 0, "reward_code": "WR1"}]}, "tenders[1].amount_cents"),
     ],
 )
 async def test_bad_purchase_is_a_validation_error_naming_the_field_and_writes_nothing(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -140,3 +140,19 @@ async def test_returns_in_parts_take_back_exactly_the_earning(client, keys, memb
         taken += response.json()["point_cents_reversed"]
     assert taken == earned
     assert response.json()["balance"]["point_cents"] == 0
+
+
+@pytest.mark.parametrize(
+    ("when", "detail"),
+    [(lambda bought_at: bought_at - timedelta(days=1), "before its purchase"),
+     (lambda bought_at: datetime.now(UTC) + timedelta(hours=2), "in the future")],
+)
+async def test_return_dated_before_its_purchase_or_in_the_future_is_refused(client, keys, db, member, when, detail):
+    sale = await client.post("/v1/purchases", json=purchase(member, 1000), headers=auth(keys["checkout"]))
+    bought_at = datetime.fromisoformat((await db.run(
+        "SELECT occurred_at FROM purchases WHERE ext_id = $1", sale.json()["purchase_id"]))[0]["occurred_at"].isoformat())
+    before = await row_counts(db)
+    body = a_return(("SKU-1", 1, 1000)) | {"occurred_at": when(bought_at).isoformat()}
+    answer = problem(await post_return(client, keys, sale.json()["purchase_id"], body), 422, "validation_error")
+    assert answer["field"] == "occurred_at" and detail in answer["detail"]
+    assert await row_counts(db) == before
