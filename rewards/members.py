@@ -107,20 +107,25 @@ def reward_status(status: str, expires_at: datetime, now: datetime) -> str:
     return "expired" if status == "issued" and expires_at <= now else status
 
 
-REWARDS_SHOWN = 100
+REWARDS_SHOWN = 100  # besides every open reward, the balance shows this many of the newest
 
 
 async def balance(db: Database, rulebook: Rulebook, member_id: int) -> BalanceOut:
     now = datetime.now(UTC)
     async with db.connection() as conn:
-        m = await conn.fetchrow("SELECT status, point_cents FROM members WHERE id = $1", member_id)
-        if m is None:
-            raise errors.NotFound(f"member {member_id} does not exist")
-        found = await conn.fetch(
-            """SELECT code, value_cents, status, issued_at, expires_at FROM rewards
-               WHERE member_id = $1 ORDER BY ordinal DESC LIMIT $2""",
-            member_id, REWARDS_SHOWN,
+        # one round trip: the member, every open reward, and the newest others
+        rows = await conn.fetch(
+            """SELECT m.status AS member_status, m.point_cents,
+                      w.code, w.value_cents, w.status, w.issued_at, w.expires_at
+               FROM members m LEFT JOIN rewards w ON w.member_id = m.id
+                    AND (w.ordinal > m.rewards_issued - $2 OR (w.status = 'issued' AND w.expires_at > $3))
+               WHERE m.id = $1 ORDER BY w.ordinal DESC""",
+            member_id, REWARDS_SHOWN, now,
         )
+    if not rows:
+        raise errors.NotFound(f"member {member_id} does not exist")
+    m = {"status": rows[0]["member_status"], "point_cents": rows[0]["point_cents"]}
+    found = [r for r in rows if r["code"] is not None]
     current = await rulebook.current()
     return BalanceOut(
         member_id=member_id,

@@ -511,8 +511,9 @@ class RewardsMachine(RuleBasedStateMachine):
             assert (balance.status, balance.point_cents, balance.points) == (
                 m.status, m.point_cents, rules.whole_points(m.point_cents)), member_id
             assert balance.points_to_next_reward == rules.points_to_next_reward(m.point_cents, self.rules_at(now))
-            # the balance lists the member's newest rewards (members.REWARDS_SHOWN), newest first
-            theirs = [r for r in self.rewards.values() if r.member_id == member_id][::-1][:members.REWARDS_SHOWN]
+            # the balance lists every open reward and the member's newest others, newest first
+            newest_first = [r for r in self.rewards.values() if r.member_id == member_id][::-1]
+            theirs = [r for i, r in enumerate(newest_first) if i < members.REWARDS_SHOWN or r.shown(now) == "issued"]
             assert [(r.code, r.status) for r in balance.rewards] == [(r.code, r.shown(now)) for r in theirs]
         if self.members:
             counts = self.service.run(self.service.fetch(
