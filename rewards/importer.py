@@ -105,6 +105,7 @@ async def import_purchases(
     await rulebook.load()
     started = time.perf_counter()
     batch: list[tuple[int, bytes, bulk.Posting]] = []
+    writing: asyncio.Task[None] | None = None  # the batch before, being written while this one is read
     done_bytes = 0
     try:
         with path.open("rb") as source:
@@ -116,16 +117,25 @@ async def import_purchases(
                 posting = await _prepare(raw, line_no, rulebook, rejects)
                 if posting is not None:
                     batch.append((line_no, raw, posting))
+                if line_no % 200 == 0:
+                    await asyncio.sleep(0)  # let the batch being written take its next round trip
                 if len(batch) >= batch_size:
-                    await _apply(db, batch, summary, rejects)
+                    if writing is not None:
+                        await writing  # batches commit in file order, one after the other
+                    writing = asyncio.create_task(_apply(db, batch, summary, rejects))
                     batch = []
                     if progress:
                         progress(done_bytes)
+            if writing is not None:
+                await writing
+                writing = None
             if batch:
                 await _apply(db, batch, summary, rejects)
             if progress:
                 progress(done_bytes)
     finally:
+        if writing is not None:
+            await asyncio.gather(writing, return_exceptions=True)
         rejects.close()
         summary.seconds = time.perf_counter() - started
         summary.peak_rss_mib = peak_rss_mib()

@@ -148,8 +148,8 @@ async def test_refused_lines_go_to_the_rejected_file_with_their_reasons(db, clie
         {**basket(member_id, 7), "currency": "EUR"},                          # 7 currency
         taken,                                                                # 8 imported
         {**taken, "store_id": "S777"},                                        # 9 same id, other body
-        {**basket(member_id, 10), "tenders": [{"method": "reward", "amount_cents": 0, "reward_code": "WRNOPE"}],
-         "lines": [{"sku": "A", "category": "apparel", "quantity": 1, "amount_cents": 0}]},  # 10 unknown reward
+        {**basket(member_id, 10), "tenders": [{"method": "reward", "amount_cents": 100, "reward_code": "WRNOPE"}],
+         "lines": [{"sku": "A", "category": "apparel", "quantity": 1, "amount_cents": 100}]},  # 10 unknown reward
         "",                                                                   # blank: skipped
     ]
     rejected = tmp_path / "why.jsonl"
