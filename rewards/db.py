@@ -130,6 +130,9 @@ class Database:
                 if raw.is_closed() or raw.is_in_transaction():
                     await conn.invalidate()
                 raise
+            if raw.is_in_transaction():
+                # left open by its user: the next one must not inherit its snapshot or its locks
+                await conn.invalidate()
         finally:
             await conn.close()
 

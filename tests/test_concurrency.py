@@ -353,3 +353,15 @@ async def test_ledger_stays_sound_after_everything_above(db):
     assert problems == []
     # the checks do look at data: this session posted purchases and rewards
     assert (await db.run("SELECT count(*) AS n FROM purchases"))[0]["n"] > 0
+
+
+async def test_a_connection_left_in_a_transaction_is_not_handed_out_again(db):
+    async with db.connection() as conn:
+        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        await conn.fetchval("SELECT count(*) FROM members")
+        left_open = conn
+    # whoever comes next gets a connection outside any transaction, seeing committed data
+    for _ in range(25):
+        async with db.connection() as conn:
+            assert not conn.is_in_transaction()
+            assert conn is not left_open or not left_open.is_in_transaction()
