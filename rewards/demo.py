@@ -141,6 +141,8 @@ async def run_demo(db: Database, *, members: int, purchases: int, days: int, see
 
 # --- bulk mode: a program of a million members and ten million purchases, in minutes -------------
 
+# building an index over ten million rows takes longer than a request's 30 s statement timeout
+DDL_TIMEOUT = 3600.0
 BULK_CHUNK = 2000  # members whose purchases are generated and applied together, in one transaction
 BULK_PROCESSES = 2  # generating purchases in Python is the bottleneck: one process per core
 BULK_WORKERS = 2  # chunks in flight per process: one is planned while the other is written
@@ -197,16 +199,17 @@ async def _restore(db: Database, restore: list[_Restore], progress: Progress) ->
             await conn.execute("SET maintenance_work_mem = '512MB'")
             for item in items:
                 if validate:
-                    await conn.execute(f'ALTER TABLE {item.table} VALIDATE CONSTRAINT "{item.constraint}"')
+                    await conn.execute(f'ALTER TABLE {item.table} VALIDATE CONSTRAINT "{item.constraint}"',
+                                       timeout=DDL_TIMEOUT)
                 else:
-                    await conn.execute(item.statement)
+                    await conn.execute(item.statement, timeout=DDL_TIMEOUT)
                 progress.advance(task)
 
     await asyncio.gather(*(run([i for i in items if not i.constraint], False) for items in by_table.values()))
     async with db.connection() as conn:
         for item in restore:
             if item.constraint:
-                await conn.execute(item.statement + " NOT VALID")
+                await conn.execute(item.statement + " NOT VALID", timeout=DDL_TIMEOUT)
     await asyncio.gather(*(run([i for i in items if i.constraint], True) for items in by_table.values()))
 
 
@@ -239,10 +242,10 @@ async def run_bulk_demo(db: Database, *, members: int, purchases: int, days: int
         finally:
             for item in restore:  # a failed load still leaves the schema whole, as far as its rows allow
                 try:
-                    await conn.execute(item.statement)
+                    await conn.execute(item.statement, timeout=DDL_TIMEOUT)
                 except (asyncpg.DuplicateObjectError, asyncpg.DuplicateTableError):
                     pass
-        await conn.execute("ANALYZE")
+        await conn.execute("ANALYZE", timeout=DDL_TIMEOUT)
     await _bulk_aftermath(db, rulebook, rng, ids, counts)
     return dict(counts)
 
