@@ -32,9 +32,11 @@ def main() -> None:
     asyncio.run(scratch.create())
     try:
         say(f"rewards demo --members {args.members} --purchases {args.purchases}")
-        subprocess.run([str(VENV_BIN / "rewards"), "demo", "--members", str(args.members), "--purchases",
-                        str(args.purchases)], env={**os.environ, "DATABASE_URL": scratch.url}, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        built = subprocess.run([str(VENV_BIN / "rewards"), "demo", "--members", str(args.members), "--purchases",
+                                str(args.purchases)], env={**os.environ, "DATABASE_URL": scratch.url},
+                               capture_output=True, text=True)
+        if built.returncode:
+            raise SystemExit(f"rewards demo failed:\n{built.stderr[-3000:]}")
         token = asyncio.run(make_key(scratch.url, ["checkout"]))
         env = {"BENCH_MEMBERS": str(args.members)}
         results = {}
