@@ -16,10 +16,10 @@ import re
 from datetime import datetime, timedelta
 
 import asyncpg
-import msgspec
 
 from incentives.valuation import PERCENTILES, Bin, Read, ReportRequest, SegmentFigures, as_of
 from rewards import rules
+from rewards.rulebook import rules_from_row
 from rewards.rules import Rules
 
 CARD_TENDER = "westique_credit_card"
@@ -236,46 +236,50 @@ FROM purchases WHERE {_in_period("occurred_at")}"""
 # --- what makes it reproducible: the rows read, digested in SQL ------------------------------
 
 
-def _digest(rows: str, order: str) -> str:
-    """Row count and SHA-256 of the rows' text (`r`), in a fixed order, computed by the server."""
+def _digest(rows: str) -> str:
+    """Row count and a digest of the rows' text (`r`), computed by the server in bounded memory.
+
+    Each row is hashed (SHA-256) and the hashes are added up as two 60-bit numbers, so the
+    digest does not depend on the order rows are read in, needs no sort, and never builds one
+    value out of every row (which passes PostgreSQL's 1 GB limit at ten million purchases).
+    Any changed, added or removed row changes the sums.
+    """
     return f"""SELECT count(*) AS n,
-       encode(sha256(convert_to(coalesce(string_agg(r::text, E'\\n' ORDER BY {order}), ''), 'UTF8')), 'hex') AS digest
-FROM ({rows}) t"""
+       encode(sha256(convert_to(count(*) || ':' || coalesce(sum(('x' || substr(h, 1, 15))::bit(60)::bigint::numeric), 0)
+                                || ':' || coalesce(sum(('x' || substr(h, 16, 15))::bit(60)::bigint::numeric), 0),
+                                'UTF8')), 'hex') AS digest
+FROM (SELECT encode(sha256(convert_to(r::text, 'UTF8')), 'hex') AS h FROM ({rows}) t) hashed"""
 
 
 _CARD_PAID = f"""p.body->'tenders' @> '[{{"method": "{CARD_TENDER}"}}]'"""
 _NOT_LATER = "CASE WHEN {col} < $2 THEN {col} END"  # a later change is not an input of this period
 
 RULES_DIGEST = _digest("SELECT version AS k, ROW(version, effective_from, body) AS r FROM program_rules "
-                       "WHERE effective_from < $2", "k")
+                       "WHERE effective_from < $2")
 PURCHASES_DIGEST = _digest(
     f"""SELECT p.id AS k, ROW(p.id, p.member_id, p.occurred_at, p.rules_version, p.qualifying_cents, p.card_cents,
                            p.point_cents, p.bonus_point_cents, {_CARD_PAID}, p.body->'offers') AS r
-        FROM purchases p WHERE {_in_period("p.occurred_at")}""",
-    "k",
+        FROM purchases p WHERE {_in_period("p.occurred_at")}"""
 )
 
 REWARDS_DIGESTS = {
     "members": _digest(
         f"""SELECT id AS k, ROW(id, enrolled_at, {_NOT_LATER.format(col="cancelled_at")},
                                {_NOT_LATER.format(col="erased_at")}) AS r
-            FROM members WHERE enrolled_at < $2""",
-        "k",
+            FROM members WHERE enrolled_at < $2"""
     ),
     "purchases": PURCHASES_DIGEST,
     "ledger": _digest(
         f"""SELECT id AS k, ROW(id, member_id, kind, point_cents, purchase_id, return_id, reward_id, rules_version,
                                occurred_at) AS r
-            FROM ledger WHERE {_in_period("occurred_at")}""",
-        "k",
+            FROM ledger WHERE {_in_period("occurred_at")}"""
     ),
     "rewards": _digest(
         f"""SELECT id AS k, ROW(id, member_id, value_cents, issued_at, expires_at,
                                {_NOT_LATER.format(col="redeemed_at")}, {_NOT_LATER.format(col="voided_at")}) AS r
             FROM rewards
             WHERE {_in_period("issued_at")} OR {_in_period("redeemed_at")} OR {_in_period("voided_at")}
-               OR (expires_at >= $1 AND expires_at < $3)""",
-        "k",
+               OR (expires_at >= $1 AND expires_at < $3)"""
     ),
     "program_rules": RULES_DIGEST,
 }
@@ -286,26 +290,22 @@ MAILING_DIGESTS = {
             SELECT s.id AS k, ROW(s.id, s.member_id, s.channel, {_NOT_LATER.format(col="s.erased_at")},
                 CASE WHEN NOT EXISTS (SELECT 1 FROM subscription_events e WHERE e.subscription_id = s.id)
                      THEN ROW(s.subscribed_at, {_NOT_LATER.format(col="s.unsubscribed_at")}) END) AS r
-            FROM subscriptions s JOIN subscription_state st ON st.id = s.id""",
-        "k",
+            FROM subscriptions s JOIN subscription_state st ON st.id = s.id"""
     ),
     "subscription_events": _digest(
         "SELECT id AS k, ROW(id, subscription_id, kind, occurred_at) AS r FROM subscription_events "
-        "WHERE occurred_at < $2",
-        "k",
+        "WHERE occurred_at < $2"
     ),
     "offer_deliveries": _digest(
         f"""SELECT ROW(offer_id, subscription_id, sent_at) AS r, offer_id, subscription_id
-            FROM offer_deliveries WHERE {_in_period("sent_at")}""",
-        "offer_id, subscription_id",
+            FROM offer_deliveries WHERE {_in_period("sent_at")}"""
     ),
     "offers": _digest(
         f"""SELECT f.id AS k, ROW(f.id, f.code, f.value_cents, f.channel) AS r FROM offers f
             WHERE f.id IN (SELECT offer_id FROM offer_deliveries WHERE {_in_period("sent_at")})
                OR f.code IN (SELECT o->>'code' FROM purchases p,
                                     jsonb_array_elements(coalesce(p.body->'offers', '[]')) o
-                             WHERE {_in_period("p.occurred_at")})""",
-        "k",
+                             WHERE {_in_period("p.occurred_at")})"""
     ),
     "purchases": PURCHASES_DIGEST,
 }
@@ -314,14 +314,9 @@ MAILING_DIGESTS = {
 # --- reading a report in one snapshot ------------------------------------------------------
 
 
-def _rules(row: asyncpg.Record) -> Rules:
-    body = row["body"] if isinstance(row["body"], dict) else msgspec.json.decode(row["body"])
-    return msgspec.convert({**body, "version": row["version"], "effective_from": row["effective_from"]}, Rules)
-
-
 async def rules_in_force(conn: asyncpg.Connection, when: datetime) -> Rules:
     """The rules version in force at `when` (the earliest version if none was yet)."""
-    versions = [_rules(r) for r in await conn.fetch("SELECT version, effective_from, body FROM program_rules")]
+    versions = [rules_from_row(r) for r in await conn.fetch("SELECT version, effective_from, body FROM program_rules")]
     try:
         return rules.rules_for(versions, when)
     except LookupError:

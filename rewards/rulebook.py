@@ -17,7 +17,7 @@ from rewards.schemas import RulesIn
 REFRESH_SECONDS = 2.0
 
 
-def _rules(row: asyncpg.Record) -> Rules:
+def rules_from_row(row: asyncpg.Record) -> Rules:
     body = row["body"] if isinstance(row["body"], dict) else msgspec.json.decode(row["body"])
     return msgspec.convert(
         {**body, "version": row["version"], "effective_from": row["effective_from"]}, Rules, from_attributes=False
@@ -33,7 +33,7 @@ class Rulebook:
 
     async def load(self) -> None:
         rows = await self.db.run("SELECT version, effective_from, body FROM program_rules ORDER BY version")
-        self._versions = [_rules(r) for r in rows]
+        self._versions = [rules_from_row(r) for r in rows]
         self._by_version = {r.version: r for r in self._versions}
         self._loaded_at = time.monotonic()
 
@@ -69,4 +69,4 @@ class Rulebook:
             msgspec.json.encode(body).decode(),
         )
         await self.load()
-        return _rules(row[0])
+        return rules_from_row(row[0])

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 
 from rewards import rules
-from rewards.rulebook import _rules
+from rewards.rulebook import rules_from_row
 
 # (what must hold, the query returning each row that breaks it)
 CHECKS: list[tuple[str, str]] = [
@@ -127,7 +127,7 @@ async def _purchases(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Record]:
 
 async def recompute_earnings(conn: asyncpg.Connection, limit: int = 100) -> list[str]:
     """Every purchase's earning recomputed from its body with its own rules version."""
-    versions = {r["version"]: _rules(r) for r in await conn.fetch("SELECT version, effective_from, body FROM program_rules")}
+    versions = {r["version"]: rules_from_row(r) for r in await conn.fetch("SELECT version, effective_from, body FROM program_rules")}
     problems: list[str] = []
     async for p in _purchases(conn):
         body = p["body"]

@@ -38,7 +38,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from rewards import errors, ledger, members, rules
 from rewards.db import Database
-from rewards.rulebook import Rulebook, _rules
+from rewards.rulebook import Rulebook, rules_from_row
 from rewards.rules import Rules
 from rewards.schemas import EnrollmentIn, LineIn, PurchaseIn, ReturnIn, ReturnLineIn, RulesIn, TenderIn
 from rewards.verify import find_problems
@@ -94,7 +94,7 @@ class Service:
             await conn.execute("DELETE FROM program_rules WHERE version > 1")
             rows = await conn.fetch("SELECT version, effective_from, body FROM program_rules")
         await self.rulebook.load()
-        return [_rules(r) for r in rows]
+        return [rules_from_row(r) for r in rows]
 
     async def problems(self) -> list[str]:
         async with self.db.connection() as conn:
