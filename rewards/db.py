@@ -137,12 +137,19 @@ class Database:
             await conn.close()
 
     async def transaction(
-        self, work: Callable[[asyncpg.Connection], Awaitable[T]], *, attempts: int = 5
+        self, work: Callable[[asyncpg.Connection], Awaitable[T]], *, attempts: int = 5,
+        single_statement: bool = False,
     ) -> T:
-        """Run `work` in one read-committed transaction, again from the start on a retryable error."""
+        """Run `work` in one read-committed transaction, again from the start on a retryable error.
+
+        `single_statement`: `work` runs one statement, which is its own transaction; no
+        BEGIN and COMMIT round trips are added around it.
+        """
         for attempt in range(1, attempts + 1):
             try:
                 async with self.connection() as conn:
+                    if single_statement:
+                        return await work(conn)
                     async with conn.transaction():
                         return await work(conn)
             except RETRYABLE:

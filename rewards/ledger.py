@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 
 from rewards import bulk, errors, rules
-from rewards.db import RETRYABLE, Database
+from rewards.db import Database
 from rewards.idempotency import canonical, fingerprint
 from rewards.rulebook import Rulebook
 from rewards.schemas import (
@@ -156,19 +156,6 @@ async def post_purchase(db: Database, rulebook: Rulebook, purchase: PurchaseIn) 
     return outcome == "created", answer
 
 
-async def _call_retrying(db: Database, query: str, args: tuple, attempts: int = 5) -> asyncpg.Record:
-    """One statement in its own transaction (one round trip), again if it lost a race."""
-    for attempt in range(1, attempts + 1):
-        try:
-            async with db.connection() as conn:
-                return await conn.fetchrow(query, *args)
-        except RETRYABLE:
-            if attempt == attempts:
-                raise
-            await asyncio.sleep(0.002 * attempt)
-    raise AssertionError("unreachable")
-
-
 class GroupCommit:
     """Concurrent postings share one transaction (group commit).
 
@@ -226,7 +213,9 @@ class GroupCommit:
                 return
         for posting, future in batch:
             try:
-                _settle(future, await _call_retrying(self.db, POST_PURCHASE, _function_args(posting)))
+                row = await self.db.transaction(
+                    lambda conn: conn.fetchrow(POST_PURCHASE, *_function_args(posting)), single_statement=True)
+                _settle(future, row)
             except Exception as exc:  # noqa: BLE001 - handed to the posting's own caller
                 _settle(future, exc)
 
