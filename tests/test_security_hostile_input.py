@@ -296,6 +296,11 @@ def test_schemathesis_finds_no_5xx_and_every_error_is_problem_json(
         allowed = _lets_in(operation, scope)
         pinned = {"member_id": fuzz_tokens["member"]} if "{member_id}" in operation.path else None
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            if mode is GenerationMode.POSITIVE and allowed and (operation.method.upper(), operation.path) == (
+                    "PUT", "/v1/program/rules"):
+                # a valid new rules version (0 points per dollar, say) would apply to every later test in the
+                # session's database; publishing rules is proven in tests/test_api_rules_and_rewards.py
+                continue
             strategy = operation.as_strategy(generation_mode=mode, path_parameters=pinned)
 
             @settings(max_examples=ALLOWED_CASES if allowed else REFUSED_CASES, deadline=None, database=None,
