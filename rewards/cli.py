@@ -164,7 +164,9 @@ def import_group() -> None:
               help="Where refused lines go, each with its reason [FILE.rejected.jsonl].")
 @click.option("--batch-size", type=click.IntRange(1, 50_000), default=2000, show_default=True,
               help="Purchases applied per transaction.")
-def import_purchases(file: Path, rejected: Path | None, batch_size: int) -> None:
+@click.option("--connections", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Batches applied at the same time, each on its own connection, split by member.")
+def import_purchases(file: Path, rejected: Path | None, batch_size: int, connections: int) -> None:
     """Import purchases from FILE: JSON lines, one purchase per line, exactly the API's body.
 
     The API's rules apply (same earning, same rewards, same refusals); purchase_id is
@@ -178,7 +180,7 @@ def import_purchases(file: Path, rejected: Path | None, batch_size: int) -> None
                   transient=False) as progress:
         task = progress.add_task("import", total=file.stat().st_size)
         summary = with_database(lambda db: run_import(
-            db, file, rejected_path=rejected, batch_size=batch_size,
+            db, file, rejected_path=rejected, batch_size=batch_size, connections=connections,
             progress=lambda done: progress.update(task, completed=done)))
     click.echo(f"lines read: {summary.lines}")
     click.echo(f"imported: {summary.imported}")

@@ -17,10 +17,10 @@ import asyncpg
 import msgspec
 import pytest
 
-from rewards import bulk, ledger
+from rewards import bulk, ledger, rules
 from rewards.db import Database
 from rewards.demo import run_bulk_demo
-from rewards.importer import import_purchases
+from rewards.importer import import_purchases, split_by_member
 from rewards.rulebook import Rulebook
 from rewards.schemas import PurchaseIn
 from rewards.verify import find_problems
@@ -243,6 +243,98 @@ async def test_concurrent_postings_through_group_commit_stay_sound(db, rulebook,
         assert balance + issued * 30000 == earned
     async with db.connection() as conn:
         assert await find_problems(conn, recompute=False) == []
+
+
+async def members_in_two_partitions(make_member: Any, count: int = 2) -> tuple[list[int], list[int]]:
+    """`count` members whose batches go to connection 0 of 2, and `count` to connection 1."""
+    even: list[int] = []
+    odd: list[int] = []
+    while len(even) < count or len(odd) < count:
+        member_id = await make_member()
+        (even if member_id % 2 == 0 else odd).append(member_id)
+    return even[:count], odd[:count]
+
+
+async def test_split_import_gives_each_member_what_one_connection_gives(db, make_member, tmp_path):
+    """Two connections at once, small batches and rounds: the same balances, rewards and entries."""
+    (a, b), (c, d) = await members_in_two_partitions(make_member)
+    (e, f), (g, h) = await members_in_two_partitions(make_member)
+    bodies = {m: [basket(m, n) for n in range(9)] for m in (a, b, c, d)}
+    interleaved = [bodies[m][n] for n in range(9) for m in (a, c, b, d)]
+    split = await import_purchases(db, write_lines(tmp_path / "split.jsonl", interleaved), batch_size=3,
+                                   connections=2)
+    twins = dict(zip((a, b, c, d), (e, f, g, h), strict=True))
+    alone = [{**body, "member_id": twins[body["member_id"]], "purchase_id": body["purchase_id"] + "-alone"}
+             for body in interleaved]
+    single = await import_purchases(db, write_lines(tmp_path / "alone.jsonl", alone), batch_size=3,
+                                    connections=1)
+    assert (split.imported, split.rejected, split.rewards_issued) == (36, 0, single.rewards_issued)
+    assert single.imported == 36 and split.rewards_issued > 0
+    for member_id, twin in twins.items():
+        assert await member_state(db, member_id) == await member_state(db, twin)
+        assert await entries(db, member_id) == await entries(db, twin)
+    async with db.connection() as conn:
+        assert await find_problems(conn, recompute=False) == []
+
+
+def test_a_purchase_id_under_two_members_keeps_its_round_in_one_batch():
+    def item(line_no: int, member_id: int, purchase_id: str) -> Any:
+        p = msgspec.convert(basket(member_id, line_no, purchase_id=purchase_id), PurchaseIn, strict=False)
+        return (line_no, b"", bulk.Posting.of(p, rules.DEFAULT_RULES, ledger.purchase_earning(p, rules.DEFAULT_RULES)))
+
+    round_ = [item(1, 10, "x"), item(2, 11, "y"), item(3, 12, "z"), item(4, 10, "x")]
+    assert [[i[0] for i in batch] for batch in split_by_member(round_, 2)] == [[1, 3, 4], [2]]
+    assert split_by_member(round_ + [item(5, 13, "x")], 2) is None
+
+
+async def test_a_purchase_id_repeated_under_another_member_is_imported_once(db, client, keys, make_member,
+                                                                           tmp_path):
+    """Within a round and across rounds, on two connections: the first line wins, as posted one by one."""
+    (a, cancelled), (b, c) = await members_in_two_partitions(make_member)
+    assert (await client.post(f"/v1/members/{cancelled}/cancel", headers=auth(keys["guest_services"]))).is_success
+    x, y, z = unique("twice-x"), unique("twice-y"), unique("twice-z")
+    first = basket(a, 1, purchase_id=x)
+    lines = [  # rounds of four lines (two batches of two)
+        first,                                # 1 created
+        basket(b, 2, purchase_id=x),          # 2 conflict: same round, another member (one batch)
+        basket(cancelled, 3, purchase_id=y),  # 3 member_not_active: refused, writes nothing
+        basket(c, 4, purchase_id=y),          # 4 created: the first with y that is accepted
+        basket(b, 5), basket(c, 6), basket(a, 7), basket(b, 8),
+        basket(c, 9, purchase_id=x),          # 9 conflict with line 1, a round before (split round)
+        basket(c, 10),
+        basket(b, 11, purchase_id=z),         # 11 created
+        basket(b, 12),
+        first,                                # 13 replay of line 1 (split round)
+        basket(a, 14, purchase_id=z),         # 14 conflict with line 11, on the other connection
+        basket(a, 15), basket(c, 16),
+    ]
+    rejected = tmp_path / "twice.rejected.jsonl"
+    summary = await import_purchases(db, write_lines(tmp_path / "twice.jsonl", lines), rejected_path=rejected,
+                                     batch_size=2, connections=2)
+    assert (summary.imported, summary.already_imported, summary.rejected) == (11, 1, 4)
+    found = {r["line"]: r["code"] for r in map(json.loads, rejected.read_text().splitlines())}
+    assert found == {2: "idempotency_conflict", 3: "member_not_active", 9: "idempotency_conflict",
+                     14: "idempotency_conflict"}
+    owners = await db.run("SELECT ext_id, member_id FROM purchases WHERE ext_id = ANY($1::text[])", [x, y, z])
+    assert {r["ext_id"]: r["member_id"] for r in owners} == {x: a, y: c, z: b}
+    assert await entries(db, cancelled) == []
+
+
+async def test_copy_text_carries_any_character_a_value_may_hold(db, rulebook, make_member):
+    """The importer's COPY escapes what COPY's text format would read as a separator."""
+    member_id = await make_member()
+    odd = "odd\\id\twith\nbreaks\r\"quotes\" and NULL"
+    body = basket(member_id, 1, purchase_id="placeholder")
+    purchase = msgspec.structs.replace(msgspec.convert(body, PurchaseIn, strict=False), purchase_id=odd)
+    version = await rulebook.in_force(purchase.occurred_at)
+    posting = bulk.Posting.of(purchase, version, ledger.purchase_earning(purchase, version))
+    outcomes = await db.transaction(lambda conn: bulk.apply(conn, [posting], answers=False))
+    assert outcomes[0].outcome == bulk.CREATED
+    row = (await db.run("SELECT body, fingerprint, rewards_redeemed FROM purchases WHERE ext_id = $1", odd))[0]
+    stored = row["body"] if isinstance(row["body"], dict) else json.loads(row["body"])
+    assert stored["purchase_id"] == odd and bytes(row["fingerprint"]) == posting.digest
+    assert list(row["rewards_redeemed"]) == []
+    assert bulk._array_text(["A\\B", 'C"D', "NULL"]) == '{"A\\\\B","C\\"D","NULL"}'
 
 
 async def test_import_command_prints_a_summary_and_writes_rejects(database_url, make_member, tmp_path):
