@@ -17,6 +17,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
 
 from rewards import controllers, errors, mailing_api
 from rewards.auth import Authenticator
@@ -71,30 +72,50 @@ def on_validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> 
     return problem(422, "validation_error", "The request is not valid", detail, field=field)
 
 
-_STRICT_BODY: dict[Any, Any] = {}
+class _Admission(msgspec.Struct, frozen=True):
+    """What a handler asks of a request before it runs: the scopes, and the body's type."""
+
+    scopes: tuple[str, ...]
+    body_type: Any
 
 
-async def strict_body(request: Request[Any, Any, Any]) -> None:
-    """Before the handler: decode the JSON body strictly into the handler's `data` type.
+_ADMISSIONS: dict[Any, _Admission] = {}
 
-    Litestar converts bodies leniently ("100" would pass as 100 cents, a number as a time),
-    and lets bytes that are not UTF-8, or nest without end, through as a 500. Our inbound
-    structs are strict: a wrong type is a 422 naming the field, a broken body a 400.
-    """
-    handler = request.route_handler
-    if handler not in _STRICT_BODY:
+
+def _admission(handler: Any) -> _Admission:
+    found = _ADMISSIONS.get(handler)
+    if found is None:
         data = handler.parsed_fn_signature.parameters.get("data")
-        _STRICT_BODY[handler] = data.annotation if data is not None else None
-    target = _STRICT_BODY[handler]
-    if target is None:
+        found = _ADMISSIONS[handler] = _Admission(tuple(handler.opt.get("scopes", ())),
+                                                  data.annotation if data is not None else None)
+    return found
+
+
+async def admit(request: Request[Any, Any, Any]) -> None:
+    """Before the handler: check the caller's scopes, then decode the JSON body strictly.
+
+    One hook instead of a guard per handler (Litestar copies the handler for every guard
+    call, a tenth of a posting's CPU in the profile). The caller is checked before the
+    body is read, so an unauthorized caller learns nothing about what a valid body looks
+    like. Litestar converts bodies leniently ("100" would pass as 100 cents, a number as a
+    time) and lets bytes that are not UTF-8, or nest without end, through as a 500; our
+    inbound structs are strict: a wrong type is a 422 naming the field, a broken body a
+    400. The decoded body is handed to Litestar's own body cache, so it is decoded once.
+    """
+    admission = _admission(request.route_handler)
+    if admission.scopes:
+        await request.app.state.auth.require(request.headers.get("authorization"), *admission.scopes,
+                                             member_id=request.path_params.get("member_id"))
+    if admission.body_type is None:
         return
     try:
-        msgspec.json.decode((await request.body()) or b"null", type=target)
+        decoded = msgspec.json.decode((await request.body()) or b"null", type=admission.body_type)
     except msgspec.ValidationError as exc:
         match = _AT.search(str(exc))
         raise errors.ValidationFailed(_AT.sub("", str(exc)), field=(match.group(1) or None) if match else None) from exc
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise errors.MalformedRequest(f"the body is not valid JSON: {exc}") from exc
+    ScopeState.from_scope(request.scope).json = decoded
 
 
 def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
@@ -141,6 +162,10 @@ async def metrics() -> Response[bytes]:
 
 
 def metrics_middleware(app: ASGIApp) -> ASGIApp:
+    # labelled children are looked up once: `labels()` costs more than the increment
+    responses: dict[tuple[str, int], Any] = {}
+    latencies: dict[str, Any] = {}
+
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
@@ -150,8 +175,11 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
 
         async def send_counting(message: Message) -> None:
             if message["type"] == "http.response.start":
-                REQUESTS.labels(method, str(message["status"])).inc()
-                LATENCY.labels(method).observe(time.perf_counter() - started)
+                key = (method, message["status"])
+                counter = responses.get(key) or responses.setdefault(key, REQUESTS.labels(method, str(key[1])))
+                counter.inc()
+                latency = latencies.get(method) or latencies.setdefault(method, LATENCY.labels(method))
+                latency.observe(time.perf_counter() - started)
             await send(message)
 
         await app(scope, receive, send_counting)
@@ -195,6 +223,6 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
             render_plugins=[ScalarRenderPlugin()],
         ),
         request_max_body_size=settings.max_body_bytes,
-        before_request=strict_body,
+        before_request=admit,
         debug=False,
     )

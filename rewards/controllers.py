@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Response, delete, get, post, put
-from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody, Parameter
 
 from rewards import ledger, members
@@ -35,20 +33,10 @@ KEY_PATTERN = r"^[A-Za-z0-9._:\-]+$"
 MemberPath = Annotated[int, Parameter(ge=1, le=2**62, description="the member's id")]
 
 
-async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Guard: the token must hold one of the handler's scopes, or be the path member's guest token.
-
-    Guards run before the body is read, so an unauthorized caller learns nothing about
-    what a valid body looks like.
-    """
-    member_id = connection.path_params.get("member_id")
-    connection.state.principal = await connection.app.state.auth.require(
-        connection.headers.get("authorization"), *handler.opt["scopes"], member_id=member_id
-    )
-
-
 def scoped(*scopes: str) -> dict[str, Any]:
-    return {"guards": [authorize], "opt": {"scopes": scopes}}
+    """Who may call the handler: a token holding one of `scopes`, or with GUEST, the path
+    member's own guest token. Checked by `rewards.app.admit` before the body is read."""
+    return {"opt": {"scopes": scopes}}
 
 
 def answer(created: bool, body: Any) -> Response[Any]:

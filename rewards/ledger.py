@@ -90,6 +90,7 @@ async def quote(rulebook: Rulebook, purchase: PurchaseIn) -> QuoteOut:
 
 
 POST_PURCHASE = "SELECT * FROM post_purchase($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+POST_PURCHASES = "SELECT * FROM post_purchases(" + ", ".join(f"${n}" for n in range(1, 20)) + ")"
 
 
 def _function_args(posting: bulk.Posting) -> tuple:
@@ -113,6 +114,28 @@ def _function_args(posting: bulk.Posting) -> tuple:
         version.reward_value_cents,
         version.reward_validity_days,
     )
+
+
+def _batch_args(postings: list[bulk.Posting]) -> list[list[Any]]:
+    """The arguments of the post_purchases database function: one array per field, item-aligned,
+    and the rewards tendered and offers named as (item, …) arrays."""
+    items: list[tuple[Any, ...]] = []
+    tenders: list[tuple[int, str, int]] = []
+    offers: list[tuple[int, str, int]] = []
+    for i, posting in enumerate(postings, start=1):
+        purchase, version, earned = posting.purchase, posting.version, posting.earned
+        items.append((
+            purchase.purchase_id, purchase.member_id, purchase.occurred_at, version.version, posting.digest,
+            posting.body.decode(), earned.qualifying_cents, earned.card_cents, earned.base_point_cents,
+            earned.bonus_point_cents, version.reward_threshold_point_cents, version.reward_value_cents,
+            version.reward_validity_days,
+        ))
+        tenders.extend((i, t.reward_code, t.amount_cents) for t in purchase.tenders if t.reward_code)
+        offers.extend((i, o.code, o.discount_cents) for o in purchase.offers)
+    columns = [list(column) for column in zip(*items, strict=True)]
+    columns += [list(column) for column in zip(*tenders, strict=True)] if tenders else [[], [], []]
+    columns += [list(column) for column in zip(*offers, strict=True)] if offers else [[], [], []]
+    return columns
 
 
 async def post_purchase(db: Database, rulebook: Rulebook, purchase: PurchaseIn) -> tuple[bool, PurchaseOut]:
@@ -160,12 +183,11 @@ class GroupCommit:
     """Concurrent postings share one transaction (group commit).
 
     A posting joins the queue; while fewer than `connections` batches are in flight, it
-    starts one, which takes everything queued (up to `max_batch`). Alone, a posting goes
-    at once to the post_purchase function, one round trip; under load, the postings that
-    arrived while the database was busy are applied together by `rewards.bulk.apply`, so
-    the commit, the round trips and the per-row work of a dozen statements are paid once
-    per batch. A refused posting is just an outcome; if a batch fails as a whole (a racing
-    twin on another connection, say), its postings are posted again one by one, each in
+    starts one, which takes everything queued (up to `max_batch`). A batch, even of one, is
+    a single call of the post_purchases database function (sql/005): one round trip and one
+    commit for all of it, its refusals just outcomes. If the call fails as a whole on a
+    retryable error (a racing twin on another worker), it is run again and the twin becomes
+    a replay; on any other database error its postings are posted again one by one, each in
     its own transaction, so one bad posting never fails the others.
     """
 
@@ -178,7 +200,7 @@ class GroupCommit:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def post(self, posting: bulk.Posting) -> Any:
-        """The post_purchase row (or the same fields as a `bulk.Outcome`) for `posting`."""
+        """The post_purchases row for `posting`."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((posting, future))
         if self._running < self.connections:
@@ -196,28 +218,28 @@ class GroupCommit:
         finally:
             self._running -= 1
 
+    async def _apply(self, postings: list[bulk.Posting]) -> list[asyncpg.Record]:
+        args = _batch_args(postings)
+        return await self.db.transaction(lambda conn: conn.fetch(POST_PURCHASES, *args), single_statement=True)
+
     async def _flush(self, batch: list[tuple[bulk.Posting, asyncio.Future[Any]]]) -> None:
-        if len(batch) > 1:
-            try:
-                async with self.db.connection() as conn, conn.transaction():
-                    outcomes = await bulk.apply(conn, [posting for posting, _ in batch])
-            except asyncpg.PostgresError:
-                pass  # the whole batch rolled back: post its items one by one below
-            except Exception as exc:  # noqa: BLE001 - the database is unavailable: every caller hears it
-                for _, future in batch:
-                    _settle(future, exc)
+        try:
+            rows = await self._apply([posting for posting, _ in batch])
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1:
+                _settle(batch[0][1], exc)
                 return
-            else:
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    _settle(future, outcome)
-                return
-        for posting, future in batch:
-            try:
-                row = await self.db.transaction(
-                    lambda conn: conn.fetchrow(POST_PURCHASE, *_function_args(posting)), single_statement=True)
-                _settle(future, row)
-            except Exception as exc:  # noqa: BLE001 - handed to the posting's own caller
+            for posting, future in batch:  # the whole batch rolled back: each on its own
+                try:
+                    _settle(future, (await self._apply([posting]))[0])
+                except Exception as one_exc:  # noqa: BLE001 - handed to the posting's own caller
+                    _settle(future, one_exc)
+        except Exception as exc:  # noqa: BLE001 - the database is unavailable: every caller hears it
+            for _, future in batch:
                 _settle(future, exc)
+        else:
+            for (_, future), row in zip(batch, rows, strict=True):
+                _settle(future, row)
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
