@@ -33,18 +33,86 @@ def _in_period(column: str) -> str:
     return IN_PERIOD.format(col=column)
 
 
+# --- digests: a hash of every input row, added up ------------------------------------------
+
+_HASH = {
+    "bigint": "hashint8extended({x}, {seed})",
+    "integer": "hashint4extended({x}, {seed})",
+    "text": "hashtextextended({x}, {seed})",
+    "jsonb": "jsonb_hash_extended({x}, {seed})",
+    # NULLs and any types, at the price of building the record
+    "record": "hash_record_extended({x}, {seed})",
+    # the report's session is in UTC (read_valuation), so the cast is the stored instant
+    "timestamptz": "timestamp_hash_extended(({x})::timestamp, {seed})",
+}
+# What a NULL is hashed as: a value the column never holds (ids and versions are positive;
+# no posting is dated at -infinity)
+_NULL_AS = {"bigint": "0", "integer": "0", "jsonb": "'null'::jsonb", "timestamptz": "'-infinity'::timestamptz"}
+
+
+def _row_hash(*columns: str) -> str:
+    """A 64-bit hash of one row: each column ("expr type", or "expr type?" when it may be NULL)
+    is hashed by its type's own hash function, seeded with the hash of the columns before it,
+    so the row is hashed as a whole (a value moved to another column or another row changes
+    it). These are the functions PostgreSQL hashes partitions with, so they stay the same from
+    one server and one version to the next; each is a function call, where the SHA-256 of the
+    row's text cost more than reading the row."""
+    h = "0"
+    for column in columns:
+        expr, _, kind = column.rpartition(" ")
+        if kind.endswith("?"):
+            kind = kind[:-1]
+            expr = f"coalesce({expr}, {_NULL_AS[kind]})"
+        h = _HASH[kind].format(x=expr, seed=h)
+    return h
+
+
+def _digest_of(n: str, *sums: str) -> str:
+    """The digest of a table's rows from their count and the sums of their hashes. A sum does
+    not depend on the order rows are read in, needs no sort, is computed in parallel and in
+    bounded memory; a changed, added or removed row changes it."""
+    parts = " || ':' || ".join(f"coalesce({x}, 0)" for x in sums)
+    return f"encode(sha256(convert_to({n} || ':' || {parts}, 'UTF8')), 'hex')"
+
+
+def _digest(rows: str, row_hash: str) -> str:
+    """Row count and digest of the rows `rows` selects (`row_hash` over its columns)."""
+    return f"SELECT count(*) AS n, {_digest_of('count(*)', f'sum({row_hash})')} AS digest FROM ({rows}) t"
+
+
 # --- who is counted, and what each is worth ---------------------------------------------------
+
+CARD_PAID = f"""p.body->'tenders' @> '[{{"method": "{CARD_TENDER}"}}]'"""
+
+# The rewards program's one pass over the period's purchases: per rules version, the spend,
+# the rows and their hashes, and apart from the others each member who paid with the card
+# (the card holders), so the spend figures, the card holders, the rules versions and the
+# digest all come from a single read of the largest table.
+BOUGHT = f"""
+bought AS (
+    SELECT CASE WHEN card_paid THEN member_id END AS card_member, rules_version, count(*) AS n,
+           sum(qualifying_cents) AS qualifying_cents, sum(card_cents) AS card_cents, sum(h) AS h
+    FROM (SELECT p.member_id, p.rules_version, p.qualifying_cents, p.card_cents, {CARD_PAID} AS card_paid,
+                 {_row_hash("p.id bigint", "p.member_id bigint", "p.rules_version integer",
+                            "p.qualifying_cents bigint", "p.card_cents bigint")} AS h
+          FROM purchases p WHERE {_in_period("p.occurred_at")}) p
+    GROUP BY 1, 2
+)"""
 
 # The rewards program: members enrolled at any time in the period; also anyone with a
 # purchase in it (a purchase imported from before the enrollment was recorded still makes
 # its buyer a member of that period, so every Reward redeemed belongs to someone counted).
+# Only a member not enrolled in the period is looked up among the purchases (by index).
+_ENROLLED_IN_PERIOD = "m.enrolled_at < $2 AND (m.cancelled_at IS NULL OR m.cancelled_at >= $1)"
 REWARDS_POPULATION = f"""
 population AS (
-    SELECT m.id AS unit, m.id AS member_id FROM members m
-    WHERE m.enrolled_at < $2 AND (m.cancelled_at IS NULL OR m.cancelled_at >= $1)
-    UNION
-    SELECT p.member_id, p.member_id FROM purchases p WHERE {_in_period("p.occurred_at")}
-)"""
+    SELECT m.id AS unit, m.id AS member_id FROM members m WHERE {_ENROLLED_IN_PERIOD}
+    UNION ALL
+    SELECT m.id, m.id FROM members m
+    WHERE NOT coalesce({_ENROLLED_IN_PERIOD}, false)
+      AND EXISTS (SELECT 1 FROM purchases p WHERE p.member_id = m.id AND {_in_period("p.occurred_at")})
+),
+card_holders AS (SELECT DISTINCT card_member AS member_id FROM bought WHERE card_member IS NOT NULL)"""
 
 
 def _subscription_active_before(t: str) -> str:
@@ -91,8 +159,7 @@ population AS (SELECT unit, member_id FROM units WHERE counted)"""
 
 CARD_HOLDERS = f"""
 card_holders AS (
-    SELECT DISTINCT p.member_id FROM purchases p
-    WHERE {_in_period("p.occurred_at")} AND p.body->'tenders' @> '[{{"method": "{CARD_TENDER}"}}]'
+    SELECT DISTINCT p.member_id FROM purchases p WHERE {_in_period("p.occurred_at")} AND {CARD_PAID}
 )"""
 
 # Offer discounts on purchases in the period, each matched to an offer the business sent.
@@ -124,8 +191,11 @@ VALUES[("mailing_list", "expenses_plus_program")] = VALUES[("mailing_list", "exp
 
 def per_member(program: str, method: str) -> str:
     """The WITH clause ending in `per_member(unit, cents, card_holder)`: everyone counted, once."""
-    population = REWARDS_POPULATION if program == "rewards" else MAILING_POPULATION + "," + OFFER_USES
-    return f"""WITH {population}, {CARD_HOLDERS},
+    if program == "rewards":
+        inputs = f"{BOUGHT}, {REWARDS_POPULATION}"
+    else:
+        inputs = f"{MAILING_POPULATION}, {OFFER_USES}, {CARD_HOLDERS}"
+    return f"""WITH {inputs},
 member_values AS ({VALUES[(program, method)]}),
 per_member AS (
     SELECT pop.unit, coalesce(v.cents, 0)::bigint AS cents, (h.member_id IS NOT NULL) AS card_holder
@@ -135,34 +205,56 @@ per_member AS (
 )"""
 
 
-_PERCENTILES = ", ".join(str(p) for p in PERCENTILES)
+def _percentile(p: float) -> str:
+    # percentile_disc(p): the value at rank ceil(p × N) (the first at rank 1), the same float8
+    # arithmetic as PostgreSQL's own; found here from the members counted at each value
+    return f"min(cents) FILTER (WHERE upto >= greatest(1, ceil({p}::float8 * counted::float8)))"
 
 
 def distribution_sql(program: str, method: str) -> str:
-    """Counted, total, percentiles, max and zeros: for everyone and for each segment (ROLLUP)."""
-    return per_member(program, method) + f"""
-SELECT CASE WHEN grouping(card_holder) = 1 THEN 'all' WHEN card_holder THEN 'card_holders' ELSE 'others' END
-           AS segment,
-       count(*) AS counted,
-       coalesce(sum(cents), 0)::bigint AS total_cents,
-       percentile_disc(ARRAY[{_PERCENTILES}]) WITHIN GROUP (ORDER BY cents) AS percentiles,
-       coalesce(max(cents), 0)::bigint AS max_cents,
-       count(*) FILTER (WHERE cents = 0) AS zero
-FROM per_member GROUP BY ROLLUP (card_holder)"""
-
-
-def histogram_values_sql(program: str, method: str) -> str:
-    return per_member(program, method) + f"""
-SELECT cents, count(*) AS members FROM per_member GROUP BY cents ORDER BY cents LIMIT {HISTOGRAM_EXACT_VALUES + 1}"""
-
-
-def histogram_bins_sql(program: str, method: str) -> str:
-    """Members at $0, then HISTOGRAM_BINS equal-width bins over (0, max]: bin k holds ((k-1)max/n, k max/n]."""
-    return per_member(program, method) + f"""
-, top AS (SELECT max(cents) AS m FROM per_member)
-SELECT CASE WHEN cents = 0 THEN 0 ELSE (cents * {HISTOGRAM_BINS} + top.m - 1) / top.m END AS bin,
-       count(*) AS members, top.m AS max_cents
-FROM per_member, top GROUP BY bin, top.m ORDER BY bin"""
+    """One statement: the members counted at each value and segment (`dist`, a few rows: values
+    are whole Rewards), and from it, per segment ("all", "card_holders", "others") the counted,
+    total, percentile_disc at PERCENTILES, max and zeros, and both histograms (exact values,
+    and equal-width bins). For the rewards program also the purchases' figures and digest,
+    from the same single pass over them."""
+    purchases = ""
+    if program == "rewards":
+        purchases = f""",
+    (SELECT coalesce(sum(qualifying_cents), 0)::bigint FROM bought) AS qualifying_cents,
+    (SELECT coalesce(sum(card_cents), 0)::bigint FROM bought) AS card_cents,
+    (SELECT coalesce(array_agg(DISTINCT rules_version ORDER BY rules_version), '{{}}') FROM bought)
+        AS purchase_rules_versions,
+    (SELECT coalesce(sum(n), 0)::bigint FROM bought) AS purchases_n,
+    (SELECT {_digest_of("coalesce(sum(n), 0)", "sum(h) FILTER (WHERE card_member IS NOT NULL)",
+                        "sum(h) FILTER (WHERE card_member IS NULL)")} FROM bought) AS purchases_digest"""
+    return per_member(program, method) + f""",
+dist AS (SELECT card_holder, cents, count(*) AS members FROM per_member GROUP BY card_holder, cents),
+by_segment AS (
+    SELECT CASE WHEN card_holder THEN 'card_holders' ELSE 'others' END AS segment, cents, members FROM dist
+    UNION ALL
+    SELECT 'all', cents, sum(members) FROM dist GROUP BY cents
+),
+ranked AS (
+    SELECT segment, cents, members, sum(members) OVER (PARTITION BY segment ORDER BY cents) AS upto,
+           sum(members) OVER (PARTITION BY segment) AS counted
+    FROM by_segment
+),
+segments AS (
+    SELECT segment, max(counted)::bigint AS counted, sum(cents * members)::bigint AS total_cents,
+           ARRAY[{", ".join(_percentile(p) for p in PERCENTILES)}] AS percentiles,
+           max(cents) AS max_cents, coalesce(sum(members) FILTER (WHERE cents = 0), 0)::bigint AS zero
+    FROM ranked GROUP BY segment
+),
+top AS (SELECT max(cents) AS m FROM dist)
+SELECT
+    (SELECT coalesce(jsonb_agg(s), '[]') FROM segments s) AS segments,
+    (SELECT coalesce(jsonb_agg(v ORDER BY v.cents), '[]') FROM (
+        SELECT cents, sum(members)::bigint AS members FROM dist GROUP BY cents ORDER BY cents
+        LIMIT {HISTOGRAM_EXACT_VALUES + 1}) v) AS histogram_values,
+    (SELECT coalesce(jsonb_agg(b ORDER BY b.bin), '[]') FROM (
+        SELECT CASE WHEN cents = 0 THEN 0 ELSE (cents * {HISTOGRAM_BINS} + top.m - 1) / top.m END AS bin,
+               sum(members)::bigint AS members, top.m AS max_cents
+        FROM dist, top GROUP BY 1, top.m) b) AS histogram_bins{purchases}"""
 
 
 # --- the period's figures ----------------------------------------------------------------
@@ -170,33 +262,62 @@ FROM per_member, top GROUP BY bin, top.m ORDER BY bin"""
 # expired in the period (up to the as-of time): it reached its expiry neither redeemed nor voided
 _EXPIRED = ("expires_at >= $1 AND expires_at < $3 AND (redeemed_at IS NULL OR redeemed_at >= expires_at)"
             " AND (voided_at IS NULL OR voided_at >= expires_at)")
+_NOT_LATER = "CASE WHEN {col} < $2 THEN {col} END"  # a later change is not an input of this period
 
+# One pass over the members: the counts and the digest.
+MEMBERS_FIGURES = f"""
+SELECT count(*) FILTER (WHERE enrolled_at < $1 AND (cancelled_at IS NULL OR cancelled_at >= $1)) AS at_start,
+       count(*) FILTER (WHERE enrolled_at < $2 AND (cancelled_at IS NULL OR cancelled_at >= $2)) AS at_end,
+       count(*) FILTER (WHERE {_in_period("enrolled_at")}) AS enrolled,
+       count(*) FILTER (WHERE {_in_period("cancelled_at")}) AS cancelled,
+       count(*) FILTER (WHERE {_in_period("erased_at")}) AS erased,
+       count(*) AS n,
+       {_digest_of("count(*)", "sum(" + _row_hash(
+           "id bigint", f"ROW(enrolled_at, {_NOT_LATER.format(col='cancelled_at')}, "
+                        f"{_NOT_LATER.format(col='erased_at')}) record") + ")")} AS digest
+FROM members WHERE enrolled_at < $2"""
+
+# One pass over the period's ledger entries: the points figures, the rules versions, the digest.
+LEDGER_FIGURES = f"""
+SELECT coalesce(sum(earned), 0)::bigint AS earned_point_cents, coalesce(sum(bonus), 0)::bigint AS bonus_point_cents,
+       coalesce(-sum(returned), 0)::bigint AS reversed_point_cents,
+       coalesce(-sum(forfeited), 0)::bigint AS forfeited_point_cents,
+       coalesce(array_agg(rules_version ORDER BY rules_version) FILTER (WHERE rules_version IS NOT NULL), '{{}}')
+           AS rules_versions,
+       coalesce(sum(n), 0)::bigint AS n, {_digest_of("coalesce(sum(n), 0)", "sum(h)")} AS digest
+FROM (
+    SELECT rules_version, count(*) AS n,
+           sum(point_cents) FILTER (WHERE kind IN ('earn', 'card_bonus')) AS earned,
+           sum(point_cents) FILTER (WHERE kind = 'card_bonus') AS bonus,
+           sum(point_cents) FILTER (WHERE kind = 'return') AS returned,
+           sum(point_cents) FILTER (WHERE kind = 'forfeit') AS forfeited,
+           sum({_row_hash("id bigint", "kind text", "point_cents bigint", "rules_version integer?")}) AS h
+    FROM ledger WHERE {_in_period("occurred_at")} GROUP BY rules_version
+) by_version"""
+
+# One pass over the rewards: the rewards figures and the digest of every reward the period
+# touched (issued, redeemed, voided or expired in it).
+_TOUCHED = (f"{_in_period('issued_at')} OR {_in_period('redeemed_at')} OR {_in_period('voided_at')}"
+            " OR (expires_at >= $1 AND expires_at < $3)")
 REWARDS_FIGURES = f"""
-SELECT
-    (SELECT count(*) FROM members WHERE enrolled_at < $1 AND (cancelled_at IS NULL OR cancelled_at >= $1)) AS at_start,
-    (SELECT count(*) FROM members WHERE enrolled_at < $2 AND (cancelled_at IS NULL OR cancelled_at >= $2)) AS at_end,
-    (SELECT count(*) FROM members WHERE {_in_period("enrolled_at")}) AS enrolled,
-    (SELECT count(*) FROM members WHERE {_in_period("cancelled_at")}) AS cancelled,
-    (SELECT count(*) FROM members WHERE {_in_period("erased_at")}) AS erased,
-    p.*, l.*, r.*
-FROM
-    (SELECT coalesce(sum(qualifying_cents), 0)::bigint AS qualifying_cents,
-            coalesce(sum(card_cents), 0)::bigint AS card_cents
-     FROM purchases WHERE {_in_period("occurred_at")}) p,
-    (SELECT coalesce(sum(point_cents) FILTER (WHERE kind IN ('earn', 'card_bonus')), 0)::bigint AS earned_point_cents,
-            coalesce(sum(point_cents) FILTER (WHERE kind = 'card_bonus'), 0)::bigint AS bonus_point_cents,
-            coalesce(-sum(point_cents) FILTER (WHERE kind = 'return'), 0)::bigint AS reversed_point_cents,
-            coalesce(-sum(point_cents) FILTER (WHERE kind = 'forfeit'), 0)::bigint AS forfeited_point_cents
-     FROM ledger WHERE {_in_period("occurred_at")}) l,
-    (SELECT count(*) FILTER (WHERE {_in_period("issued_at")}) AS issued_count,
-            coalesce(sum(value_cents) FILTER (WHERE {_in_period("issued_at")}), 0)::bigint AS issued_cents,
-            count(*) FILTER (WHERE {_in_period("redeemed_at")}) AS redeemed_count,
-            coalesce(sum(value_cents) FILTER (WHERE {_in_period("redeemed_at")}), 0)::bigint AS redeemed_cents,
-            count(*) FILTER (WHERE {_EXPIRED}) AS expired_count,
-            coalesce(sum(value_cents) FILTER (WHERE {_EXPIRED}), 0)::bigint AS expired_cents,
-            count(*) FILTER (WHERE {_in_period("voided_at")}) AS voided_count,
-            coalesce(sum(value_cents) FILTER (WHERE {_in_period("voided_at")}), 0)::bigint AS voided_cents
-     FROM rewards WHERE issued_at < $2) r"""
+SELECT count(*) FILTER (WHERE {_in_period("issued_at")}) AS issued_count,
+       coalesce(sum(value_cents) FILTER (WHERE {_in_period("issued_at")}), 0)::bigint AS issued_cents,
+       count(*) FILTER (WHERE {_in_period("redeemed_at")}) AS redeemed_count,
+       coalesce(sum(value_cents) FILTER (WHERE {_in_period("redeemed_at")}), 0)::bigint AS redeemed_cents,
+       count(*) FILTER (WHERE {_EXPIRED}) AS expired_count,
+       coalesce(sum(value_cents) FILTER (WHERE {_EXPIRED}), 0)::bigint AS expired_cents,
+       count(*) FILTER (WHERE {_in_period("voided_at")}) AS voided_count,
+       coalesce(sum(value_cents) FILTER (WHERE {_in_period("voided_at")}), 0)::bigint AS voided_cents,
+       count(*) FILTER (WHERE {_TOUCHED}) AS n,
+       {_digest_of("count(*) FILTER (WHERE " + _TOUCHED + ")", "sum(" + _row_hash(
+           "id bigint", "member_id bigint", "value_cents bigint",
+           f"ROW(issued_at, expires_at, {_NOT_LATER.format(col='redeemed_at')}, "
+           f"{_NOT_LATER.format(col='voided_at')}) record")
+           + f") FILTER (WHERE {_TOUCHED})")} AS digest
+FROM rewards WHERE issued_at < $2 OR {_TOUCHED}"""
+
+RULES_DIGEST = _digest("SELECT version, effective_from, body FROM program_rules WHERE effective_from < $2",
+                       _row_hash("version integer", "effective_from timestamptz", "body jsonb"))
 
 MAILING_FIGURES = f"""WITH {MAILING_POPULATION}, {OFFER_USES},
 counted_uses AS (SELECT u.* FROM offer_uses u JOIN population pop ON pop.member_id = u.member_id),
@@ -222,92 +343,40 @@ SELECT
     (SELECT coalesce(sum(discount_cents), 0)::bigint FROM counted_uses) AS redeemed_cents
 """
 
-REWARDS_RULES_VERSIONS = f"""
-SELECT coalesce(array_agg(DISTINCT v ORDER BY v), '{{}}') FROM (
-    SELECT rules_version FROM purchases WHERE {_in_period("occurred_at")}
-    UNION SELECT rules_version FROM ledger WHERE {_in_period("occurred_at")} AND rules_version IS NOT NULL
-) t(v)"""
-
 MAILING_RULES_VERSIONS = f"""
 SELECT coalesce(array_agg(DISTINCT rules_version ORDER BY rules_version), '{{}}')
 FROM purchases WHERE {_in_period("occurred_at")}"""
 
-
-# --- what makes it reproducible: the rows read, digested in SQL ------------------------------
-
-
-def _digest(rows: str) -> str:
-    """Row count and a digest of the rows' text (`r`), computed by the server in bounded memory.
-
-    Each row is hashed (SHA-256) and the hashes are added up as two 60-bit numbers, so the
-    digest does not depend on the order rows are read in, needs no sort, and never builds one
-    value out of every row (which passes PostgreSQL's 1 GB limit at ten million purchases).
-    Any changed, added or removed row changes the sums.
-    """
-    return f"""SELECT count(*) AS n,
-       encode(sha256(convert_to(count(*) || ':' || coalesce(sum(('x' || substr(h, 1, 15))::bit(60)::bigint::numeric), 0)
-                                || ':' || coalesce(sum(('x' || substr(h, 16, 15))::bit(60)::bigint::numeric), 0),
-                                'UTF8')), 'hex') AS digest
-FROM (SELECT encode(sha256(convert_to(r::text, 'UTF8')), 'hex') AS h FROM ({rows}) t) hashed"""
-
-
-_CARD_PAID = f"""p.body->'tenders' @> '[{{"method": "{CARD_TENDER}"}}]'"""
-_NOT_LATER = "CASE WHEN {col} < $2 THEN {col} END"  # a later change is not an input of this period
-
-RULES_DIGEST = _digest("SELECT version AS k, ROW(version, effective_from, body) AS r FROM program_rules "
-                       "WHERE effective_from < $2")
-PURCHASES_DIGEST = _digest(
-    f"""SELECT p.id AS k, ROW(p.id, p.member_id, p.occurred_at, p.rules_version, p.qualifying_cents, p.card_cents,
-                           p.point_cents, p.bonus_point_cents, {_CARD_PAID}, p.body->'offers') AS r
-        FROM purchases p WHERE {_in_period("p.occurred_at")}"""
-)
-
-REWARDS_DIGESTS = {
-    "members": _digest(
-        f"""SELECT id AS k, ROW(id, enrolled_at, {_NOT_LATER.format(col="cancelled_at")},
-                               {_NOT_LATER.format(col="erased_at")}) AS r
-            FROM members WHERE enrolled_at < $2"""
-    ),
-    "purchases": PURCHASES_DIGEST,
-    "ledger": _digest(
-        f"""SELECT id AS k, ROW(id, member_id, kind, point_cents, purchase_id, return_id, reward_id, rules_version,
-                               occurred_at) AS r
-            FROM ledger WHERE {_in_period("occurred_at")}"""
-    ),
-    "rewards": _digest(
-        f"""SELECT id AS k, ROW(id, member_id, value_cents, issued_at, expires_at,
-                               {_NOT_LATER.format(col="redeemed_at")}, {_NOT_LATER.format(col="voided_at")}) AS r
-            FROM rewards
-            WHERE {_in_period("issued_at")} OR {_in_period("redeemed_at")} OR {_in_period("voided_at")}
-               OR (expires_at >= $1 AND expires_at < $3)"""
-    ),
-    "program_rules": RULES_DIGEST,
-}
-
 MAILING_DIGESTS = {
     "subscriptions": _digest(
         f"""WITH {MAILING_POPULATION}
-            SELECT s.id AS k, ROW(s.id, s.member_id, s.channel, {_NOT_LATER.format(col="s.erased_at")},
-                CASE WHEN NOT EXISTS (SELECT 1 FROM subscription_events e WHERE e.subscription_id = s.id)
-                     THEN ROW(s.subscribed_at, {_NOT_LATER.format(col="s.unsubscribed_at")}) END) AS r
-            FROM subscriptions s JOIN subscription_state st ON st.id = s.id"""
-    ),
+            SELECT s.id, s.member_id, s.channel, {_NOT_LATER.format(col="s.erased_at")} AS erased_at,
+                   -- a subscription without events is read from its own columns (with events: from them)
+                   CASE WHEN NOT EXISTS (SELECT 1 FROM subscription_events e WHERE e.subscription_id = s.id)
+                        THEN ARRAY[s.subscribed_at, {_NOT_LATER.format(col="s.unsubscribed_at")}] END AS own
+            FROM subscriptions s JOIN subscription_state st ON st.id = s.id""",
+        _row_hash("id bigint", "member_id bigint?", "channel text", "erased_at timestamptz?",
+                  "own[1] timestamptz?", "own[2] timestamptz?")),
     "subscription_events": _digest(
-        "SELECT id AS k, ROW(id, subscription_id, kind, occurred_at) AS r FROM subscription_events "
-        "WHERE occurred_at < $2"
-    ),
+        "SELECT id, subscription_id, kind, occurred_at FROM subscription_events WHERE occurred_at < $2",
+        _row_hash("id bigint", "subscription_id bigint", "kind text", "occurred_at timestamptz")),
     "offer_deliveries": _digest(
-        f"""SELECT ROW(offer_id, subscription_id, sent_at) AS r, offer_id, subscription_id
-            FROM offer_deliveries WHERE {_in_period("sent_at")}"""
-    ),
+        f"SELECT offer_id, subscription_id, sent_at FROM offer_deliveries WHERE {_in_period('sent_at')}",
+        _row_hash("offer_id bigint", "subscription_id bigint", "sent_at timestamptz")),
     "offers": _digest(
-        f"""SELECT f.id AS k, ROW(f.id, f.code, f.value_cents, f.channel) AS r FROM offers f
+        f"""SELECT f.id, f.code, f.value_cents, f.channel FROM offers f
             WHERE f.id IN (SELECT offer_id FROM offer_deliveries WHERE {_in_period("sent_at")})
                OR f.code IN (SELECT o->>'code' FROM purchases p,
                                     jsonb_array_elements(coalesce(p.body->'offers', '[]')) o
-                             WHERE {_in_period("p.occurred_at")})"""
-    ),
-    "purchases": PURCHASES_DIGEST,
+                             WHERE {_in_period("p.occurred_at")})""",
+        _row_hash("id bigint", "code text", "value_cents bigint", "channel text")),
+    "purchases": _digest(
+        f"""SELECT p.id, p.member_id, p.occurred_at, p.rules_version, p.qualifying_cents, p.card_cents,
+                   p.point_cents, p.bonus_point_cents, ({CARD_PAID})::integer AS card_paid, p.body->'offers' AS offers
+            FROM purchases p WHERE {_in_period("p.occurred_at")}""",
+        _row_hash("id bigint", "member_id bigint", "occurred_at timestamptz", "rules_version integer",
+                  "qualifying_cents bigint", "card_cents bigint", "point_cents bigint", "bonus_point_cents bigint",
+                  "card_paid integer", "offers jsonb?")),
 }
 
 
@@ -330,49 +399,72 @@ def earning_per_100(version: Rules) -> tuple[int, int]:
             rules.earning(version, lines, [(CARD_TENDER, 10_000)]).point_cents)
 
 
-async def _histogram(conn: asyncpg.Connection, program: str, method: str, args: tuple) -> list[Bin]:
-    exact = await _fetch(conn, histogram_values_sql(program, method), args)
-    if len(exact) <= HISTOGRAM_EXACT_VALUES:
-        return [Bin(r["cents"], r["cents"], r["members"]) for r in exact]
-    rows = await _fetch(conn, histogram_bins_sql(program, method), args)
-    top = rows[-1]["max_cents"]
-    counts = {r["bin"]: r["members"] for r in rows}
-    bins = [Bin(0, 0, counts.get(0, 0))]
+def _histogram(values: list[dict], bins: list[dict]) -> list[Bin]:
+    """One bar per value when there are few distinct values; otherwise members at $0, then
+    HISTOGRAM_BINS equal-width bins over (0, max]: bin k holds ((k-1)max/n, k max/n]."""
+    if len(values) <= HISTOGRAM_EXACT_VALUES:
+        return [Bin(r["cents"], r["cents"], r["members"]) for r in values]
+    top = bins[-1]["max_cents"]
+    counts = {r["bin"]: r["members"] for r in bins}
+    histogram = [Bin(0, 0, counts.get(0, 0))]
     for k in range(1, HISTOGRAM_BINS + 1):
         low, high = (k - 1) * top // HISTOGRAM_BINS + 1, k * top // HISTOGRAM_BINS
         if high >= low:
-            bins.append(Bin(low, high, counts.get(k, 0)))
-    return bins
+            histogram.append(Bin(low, high, counts.get(k, 0)))
+    return histogram
+
+
+# the report's statements in its snapshot: big tables get more memory and parallel workers;
+# no JIT, which compiles for longer than it saves on these statements
+REPORT_SETTINGS = ("SET LOCAL TIME ZONE 'UTC'", "SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'",
+                   "SET LOCAL max_parallel_workers_per_gather = 2", "SET LOCAL parallel_tuple_cost = 0.01")
+NO_SEGMENT = SegmentFigures(0, 0, (0,) * len(PERCENTILES), 0, 0)
 
 
 async def read_valuation(conn: asyncpg.Connection, request: ReportRequest) -> Read:
-    """Everything the incentive-value report needs, read in one REPEATABLE READ, read-only snapshot."""
+    """Everything the incentive-value report needs, read in one REPEATABLE READ, read-only snapshot.
+
+    Each large table is read once: the purchases with the distribution (one statement), then
+    the members, the ledger and the rewards, each one pass giving its figures and its digest.
+    """
     program, method, period = request.program, request.method, request.period
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        await conn.execute("SET LOCAL TIME ZONE 'UTC'")  # timestamps digest as text, the same everywhere
+        for setting in REPORT_SETTINGS:
+            await conn.execute(setting)
         snapshot_time = await conn.fetchval("SELECT transaction_timestamp()")
         when = as_of(period, snapshot_time)
         args = (period.lower, period.upper, when)
+        dist = (await _fetch(conn, distribution_sql(program, method), args))[0]
         segments = {
-            r["segment"]: SegmentFigures(r["counted"], r["total_cents"], tuple(r["percentiles"] or (0,) * 5),
-                                         r["max_cents"], r["zero"])
-            for r in await _fetch(conn, distribution_sql(program, method), args)
+            r["segment"]: SegmentFigures(r["counted"], r["total_cents"], tuple(r["percentiles"]), r["max_cents"],
+                                         r["zero"])
+            for r in dist["segments"]
         }
-        histogram = await _histogram(conn, program, method, args)
+        segments.setdefault("all", NO_SEGMENT)
+        histogram = _histogram(dist["histogram_values"], dist["histogram_bins"])
+        table_digests, rows_read = {}, {}
         if program == "rewards":
-            figures = dict((await _fetch(conn, REWARDS_FIGURES, args))[0])
-            versions = (await _fetch(conn, REWARDS_RULES_VERSIONS, args))[0][0]
-            digests = REWARDS_DIGESTS
+            members = (await _fetch(conn, MEMBERS_FIGURES, args))[0]
+            entries = (await _fetch(conn, LEDGER_FIGURES, args))[0]
+            rewards = (await _fetch(conn, REWARDS_FIGURES, args))[0]
+            rules_table = (await _fetch(conn, RULES_DIGEST, args))[0]
+            figures = dict(members) | dict(entries) | dict(rewards) | {
+                "qualifying_cents": dist["qualifying_cents"], "card_cents": dist["card_cents"]}
+            versions = sorted(set(dist["purchase_rules_versions"]) | set(entries["rules_versions"]))
+            for table, n, digest in (("members", members["n"], members["digest"]),
+                                     ("purchases", dist["purchases_n"], dist["purchases_digest"]),
+                                     ("ledger", entries["n"], entries["digest"]),
+                                     ("rewards", rewards["n"], rewards["digest"]),
+                                     ("program_rules", rules_table["n"], rules_table["digest"])):
+                table_digests[table], rows_read[table] = digest, n
         else:
             figures = dict((await _fetch(conn, MAILING_FIGURES, args))[0])
             versions = (await _fetch(conn, MAILING_RULES_VERSIONS, args))[0][0]
-            digests = MAILING_DIGESTS
-        table_digests, rows_read = {}, {}
-        for table, sql in digests.items():
-            row = (await _fetch(conn, sql, args))[0]
-            table_digests[table], rows_read[table] = row["digest"], row["n"]
+            for table, sql in MAILING_DIGESTS.items():
+                row = (await _fetch(conn, sql, args))[0]
+                table_digests[table], rows_read[table] = row["digest"], row["n"]
         version = await rules_in_force(conn, period.upper - timedelta(microseconds=1))
-    counted = segments["all"].counted if "all" in segments else 0
+    counted = segments["all"].counted
     members = {k: figures[k] for k in ("at_start", "at_end", "enrolled", "cancelled", "erased")} | {"counted": counted}
     rewards_keys = ("issued_count", "issued_cents", "redeemed_count", "redeemed_cents")
     rewards_figures = {k: figures[k] for k in rewards_keys}

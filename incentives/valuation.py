@@ -373,7 +373,8 @@ def suppressed_segments(read: Read, min_cell_size: int | None) -> bool:
 
 
 def digest(request: ReportRequest, read: Read, as_of_time: datetime) -> str:
-    """SHA-256 of the request and of each table's rows read (each digested in SQL, in id order)."""
+    """SHA-256 of the request and of each table's rows read (each digested in SQL: a hash of every
+    row read, of the columns the figures use, added up; incentives.queries)."""
     inputs = {
         "program": request.program,
         "period": [request.period.start.isoformat(), request.period.end.isoformat()],
