@@ -91,6 +91,14 @@ def _admission(handler: Any) -> _Admission:
     return found
 
 
+def _authorization(scope: Scope) -> str | None:
+    # straight from the ASGI scope (names come lowercased): Litestar's Headers is built per request
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
+
+
 async def admit(request: Request[Any, Any, Any]) -> None:
     """Before the handler: check the caller's scopes, then decode the JSON body strictly.
 
@@ -104,7 +112,7 @@ async def admit(request: Request[Any, Any, Any]) -> None:
     """
     admission = _admission(request.route_handler)
     if admission.scopes:
-        await request.app.state.auth.require(request.headers.get("authorization"), *admission.scopes,
+        await request.app.state.auth.require(_authorization(request.scope), *admission.scopes,
                                              member_id=request.path_params.get("member_id"))
     if admission.body_type is None:
         return

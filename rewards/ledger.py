@@ -7,9 +7,7 @@ or, when postings arrive together, with others in one transaction (`GroupCommit`
 
 from __future__ import annotations
 
-import asyncio
-import weakref
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 from datetime import UTC, datetime, timedelta
@@ -17,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import msgspec
 
-from rewards import bulk, errors, rules
+from rewards import bulk, coalescing, errors, rules
+from rewards.coalescing import Coalescer
 from rewards.db import Database
 from rewards.idempotency import canonical, fingerprint
 from rewards.rulebook import Rulebook
@@ -144,7 +143,7 @@ async def post_purchase(db: Database, rulebook: Rulebook, purchase: PurchaseIn) 
     version = await rulebook.in_force(purchase.occurred_at)
     earned = purchase_earning(purchase, version)
     posting = bulk.Posting.of(purchase, version, earned)
-    row = await group_commit(db).post(posting)
+    row = await group_commit(db).submit(posting)
     outcome = row["outcome"]
     if outcome == "idempotency_conflict":
         raise errors.IdempotencyConflict(f"purchase {purchase.purchase_id} was posted with a different body")
@@ -179,87 +178,34 @@ async def post_purchase(db: Database, rulebook: Rulebook, purchase: PurchaseIn) 
     return outcome == "created", answer
 
 
-class GroupCommit:
-    """Concurrent postings share one transaction (group commit).
+async def _post_batch(db: Database, postings: list[bulk.Posting]) -> list[Any]:
+    """Group commit's batch: one call of the post_purchases database function (sql/005), one
+    round trip and one commit for all of it, each refusal just an outcome. A call that fails as
+    a whole on a retryable error (a racing twin on another worker) is run again, and the twin
+    becomes a replay; on any other database error the postings are posted again one by one,
+    each in its own transaction, so one bad posting never fails the others."""
 
-    A posting joins the queue; while fewer than `connections` batches are in flight, it
-    starts one, which takes everything queued (up to `max_batch`). A batch, even of one, is
-    a single call of the post_purchases database function (sql/005): one round trip and one
-    commit for all of it, its refusals just outcomes. If the call fails as a whole on a
-    retryable error (a racing twin on another worker), it is run again and the twin becomes
-    a replay; on any other database error its postings are posted again one by one, each in
-    its own transaction, so one bad posting never fails the others.
-    """
+    async def call(batch: list[bulk.Posting]) -> list[asyncpg.Record]:
+        args = _batch_args(batch)
+        return await db.transaction(lambda conn: conn.fetch(POST_PURCHASES, *args), single_statement=True)
 
-    def __init__(self, db: Database, *, connections: int = 2, max_batch: int = 64) -> None:
-        self.db = db
-        self.connections = connections
-        self.max_batch = max_batch
-        self._queue: deque[tuple[bulk.Posting, asyncio.Future[Any]]] = deque()
-        self._running = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def post(self, posting: bulk.Posting) -> Any:
-        """The post_purchases row for `posting`."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((posting, future))
-        if self._running < self.connections:
-            self._running += 1
-            task = asyncio.create_task(self._drain())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return await future
-
-    async def _drain(self) -> None:
+    try:
+        return await call(postings)
+    except asyncpg.PostgresError as exc:
+        if len(postings) == 1:
+            return [exc]
+    answers: list[Any] = []
+    for posting in postings:
         try:
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
-                await self._flush(batch)
-        finally:
-            self._running -= 1
-
-    async def _apply(self, postings: list[bulk.Posting]) -> list[asyncpg.Record]:
-        args = _batch_args(postings)
-        return await self.db.transaction(lambda conn: conn.fetch(POST_PURCHASES, *args), single_statement=True)
-
-    async def _flush(self, batch: list[tuple[bulk.Posting, asyncio.Future[Any]]]) -> None:
-        try:
-            rows = await self._apply([posting for posting, _ in batch])
-        except asyncpg.PostgresError as exc:
-            if len(batch) == 1:
-                _settle(batch[0][1], exc)
-                return
-            for posting, future in batch:  # the whole batch rolled back: each on its own
-                try:
-                    _settle(future, (await self._apply([posting]))[0])
-                except Exception as one_exc:  # noqa: BLE001 - handed to the posting's own caller
-                    _settle(future, one_exc)
-        except Exception as exc:  # noqa: BLE001 - the database is unavailable: every caller hears it
-            for _, future in batch:
-                _settle(future, exc)
-        else:
-            for (_, future), row in zip(batch, rows, strict=True):
-                _settle(future, row)
+            answers.append((await call([posting]))[0])
+        except Exception as exc:  # noqa: BLE001 - handed to the posting's own caller
+            answers.append(exc)
+    return answers
 
 
-def _settle(future: asyncio.Future[Any], result: Any) -> None:
-    if future.done():  # the caller went away (client disconnected); the posting stands
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
-
-
-_GROUP_COMMITS: weakref.WeakKeyDictionary[Database, GroupCommit] = weakref.WeakKeyDictionary()
-
-
-def group_commit(db: Database) -> GroupCommit:
-    """The database's group commit (one per Database, made on first use)."""
-    found = _GROUP_COMMITS.get(db)
-    if found is None:
-        found = _GROUP_COMMITS[db] = GroupCommit(db)
-    return found
+def group_commit(db: Database) -> Coalescer[bulk.Posting, asyncpg.Record]:
+    """The database's group commit: concurrent postings in this worker share one transaction."""
+    return coalescing.shared(db, "group_commit", lambda: Coalescer(lambda batch: _post_batch(db, batch)))
 
 
 # --- returns ---------------------------------------------------------------------------------

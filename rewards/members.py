@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 
 import asyncpg
 
-from rewards import errors, rules
+from rewards import coalescing, errors, rules
+from rewards.coalescing import Coalescer
 from rewards.db import Database
 from rewards.rulebook import Rulebook
 from rewards.schemas import (
@@ -110,34 +111,45 @@ def reward_status(status: str, expires_at: datetime, now: datetime) -> str:
 REWARDS_SHOWN = 100  # besides every open reward, the balance shows this many of the newest
 
 
-async def balance(db: Database, rulebook: Rulebook, member_id: int) -> BalanceOut:
+BALANCES = """
+    SELECT m.id, m.status AS member_status, m.point_cents,
+           w.code, w.value_cents, w.status, w.issued_at, w.expires_at
+    FROM members m LEFT JOIN rewards w ON w.member_id = m.id
+         AND (w.ordinal > m.rewards_issued - $2 OR (w.status = 'issued' AND w.expires_at > $3))
+    WHERE m.id = ANY ($1::bigint[]) ORDER BY m.id, w.ordinal DESC"""
+
+
+async def _read_balances(db: Database, member_ids: list[int]) -> list[tuple[list[asyncpg.Record], datetime]]:
+    """One round trip for the balances that concurrent requests asked for: per member, its rows
+    (the member, every open reward, and the newest others) and the time they were read at."""
     now = datetime.now(UTC)
-    async with db.connection() as conn:
-        # one round trip: the member, every open reward, and the newest others
-        rows = await conn.fetch(
-            """SELECT m.status AS member_status, m.point_cents,
-                      w.code, w.value_cents, w.status, w.issued_at, w.expires_at
-               FROM members m LEFT JOIN rewards w ON w.member_id = m.id
-                    AND (w.ordinal > m.rewards_issued - $2 OR (w.status = 'issued' AND w.expires_at > $3))
-               WHERE m.id = $1 ORDER BY w.ordinal DESC""",
-            member_id, REWARDS_SHOWN, now,
-        )
+    rows: dict[int, list[asyncpg.Record]] = {}
+    for r in await db.run(BALANCES, sorted(set(member_ids)), REWARDS_SHOWN, now):
+        rows.setdefault(r["id"], []).append(r)
+    return [(rows.get(member_id, []), now) for member_id in member_ids]
+
+
+def balance_reads(db: Database) -> Coalescer[int, tuple[list[asyncpg.Record], datetime]]:
+    return coalescing.shared(db, "balance_reads", lambda: Coalescer(lambda ids: _read_balances(db, ids)))
+
+
+async def balance(db: Database, rulebook: Rulebook, member_id: int) -> BalanceOut:
+    rows, now = await balance_reads(db).submit(member_id)
     if not rows:
         raise errors.NotFound(f"member {member_id} does not exist")
-    m = {"status": rows[0]["member_status"], "point_cents": rows[0]["point_cents"]}
-    found = [r for r in rows if r["code"] is not None]
+    status, point_cents = rows[0]["member_status"], rows[0]["point_cents"]
     current = await rulebook.current()
     return BalanceOut(
         member_id=member_id,
-        status=m["status"],
-        points=rules.whole_points(m["point_cents"]),
-        point_cents=m["point_cents"],
-        points_to_next_reward=rules.points_to_next_reward(m["point_cents"], current),
+        status=status,
+        points=rules.whole_points(point_cents),
+        point_cents=point_cents,
+        points_to_next_reward=rules.points_to_next_reward(point_cents, current),
         rewards=[
             RewardOut(code=r["code"], value_cents=r["value_cents"],
                       status=reward_status(r["status"], r["expires_at"], now),  # type: ignore[arg-type]
                       issued_at=r["issued_at"], expires_at=r["expires_at"])
-            for r in found
+            for r in rows if r["code"] is not None
         ],
     )
 

@@ -41,7 +41,11 @@ CREATE FUNCTION post_purchases(
     issued_values     bigint[],
     issued_expires    timestamptz[],
     redeemed          text[]
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql
+-- its statements take arrays, whose sizes the planner cannot know: a custom plan per call costs
+-- more than the statement (a single posting took 2.7 ms of server CPU, 1.3 ms with generic plans)
+SET plan_cache_mode = force_generic_plan
+AS $$
 #variable_conflict use_column
 DECLARE
     n            integer := coalesce(cardinality(p_ext_ids), 0);
