@@ -166,23 +166,39 @@ def import_group() -> None:
               help="Purchases applied per transaction.")
 @click.option("--connections", type=click.IntRange(1, 16), default=2, show_default=True,
               help="Batches applied at the same time, each on its own connection, split by member.")
-def import_purchases(file: Path, rejected: Path | None, batch_size: int, connections: int) -> None:
-    """Import purchases from FILE: JSON lines, one purchase per line, exactly the API's body.
+@click.option("--format", "file_format", type=click.Choice(["jsonl", "csv"]), default=None,
+              help="The file's format [csv for a *.csv file, otherwise jsonl].")
+def import_purchases(file: Path, rejected: Path | None, batch_size: int, connections: int,
+                     file_format: str | None) -> None:
+    """Import purchases from FILE: JSON lines (one purchase per line, exactly the API's body) or CSV.
+
+    CSV: a header naming the columns, then one row per purchase line, the rows of a
+    purchase consecutive and sharing its purchase_id. Columns: purchase_id, member_id,
+    occurred_at, store_id, channel, currency (empty: USD), on the purchase's first row
+    and empty or the same on the others; sku, category, quantity, amount_cents for the
+    line; tender_method, tender_amount_cents, reward_code for a tender, one a row, on
+    any row of the purchase; optionally offer_code, offer_discount_cents likewise.
 
     The API's rules apply (same earning, same rewards, same refusals); purchase_id is
     the idempotency key, so running the same file again imports nothing twice.
     """
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from rewards.importer import CsvHeaderError, format_of
     from rewards.importer import import_purchases as run_import
+
+    fmt = file_format or format_of(file)
 
     with Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                   transient=False) as progress:
         task = progress.add_task("import", total=file.stat().st_size)
-        summary = with_database(lambda db: run_import(
-            db, file, rejected_path=rejected, batch_size=batch_size, connections=connections,
-            progress=lambda done: progress.update(task, completed=done)))
-    click.echo(f"lines read: {summary.lines}")
+        try:
+            summary = with_database(lambda db: run_import(
+                db, file, rejected_path=rejected, batch_size=batch_size, connections=connections,
+                file_format=fmt, progress=lambda done: progress.update(task, completed=done)))
+        except CsvHeaderError as exc:
+            raise click.ClickException(f"{file}: {exc}; nothing was imported") from exc
+    click.echo(f"{'purchases' if fmt == 'csv' else 'lines'} read: {summary.lines}")
     click.echo(f"imported: {summary.imported}")
     click.echo(f"already imported (same purchase_id and body): {summary.already_imported}")
     click.echo(f"rejected: {summary.rejected}" + (f" -> {summary.rejected_file}" if summary.rejected_file else ""))

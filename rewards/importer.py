@@ -1,26 +1,41 @@
-"""`rewards import purchases FILE`: JSON lines, one purchase per line, exactly the API's body.
+"""`rewards import purchases FILE`: JSON lines (exactly the API's body, one a line) or CSV.
 
-Each line is decoded with the API's own struct and checks (`ledger.check_purchase`), its
-earning computed by `rules.earning` with the version in force when it occurred, and the
-lines are applied in file order, a batch per transaction, by `rewards.bulk.apply`: the
-same outcomes as `POST /v1/purchases`, idempotent by purchase_id. Re-running a file
+Each purchase is decoded with the API's own struct and checks (`ledger.check_purchase`),
+its earning computed by `rules.earning` with the version in force when it occurred, and
+applied by `rewards.bulk.apply`, a batch per transaction: the same outcomes as
+`POST /v1/purchases` posted in file order, idempotent by purchase_id. Re-running a file
 imports nothing twice (its purchases come back as replays), and a purchase imported and
 then posted through the API is a replay there too. Memory stays bounded whatever the
-file's size: one batch is held at a time, refused lines go to the rejected file as they
-are met.
+file's size: two rounds of batches are held at a time, refused lines go to the rejected
+file as they are met.
+
+CSV: a header row naming the columns (any order), then one row per purchase line; the
+rows of one purchase are consecutive and share its purchase_id (met again further on, it
+is another posting of that purchase_id: a replay or a conflict). The purchase's columns
+(`member_id`, `occurred_at`, `store_id`, `channel`, and `currency`, empty for USD) are
+given on its first row, and on the others either left empty or repeated the same. A
+line's columns are `sku`, `category`, `quantity`, `amount_cents`. A tender goes on any
+row of its purchase, one a row: `tender_method`, `tender_amount_cents`, `reward_code`
+(for a `reward` tender); so does an offer, with `offer_code` and `offer_discount_cents`
+(optional columns). A row may carry a line, a tender, an offer, or all three. Each
+purchase is then exactly the API body its rows spell, checked and refused (under the
+number of its first row) like a JSON line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import gc
+import io
+import re
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import msgspec
 
@@ -74,19 +89,29 @@ class _Rejects:
         self.summary = summary
         self._file: IO[bytes] | None = None
 
-    def add(self, line_no: int, raw: bytes, code: str, reason: str, purchase_id: str | None = None) -> None:
+    def add(self, line_no: int, raw: bytes | list[list[str]], code: str, reason: str,
+            purchase_id: str | None = None) -> None:
         if self._file is None:
             self._file = self.path.open("wb")
             self.summary.rejected_file = str(self.path)
         self.summary.rejected += 1
         self.summary.reasons[code] = self.summary.reasons.get(code, 0) + 1
         record = {"line": line_no, "purchase_id": purchase_id, "code": code, "reason": reason,
-                  "input": raw.decode("utf-8", "replace").rstrip("\r\n")}
+                  "input": _input_text(raw)}
         self._file.write(_encode(record) + b"\n")
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+
+
+def _input_text(raw: bytes | list[list[str]]) -> str:
+    """A JSON line as read, or a CSV purchase's rows written back as CSV."""
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace").rstrip("\r\n")
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(raw)
+    return out.getvalue().rstrip("\n")
 
 
 def peak_rss_mib() -> float:
@@ -100,9 +125,13 @@ async def import_purchases(
     rejected_path: Path | None = None,
     batch_size: int = BATCH,
     connections: int = CONNECTIONS,
+    file_format: Format | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImportSummary:
-    """Import the purchases in `path` (JSON lines); `progress` hears the bytes read so far.
+    """Import the purchases in `path`; `progress` hears the bytes read so far.
+
+    `file_format` is "jsonl" or "csv" (see the module's docstring); by default a file
+    named *.csv is CSV and any other JSON lines.
 
     The lines are read in rounds of `connections` × `batch_size` purchases. A round is split
     by member (member_id modulo `connections`) into batches applied at the same time, one
@@ -123,7 +152,7 @@ async def import_purchases(
     round_size = batch_size * connections
     items: list[_Item] = []
     applying: asyncio.Task[None] | None = None  # the round before, being written while this one is read
-    done_bytes = 0
+    reading = _Reading()
     clock = _Clock(rulebook)
     await clock.tick()
     collecting = gc.isenabled()
@@ -133,12 +162,15 @@ async def import_purchases(
     gc.disable()
     try:
         with path.open("rb") as source:
-            for line_no, raw in enumerate(source, start=1):
-                done_bytes += len(raw)
-                if not raw.strip():
-                    continue
+            fmt = file_format or format_of(path)
+            purchases = _csv_purchases(source, reading) if fmt == "csv" else _json_lines(source, reading)
+            for n, (line_no, raw, body, refused) in enumerate(purchases, start=1):
                 summary.lines += 1
-                purchase = _decode_checked(raw, line_no, datetime.now(UTC), rejects)
+                purchase = None
+                if refused is not None:
+                    rejects.add(line_no, raw, *refused)
+                else:
+                    purchase = _decode_checked(body, raw, line_no, datetime.now(UTC), rejects)
                 if purchase is not None:
                     version = clock.fast_version(purchase.occurred_at)
                     if version is None:
@@ -149,7 +181,7 @@ async def import_purchases(
                             continue
                     items.append((line_no, raw, bulk.Posting.of(purchase, version,
                                                                 ledger.purchase_earning(purchase, version))))
-                if line_no % 200 == 0:
+                if n % 200 == 0:
                     await asyncio.sleep(0)  # let the round being written take its next round trip
                 if len(items) >= round_size:
                     if applying is not None:
@@ -160,14 +192,14 @@ async def import_purchases(
                     if collecting:
                         gc.collect(0)
                     if progress:
-                        progress(done_bytes)
+                        progress(reading.done)
             if applying is not None:
                 await applying
                 applying = None
             if items:
                 await _apply_round(db, items, connections, summary, rejects)
             if progress:
-                progress(done_bytes)
+                progress(reading.done)
     finally:
         if applying is not None:
             await asyncio.gather(applying, return_exceptions=True)
@@ -179,7 +211,135 @@ async def import_purchases(
     return summary
 
 
-_Item = tuple[int, bytes, bulk.Posting]  # (line number, the line as read, the computed posting)
+Format = Literal["jsonl", "csv"]
+_Raw = bytes | list[list[str]]  # a JSON line as read, or a CSV purchase's rows
+_Item = tuple[int, _Raw, bulk.Posting]  # (line number, the input as read, the computed posting)
+# a purchase as read: its first line's number, the input, the API body (JSON) or why it is refused
+_Read = tuple[int, _Raw, bytes, tuple[str, str, str | None] | None]
+
+
+def format_of(path: Path) -> Format:
+    return "csv" if path.suffix.lower() == ".csv" else "jsonl"
+
+
+class _Reading:
+    """How far the file has been read, in bytes (for the progress bar)."""
+
+    def __init__(self) -> None:
+        self.done = 0
+
+
+def _json_lines(source: IO[bytes], reading: _Reading) -> Iterator[_Read]:
+    for line_no, raw in enumerate(source, start=1):
+        reading.done += len(raw)
+        if raw.strip():
+            yield line_no, raw, raw, None
+
+
+CSV_COLUMNS = ("purchase_id", "member_id", "occurred_at", "store_id", "channel", "currency",
+               "sku", "category", "quantity", "amount_cents",
+               "tender_method", "tender_amount_cents", "reward_code", "offer_code", "offer_discount_cents")
+CSV_REQUIRED = ("purchase_id", "member_id", "occurred_at", "store_id", "channel",
+                "sku", "category", "quantity", "amount_cents", "tender_method", "tender_amount_cents")
+_PURCHASE_COLUMNS = ("member_id", "occurred_at", "store_id", "channel", "currency")
+# the most rows a purchase can take: 500 lines, and 20 tenders and 20 offers on rows of their own
+_MAX_ROWS = 540
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+class CsvHeaderError(ValueError):
+    """The CSV file's header does not name the columns a purchase needs; nothing is imported."""
+
+
+def _csv_purchases(source: IO[bytes], reading: _Reading) -> Iterator[_Read]:
+    def text() -> Iterator[str]:
+        for raw in source:
+            reading.done += len(raw)
+            yield raw.decode("utf-8", "replace")
+
+    reader = csv.reader(text())
+    header = next(reader, None)
+    if header is None:
+        return
+    header = [name.strip().lstrip("\ufeff") for name in header]
+    unknown = [name for name in header if name not in CSV_COLUMNS]
+    missing = [name for name in CSV_REQUIRED if name not in header]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if unknown or missing or repeated:
+        raise CsvHeaderError("; ".join(
+            what for what in (unknown and f"unknown columns: {', '.join(unknown)}",
+                              missing and f"missing columns: {', '.join(missing)}",
+                              repeated and f"columns named twice: {', '.join(repeated)}") if what)
+            + f" (the columns are: {', '.join(CSV_COLUMNS)})")
+    columns = {name: i for i, name in enumerate(header)}
+    key = columns["purchase_id"]
+    group: list[list[str]] = []
+    first_line = 0
+    too_many = False
+    read_to = reader.line_num
+    for row in reader:
+        line_no, read_to = read_to + 1, reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            if group:
+                yield _csv_purchase(columns, group, first_line, too_many)
+                group = []
+            yield line_no, [row], b"", ("validation_error",
+                                        f"{len(row)} columns where the header names {len(header)}", None)
+            continue
+        if group and row[key].strip() != group[0][key].strip():
+            yield _csv_purchase(columns, group, first_line, too_many)
+            group = []
+        if not group:
+            first_line, too_many = line_no, False
+        if len(group) < _MAX_ROWS:
+            group.append(row)
+        else:
+            too_many = True  # refused whole; only its first rows are kept, to be quoted
+    if group:
+        yield _csv_purchase(columns, group, first_line, too_many)
+
+
+def _csv_purchase(columns: dict[str, int], rows: list[list[str]], line_no: int, too_many: bool) -> _Read:
+    """The API body a purchase's CSV rows spell, as JSON; its checks are the API's, made later."""
+
+    def cells(name: str) -> list[str]:
+        i = columns.get(name)
+        return [""] * len(rows) if i is None else [row[i].strip() for row in rows]
+
+    purchase_id = rows[0][columns["purchase_id"]].strip()
+    if too_many:
+        return line_no, rows, b"", ("validation_error", f"more than {_MAX_ROWS} rows for one purchase", purchase_id)
+    body: dict[str, object] = {"purchase_id": purchase_id}
+    for name in _PURCHASE_COLUMNS:
+        given = [value for value in cells(name) if value]
+        if any(value != given[0] for value in given):
+            return line_no, rows, b"", (
+                "validation_error", f"the rows of purchase {purchase_id} disagree on {name}: "
+                                    f"{', '.join(sorted(set(given)))}", purchase_id)
+        if given or name != "currency":  # an empty currency is the API's default, USD
+            body[name] = _cell(given[0] if given else "") if name == "member_id" else (given[0] if given else "")
+    line_cells = zip(cells("sku"), cells("category"), cells("quantity"), cells("amount_cents"), strict=True)
+    body["lines"] = [{"sku": sku, "category": category, "quantity": _cell(quantity), "amount_cents": _cell(amount)}
+                     for sku, category, quantity, amount in line_cells if sku or category or quantity or amount]
+    tenders = []
+    for method, amount, code in zip(cells("tender_method"), cells("tender_amount_cents"), cells("reward_code"),
+                                    strict=True):
+        if method or amount or code:
+            tenders.append({"method": method, "amount_cents": _cell(amount), **({"reward_code": code} if code else {})})
+    body["tenders"] = tenders
+    offers = [{"code": code, "discount_cents": _cell(discount)}
+              for code, discount in zip(cells("offer_code"), cells("offer_discount_cents"), strict=True)
+              if code or discount]
+    if offers:
+        body["offers"] = offers
+    return line_no, rows, _encode(body), None
+
+
+def _cell(text: str) -> int | str:
+    """A whole number as a number; anything else as the text, for the API's checks to refuse."""
+    return int(text) if _INTEGER.fullmatch(text) else text
 
 
 class _Clock:
@@ -210,12 +370,12 @@ class _Clock:
         return None
 
 
-def _decode_checked(raw: bytes, line_no: int, now: datetime, rejects: _Rejects) -> PurchaseIn | None:
-    """The line as a checked purchase, or None after writing why it is refused."""
+def _decode_checked(body: bytes, raw: _Raw, line_no: int, now: datetime, rejects: _Rejects) -> PurchaseIn | None:
+    """The body as a checked purchase, or None after writing why it is refused."""
     try:
-        purchase = _decode(raw)
+        purchase = _decode(body)
     except msgspec.ValidationError as exc:
-        rejects.add(line_no, raw, "validation_error", str(exc), _purchase_id(raw))
+        rejects.add(line_no, raw, "validation_error", str(exc), _purchase_id(body))
         return None
     except msgspec.DecodeError as exc:
         rejects.add(line_no, raw, "malformed_request", f"not valid JSON: {exc}")

@@ -7,6 +7,7 @@ commit use) to the same answers as the post_purchase database function, item by 
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ import pytest
 from rewards import bulk, ledger, rules
 from rewards.db import Database
 from rewards.demo import run_bulk_demo
-from rewards.importer import import_purchases, split_by_member
+from rewards.importer import CsvHeaderError, import_purchases, split_by_member
 from rewards.rulebook import Rulebook
 from rewards.schemas import PurchaseIn
 from rewards.verify import find_problems
@@ -335,6 +336,120 @@ async def test_copy_text_carries_any_character_a_value_may_hold(db, rulebook, ma
     assert stored["purchase_id"] == odd and bytes(row["fingerprint"]) == posting.digest
     assert list(row["rewards_redeemed"]) == []
     assert bulk._array_text(["A\\B", 'C"D', "NULL"]) == '{"A\\\\B","C\\"D","NULL"}'
+
+
+CSV_HEADER = ["purchase_id", "member_id", "occurred_at", "store_id", "channel", "currency", "sku", "category",
+              "quantity", "amount_cents", "tender_method", "tender_amount_cents", "reward_code"]
+
+
+def csv_rows(body: dict[str, Any]) -> list[list[Any]]:
+    """A purchase as CSV rows: one a line, its tenders beside the first lines, the rest on rows of their own."""
+    head = [body["purchase_id"], body["member_id"], body["occurred_at"], body["store_id"], body["channel"],
+            body.get("currency", "")]
+    rows = []
+    for n in range(max(len(body["lines"]), len(body["tenders"]))):
+        line = body["lines"][n] if n < len(body["lines"]) else None
+        tender = body["tenders"][n] if n < len(body["tenders"]) else None
+        rows.append((head if n == 0 else [body["purchase_id"]] + [""] * 5)
+                    + ([line["sku"], line["category"], line["quantity"], line["amount_cents"]] if line else [""] * 4)
+                    + ([tender["method"], tender["amount_cents"], tender.get("reward_code", "")] if tender
+                       else [""] * 3))
+    return rows
+
+
+def write_csv(path: Path, rows: list[list[Any]], header: list[str] = CSV_HEADER) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def split_tenders(member_id: int, n: int, **overrides: Any) -> dict[str, Any]:
+    """A basket paid partly with the Westique card and partly in cash: two tenders."""
+    body = basket(member_id, n, **overrides)
+    total = sum(line["amount_cents"] for line in body["lines"])
+    body["tenders"] = [{"method": "westique_credit_card", "amount_cents": total // 3},
+                       {"method": "cash", "amount_cents": total - total // 3}]
+    return body
+
+
+async def test_csv_import_gives_what_the_same_purchases_as_json_lines_give(db, client, keys, make_member,
+                                                                          tmp_path):
+    by_csv, by_json = await make_member(), await make_member()
+    bodies = [split_tenders(by_csv, n) if n % 2 else basket(by_csv, n) for n in range(10)]
+    twins = [{**body, "member_id": by_json, "purchase_id": body["purchase_id"] + "-json"} for body in bodies]
+    path = write_csv(tmp_path / "p.csv", [row for body in bodies for row in csv_rows(body)])
+    from_csv = await import_purchases(db, path)
+    from_json = await import_purchases(db, write_lines(tmp_path / "p.jsonl", twins))
+    assert (from_csv.lines, from_csv.imported, from_csv.rejected) == (10, 10, 0)
+    assert from_csv.rewards_issued == from_json.rewards_issued > 0
+    assert await member_state(db, by_csv) == await member_state(db, by_json)
+    assert await entries(db, by_csv) == await entries(db, by_json)
+    # the stored request is the API's: posting the same purchase as JSON is a replay
+    replay = await client.post("/v1/purchases", json=bodies[3], headers=auth(keys["checkout"]))
+    assert replay.status_code == 200, replay.text
+    again = await import_purchases(db, path)
+    assert (again.imported, again.already_imported, again.rejected) == (0, 10, 0)
+
+
+async def test_csv_rows_that_spell_no_valid_purchase_are_refused_with_their_first_row(
+        db, client, keys, make_member, tmp_path):
+    member_id = await make_member()
+    issued = await client.post("/v1/purchases", json=purchase(member_id, 30000), headers=auth(keys["checkout"]))
+    code = issued.json()["rewards_issued"][0]["code"]
+    good = csv_rows(basket(member_id, 1))
+    disagree = csv_rows(split_tenders(member_id, 2))
+    disagree[1][1] = member_id + 1                                   # another member on its second row
+    bad_quantity = csv_rows(basket(member_id, 3))
+    bad_quantity[0][8] = "two"
+    no_tender = [row[:10] + ["", "", ""] for row in csv_rows(basket(member_id, 4))]
+    unbalanced = csv_rows(basket(member_id, 5))
+    unbalanced[0][11] = 1
+    redeem = csv_rows({**purchase(member_id, 5000), "tenders": [
+        {"method": "reward", "amount_cents": 1000, "reward_code": code}, {"method": "cash", "amount_cents": 4000}]})
+    rows = good + disagree + bad_quantity + [["short", "row"]] + no_tender + unbalanced + redeem
+    rejected = tmp_path / "bad.rejected.jsonl"
+    summary = await import_purchases(db, write_csv(tmp_path / "bad.csv", rows), rejected_path=rejected)
+    first_rows, line = [], 2  # the header is line 1
+    for group in (good, disagree, bad_quantity, [["short"]], no_tender, unbalanced, redeem):
+        first_rows.append(line)
+        line += len(group)
+    found = {r["line"]: r for r in map(json.loads, rejected.read_text().splitlines())}
+    assert {n: r["code"] for n, r in found.items()} == {
+        first_rows[1]: "validation_error", first_rows[2]: "validation_error", first_rows[3]: "validation_error",
+        first_rows[4]: "validation_error", first_rows[5]: "tenders_do_not_balance"}
+    assert "disagree on member_id" in found[first_rows[1]]["reason"]
+    assert "quantity" in found[first_rows[2]]["reason"]
+    assert "columns where the header names" in found[first_rows[3]]["reason"]
+    assert "tenders" in found[first_rows[4]]["reason"]
+    assert found[first_rows[2]]["input"].splitlines()[0].startswith(str(bad_quantity[0][0]) + ",")
+    assert (summary.lines, summary.imported, summary.rejected) == (7, 2, 5)
+    reward = await client.get(f"/v1/rewards/{code}", headers=auth(keys["checkout"]))
+    assert reward.json()["status"] == "redeemed"
+
+
+async def test_a_csv_header_without_the_columns_a_purchase_needs_imports_nothing(db, database_url, make_member,
+                                                                                tmp_path):
+    member_id = await make_member()
+    header = [name for name in CSV_HEADER if name != "tender_amount_cents"] + ["colour"]
+    path = write_csv(tmp_path / "header.csv", [row[:11] + row[12:] + ["red"] for row in csv_rows(basket(member_id, 1))],
+                     header=header)
+    with pytest.raises(CsvHeaderError, match="unknown columns: colour; missing columns: tender_amount_cents"):
+        await import_purchases(db, path)
+    code, _, err = await rewards(database_url, "import", "purchases", str(path), tmp_path=tmp_path)
+    assert code != 0 and "nothing was imported" in err
+    assert await entries(db, member_id) == []
+
+
+async def test_import_command_reads_csv_and_says_how_many_purchases(database_url, make_member, tmp_path):
+    member_id = await make_member()
+    rows = [row for n in range(3) for row in csv_rows(split_tenders(member_id, n))]
+    path = write_csv(tmp_path / "purchases.txt", rows)
+    code, out, err = await rewards(database_url, "import", "purchases", "--format", "csv", str(path),
+                                   tmp_path=tmp_path)
+    assert code == 0, err
+    assert "purchases read: 3" in out and "imported: 3" in out and "rejected: 0" in out
 
 
 async def test_import_command_prints_a_summary_and_writes_rejects(database_url, make_member, tmp_path):
