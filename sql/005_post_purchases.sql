@@ -87,12 +87,9 @@ DECLARE
     r_issued     integer[] := array_fill(0, ARRAY[n]);      -- rewards the item issues
     r_first      integer[] := array_fill(0, ARRAY[n]);      -- the member's ordinal of the first
     r_source     integer[] := array_fill(NULL::integer, ARRAY[n]);  -- an in-batch replay's item
-    r_pid        bigint[] := array_fill(NULL::bigint, ARRAY[n]);    -- the purchase written
-    r_rewards_of bigint[] := array_fill(NULL::bigint, ARRAY[n]);    -- whose rewards the answer lists
+    r_rewards_of bigint[] := array_fill(NULL::bigint, ARRAY[n]);    -- a replayed earlier posting's id
     red_reward   bigint[] := '{}';      -- redemptions: the reward, the item
     red_item     integer[] := '{}';
-    ins_ids      bigint[];
-    ins_ext      text[];
     created      integer := 0;
     i            integer;
     j            integer;
@@ -256,80 +253,87 @@ BEGIN
         created := created + 1;
     END LOOP;
 
-    IF created > 0 THEN
-        WITH written AS (
-            INSERT INTO purchases (ext_id, member_id, occurred_at, rules_version, fingerprint, body,
-                                   qualifying_cents, card_cents, point_cents, bonus_point_cents, balance_after,
-                                   rewards_redeemed)
-            SELECT u.ext, u.mem, u.at, u.ver, u.fp, u.body::jsonb, u.q, u.c, u.b + u.bb, u.bb, u.bal,
-                   string_to_array(u.red, ',')
-            FROM unnest(p_ext_ids, p_member_ids, p_occurred_at, p_rules_versions, p_fingerprints, p_bodies,
-                        p_qualifying, p_card, p_base, p_bonus, r_balance, r_redeemed, r_outcome)
-                 WITH ORDINALITY AS u(ext, mem, at, ver, fp, body, q, c, b, bb, bal, red, outcome, i)
-            WHERE u.outcome = 'created'
-            ORDER BY u.i
-            RETURNING id, ext_id
-        )
-        SELECT array_agg(id), array_agg(ext_id) INTO ins_ids, ins_ext FROM written;
-
-        FOR i IN 1 .. n LOOP
-            IF r_outcome[i] = 'created' THEN
-                r_pid[i] := ins_ids[array_position(ins_ext, p_ext_ids[i])];
-                IF r_issued[i] > 0 THEN
-                    r_rewards_of[i] := r_pid[i];
-                END IF;
-            ELSIF r_source[i] IS NOT NULL AND r_issued[r_source[i]] > 0 THEN
-                r_rewards_of[i] := r_pid[r_source[i]];
-            END IF;
-        END LOOP;
-
-        -- the rewards issued, the redemptions and every ledger entry, in the single posting's order:
-        -- per purchase earn, card_bonus, each reward redeemed, each reward issued
-        WITH issued AS (
-            INSERT INTO rewards (code, member_id, ordinal, value_cents, issued_at, expires_at, purchase_id)
-            SELECT 'WR' || upper(substr(md5(gen_random_uuid()::text), 1, 16)), u.mem, u.first + g - 1, u.val, u.at,
-                   u.at + make_interval(days => u.days), u.pid
-            FROM unnest(p_member_ids, r_first, r_issued, p_reward_values, p_occurred_at, p_validity_days, r_pid)
-                 AS u(mem, first, n, val, at, days, pid),
-                 generate_series(1, u.n) g
-            WHERE u.n > 0
-            ORDER BY u.pid, g
-            RETURNING id, member_id, purchase_id
-        ), redemptions AS (
-            UPDATE rewards w SET status = 'redeemed', redeemed_at = p_occurred_at[u.i], redeemed_purchase_id = r_pid[u.i]
-            FROM unnest(red_reward, red_item) AS u(id, i)
-            WHERE w.id = u.id
-        )
-        INSERT INTO ledger (member_id, kind, point_cents, purchase_id, reward_id, rules_version, occurred_at)
-        SELECT e.mem, e.kind, e.points, e.pid, e.rid, p_rules_versions[e.i::integer], p_occurred_at[e.i::integer]
-        FROM (
-            SELECT u.i, u.pid, 1 AS o, NULL::bigint AS rid, u.mem, 'earn' AS kind, u.b AS points
-            FROM unnest(r_pid, p_member_ids, p_base) WITH ORDINALITY AS u(pid, mem, b, i)
-            WHERE u.pid IS NOT NULL AND u.b > 0
-            UNION ALL
-            SELECT u.i, u.pid, 2, NULL, u.mem, 'card_bonus', u.bb
-            FROM unnest(r_pid, p_member_ids, p_bonus) WITH ORDINALITY AS u(pid, mem, bb, i)
-            WHERE u.pid IS NOT NULL AND u.bb > 0
-            UNION ALL
-            SELECT x.i, r_pid[x.i], 3, x.id, p_member_ids[x.i], 'reward_redeemed', 0
-            FROM unnest(red_reward, red_item) AS x(id, i)
-            UNION ALL
-            SELECT w.i, w.purchase_id, 4, w.id, w.member_id, 'reward_issued', -p_thresholds[w.i]
-            FROM (SELECT issued.*, array_position(r_pid, issued.purchase_id) AS i FROM issued) w
-        ) e
-        ORDER BY e.pid, e.o, e.rid;
-
-        UPDATE members m SET point_cents = u.balance, rewards_issued = u.issued
-        FROM unnest(m_ids, m_balance, m_issued, m_changed) AS u(id, balance, issued, changed)
-        WHERE m.id = u.id AND u.changed;
+    IF created = 0 THEN  -- replays and refusals only: nothing to write
+        RETURN QUERY
+        SELECT u.i::integer, u.outcome, u.detail, u.mem, u.q, u.points, u.bonus, u.balance,
+               coalesce(x.codes, '{}'), coalesce(x.vals, '{}'), coalesce(x.expires, '{}'),
+               coalesce(string_to_array(u.red, ','), '{}')
+        FROM unnest(r_outcome, r_detail, r_member, r_qual, r_points, r_bonus, r_balance, r_redeemed, r_rewards_of)
+             WITH ORDINALITY AS u(outcome, detail, mem, q, points, bonus, balance, red, rewards_of, i)
+        LEFT JOIN LATERAL (
+            SELECT array_agg(w.code ORDER BY w.ordinal) AS codes, array_agg(w.value_cents ORDER BY w.ordinal) AS vals,
+                   array_agg(w.expires_at ORDER BY w.ordinal) AS expires
+            FROM rewards w WHERE w.purchase_id = u.rewards_of
+        ) x ON u.rewards_of IS NOT NULL
+        ORDER BY u.i;
+        RETURN;
     END IF;
 
+    -- one statement writes everything (an executor start per statement is a tenth of a batch's
+    -- work): the purchases, the rewards they issue, the redemptions, the ledger entries in the
+    -- single posting's order (per purchase earn, card_bonus, each reward redeemed, each issued),
+    -- the balances; and it answers, the rewards of a replayed earlier posting read from the table
     RETURN QUERY
+    WITH written AS (
+        INSERT INTO purchases (ext_id, member_id, occurred_at, rules_version, fingerprint, body, qualifying_cents,
+                               card_cents, point_cents, bonus_point_cents, balance_after, rewards_redeemed)
+        SELECT u.ext, u.mem, u.at, u.ver, u.fp, u.body::jsonb, u.q, u.c, u.b + u.bb, u.bb, u.bal,
+               string_to_array(u.red, ',')
+        FROM unnest(p_ext_ids, p_member_ids, p_occurred_at, p_rules_versions, p_fingerprints, p_bodies,
+                    p_qualifying, p_card, p_base, p_bonus, r_balance, r_redeemed, r_outcome)
+             WITH ORDINALITY AS u(ext, mem, at, ver, fp, body, q, c, b, bb, bal, red, outcome, i)
+        WHERE u.outcome = 'created'
+        ORDER BY u.i
+        RETURNING id, ext_id
+    ), items AS (  -- each created item and the purchase written for it
+        SELECT u.i::integer AS i, w.id AS pid
+        FROM unnest(p_ext_ids, r_outcome) WITH ORDINALITY AS u(ext, outcome, i)
+        JOIN written w ON w.ext_id = u.ext
+        WHERE u.outcome = 'created'
+    ), issued AS (
+        INSERT INTO rewards (code, member_id, ordinal, value_cents, issued_at, expires_at, purchase_id)
+        SELECT 'WR' || upper(substr(md5(gen_random_uuid()::text), 1, 16)), p_member_ids[t.i], r_first[t.i] + g - 1,
+               p_reward_values[t.i], p_occurred_at[t.i], p_occurred_at[t.i] + make_interval(days => p_validity_days[t.i]),
+               t.pid
+        FROM items t, generate_series(1, r_issued[t.i]) g
+        WHERE r_issued[t.i] > 0
+        ORDER BY t.pid, g
+        RETURNING id, code, purchase_id, ordinal, value_cents, expires_at
+    ), redemptions AS (
+        UPDATE rewards w SET status = 'redeemed', redeemed_at = p_occurred_at[t.i], redeemed_purchase_id = t.pid
+        FROM unnest(red_reward, red_item) AS u(id, i) JOIN items t ON t.i = u.i
+        WHERE w.id = u.id
+    ), entries AS (
+        INSERT INTO ledger (member_id, kind, point_cents, purchase_id, reward_id, rules_version, occurred_at)
+        SELECT p_member_ids[e.i], e.kind, e.points, e.pid, e.rid, p_rules_versions[e.i], p_occurred_at[e.i]
+        FROM (
+            SELECT t.i, t.pid, 1 AS o, NULL::bigint AS rid, 'earn' AS kind, p_base[t.i] AS points
+            FROM items t WHERE p_base[t.i] > 0
+            UNION ALL
+            SELECT t.i, t.pid, 2, NULL, 'card_bonus', p_bonus[t.i] FROM items t WHERE p_bonus[t.i] > 0
+            UNION ALL
+            SELECT t.i, t.pid, 3, u.id, 'reward_redeemed', 0
+            FROM unnest(red_reward, red_item) AS u(id, i) JOIN items t ON t.i = u.i
+            UNION ALL
+            SELECT t.i, t.pid, 4, s.id, 'reward_issued', -p_thresholds[t.i] FROM issued s JOIN items t ON t.pid = s.purchase_id
+        ) e
+        ORDER BY e.pid, e.o, e.rid
+    ), balances AS (
+        UPDATE members m SET point_cents = u.balance, rewards_issued = u.issued
+        FROM unnest(m_ids, m_balance, m_issued, m_changed) AS u(id, balance, issued, changed)
+        WHERE m.id = u.id AND u.changed
+    ), issued_by_item AS (
+        SELECT t.i, array_agg(s.code ORDER BY s.ordinal) AS codes, array_agg(s.value_cents ORDER BY s.ordinal) AS vals,
+               array_agg(s.expires_at ORDER BY s.ordinal) AS expires
+        FROM issued s JOIN items t ON t.pid = s.purchase_id
+        GROUP BY t.i
+    )
     SELECT u.i::integer, u.outcome, u.detail, u.mem, u.q, u.points, u.bonus, u.balance,
-           coalesce(x.codes, '{}'), coalesce(x.vals, '{}'), coalesce(x.expires, '{}'),
+           coalesce(a.codes, x.codes, '{}'), coalesce(a.vals, x.vals, '{}'), coalesce(a.expires, x.expires, '{}'),
            coalesce(string_to_array(u.red, ','), '{}')
-    FROM unnest(r_outcome, r_detail, r_member, r_qual, r_points, r_bonus, r_balance, r_redeemed, r_rewards_of)
-         WITH ORDINALITY AS u(outcome, detail, mem, q, points, bonus, balance, red, rewards_of, i)
+    FROM unnest(r_outcome, r_detail, r_member, r_qual, r_points, r_bonus, r_balance, r_redeemed, r_rewards_of, r_source)
+         WITH ORDINALITY AS u(outcome, detail, mem, q, points, bonus, balance, red, rewards_of, source, i)
+    LEFT JOIN issued_by_item a ON a.i = coalesce(u.source, u.i)
     LEFT JOIN LATERAL (
         SELECT array_agg(w.code ORDER BY w.ordinal) AS codes, array_agg(w.value_cents ORDER BY w.ordinal) AS vals,
                array_agg(w.expires_at ORDER BY w.ordinal) AS expires
