@@ -13,7 +13,6 @@ answers.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -397,11 +396,13 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 # COPY's text format: a backslash, a tab or a line break inside a value is written escaped
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 
 
 def _copy_text(value: str) -> str:
-    return value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(value) else value
+    # four scans for a character are several times faster than one regular expression search
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
 
 
 def _array_text(codes: list[str]) -> str:
