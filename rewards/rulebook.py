@@ -30,12 +30,14 @@ class Rulebook:
         self._versions: list[Rules] = []
         self._by_version: dict[int, Rules] = {}
         self._loaded_at = 0.0
+        self._current: tuple[datetime, Rules] | None = None  # (until, version): every balance read asks
 
     async def load(self) -> None:
         rows = await self.db.run("SELECT version, effective_from, body FROM program_rules ORDER BY version")
         self._versions = [rules_from_row(r) for r in rows]
         self._by_version = {r.version: r for r in self._versions}
         self._loaded_at = time.monotonic()
+        self._current = None
 
     async def _fresh(self) -> None:
         if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
@@ -54,7 +56,13 @@ class Rulebook:
         return self._by_version[number]
 
     async def current(self) -> Rules:
-        return await self.in_force(datetime.now(UTC))
+        """The version in force now, kept until a later version takes effect or the rules reload."""
+        await self._fresh()
+        now = datetime.now(UTC)
+        if self._current is None or now >= self._current[0]:
+            later = [r.effective_from for r in self._versions if r.effective_from and r.effective_from > now]
+            self._current = (min(later, default=datetime.max.replace(tzinfo=UTC)), await self.in_force(now))
+        return self._current[1]
 
     async def publish(self, new: RulesIn) -> Rules:
         """Store a new version; it applies to postings that occur from its effective_from on."""
