@@ -1,8 +1,9 @@
 """Posting purchases and returns: one transaction each, idempotent by their keys.
 
-The earning is computed by `rewards.rules`; a purchase is then applied by the
-`post_purchase` database function in a single round trip (sql/002_post_purchase.sql),
-or, when postings arrive together, with others in one transaction (`GroupCommit`).
+The earning is computed by `rewards.rules`; the purchase is then applied by the
+`post_purchases` database function (sql/005_post_purchases.sql), together with the other
+postings that arrived in this worker meanwhile: one round trip and one commit for all of
+them (`group_commit`).
 """
 
 from __future__ import annotations
