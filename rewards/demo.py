@@ -22,7 +22,8 @@ from rich.progress import Progress
 from rewards import bulk, ledger
 from rewards import members as membership
 from rewards.db import Database
-from rewards.rulebook import Rulebook
+from rewards.rulebook import Rulebook, rules_from_row
+from rewards.rules import rules_for
 from rewards.schemas import EnrollmentIn, LineIn, PurchaseIn, ReturnIn, ReturnLineIn, TenderIn
 
 FIRST = ["Ava", "Ben", "Chloe", "Diego", "Emma", "Farah", "Grace", "Hiro", "Isla", "Jon", "Kai", "Lena", "Mia", "Noah"]
@@ -329,8 +330,11 @@ def _purchases_process(url: str, chunks: list[list[tuple[int, int]]], seed: int,
 async def _purchases_in_process(url: str, chunks: list[list[tuple[int, int]]], seed: int, start: datetime,
                                 days: int, process_seed: float, done: Any) -> dict[str, int]:
     db = Database(url, pool_size=BULK_WORKERS)
-    rulebook = Rulebook(db)
-    await rulebook.load()
+    # each worker holds its connection for the whole load, so the rules are read once here
+    # (nothing publishes a version meanwhile) and never refreshed from the pool
+    async with db.connection() as conn:
+        versions = [rules_from_row(r) for r in
+                    await conn.fetch("SELECT version, effective_from, body FROM program_rules ORDER BY version")]
     counts: dict[str, int] = defaultdict(int)
     queue = list(reversed(chunks))
     span = days * 86400 - 1
@@ -353,7 +357,7 @@ async def _purchases_in_process(url: str, chunks: list[list[tuple[int, int]]], s
                         open_rewards: list[tuple[str, datetime]] = []
                         for k, when in enumerate(sorted(start + timedelta(seconds=int(r() * span)) for _ in range(n))):
                             basket = _basket(worker_rng, f"demo-{seed}-{m}-{k}", m, when, card_holder, open_rewards)
-                            version = await rulebook.in_force(when)
+                            version = rules_for(versions, when)
                             outcome = batch.plan(bulk.Posting.of(basket, version,
                                                                  ledger.purchase_earning(basket, version)))
                             counts[outcome.outcome if outcome.outcome != "created" else "purchases"] += 1
