@@ -59,7 +59,7 @@ def main() -> None:
                 wrk(base, BENCH / "get.lua", connections=args.connections, seconds=3, env=benv)
                 say(f"GET /v1/members/{{id}}/balance, rewards serve --workers {args.workers}")
                 results["balance"] = wrk(base, BENCH / "get.lua", connections=args.connections, seconds=args.seconds,
-                                         env=benv)
+                                         env=benv, database=scratch.name)
     finally:
         asyncio.run(scratch.drop())
 
@@ -72,6 +72,8 @@ def main() -> None:
             (f"GET /v1/members/{{id}}/balance, --workers {args.workers}", f"{b.rps:.0f}", f"{b.rps / bare_rps:.2f}",
              f"{b.p50_ms:.1f}", f"{b.p99_ms:.1f}", str(b.errors))]
     print(table(rows))
+    for name in ("bare1", "balance"):
+        print(f"{name}: {results[name].cpu.per_request_us(results[name].rps)}")  # type: ignore[union-attr]
     met = b.rps / bare_rps >= 0.4 and b.errors == 0
     print(f"target (>= 0.40x, zero errors): {'MET' if met else 'NOT MET'} at {b.rps / bare_rps:.2f}x")
     sys.exit(0 if met else 1)

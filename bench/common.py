@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -123,6 +124,70 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# the process group of each running service, by base URL (they start in sessions of their own)
+SERVICE_GROUPS: dict[str, int] = {}
+
+
+def _cpu_by_process() -> dict[int, tuple[int, str, float]]:
+    """pid -> (process group, command line, CPU seconds used so far), from /proc."""
+    found = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        found[int(pid)] = (int(fields[2]), cmdline, (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+class CpuSplit:
+    """CPU a load costs the service's processes, the database's backends and the load generator.
+
+    On a shared machine the throughput moves with the neighbours; CPU per request moves less,
+    and says where each request's cost lies. Sampled from /proc in the middle of the run (from
+    one second in to one second before its end), since backends and wrk are gone after it."""
+
+    def __init__(self, seconds: float, service_group: int | None, database: str | None, tool: str) -> None:
+        self.window = max(seconds - 2, 1)
+        self.service_group, self.database, self.tool = service_group, database, tool
+        self.service = self.database_backends = self.load_generator = 0.0  # cores, over the window
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sums(self) -> tuple[float, float, float]:
+        service = backends = tool = 0.0
+        for group, cmdline, seconds in _cpu_by_process().values():
+            if group == self.service_group:
+                service += seconds
+            elif self.database and cmdline.startswith("postgres:") and f" {self.database} " in cmdline:
+                backends += seconds
+            elif os.path.basename(cmdline.split(" ", 1)[0]) == self.tool:
+                tool += seconds
+        return service, backends, tool
+
+    def _sample(self) -> None:
+        time.sleep(1)
+        start = self._sums()
+        time.sleep(self.window)
+        end = self._sums()
+        self.service, self.database_backends, self.load_generator = ((b - a) / self.window for a, b in zip(start, end))
+
+    def __enter__(self) -> CpuSplit:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._thread.join()
+
+    def per_request_us(self, per_second: float) -> str:
+        service, backends, tool = (1e6 * x / max(per_second, 1) for x in
+                                   (self.service, self.database_backends, self.load_generator))
+        return (f"service {service:.0f} + database {backends:.0f} + {self.tool} {tool:.0f} us CPU per request "
+                f"(cores busy: {self.service:.2f} + {self.database_backends:.2f} + {self.load_generator:.2f})")
+
+
 @contextlib.contextmanager
 def service(argv: list[str], port: int, env: dict[str, str] | None = None, ready: str = "/ready") -> Iterator[str]:
     """Run a server process until the block ends; yield its base URL once it answers `ready`."""
@@ -142,8 +207,10 @@ def service(argv: list[str], port: int, env: dict[str, str] | None = None, ready
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start: see {log.name}\n" + Path(log.name).read_text()[-3000:])
             time.sleep(0.2)
+        SERVICE_GROUPS[base] = proc.pid
         yield base
     finally:
+        SERVICE_GROUPS.pop(base, None)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -170,6 +237,7 @@ class WrkResult:
             sum(int(x) for x in socket_errors.groups()) if socket_errors else 0)
         self.p50_ms = self._latency("50")
         self.p99_ms = self._latency("99")
+        self.cpu: CpuSplit | None = None
 
     def _latency(self, pct: str) -> float:
         match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", self.text, re.M)
@@ -180,16 +248,20 @@ class WrkResult:
 
 
 def wrk(base: str, script: Path | None, *, connections: int, seconds: int, path: str = "/",
-        env: dict[str, str] | None = None, threads: int = 1) -> WrkResult:
-    """wrk with one thread (it must not steal the service's CPU), latency distribution on."""
+        env: dict[str, str] | None = None, threads: int = 1, database: str | None = None) -> WrkResult:
+    """wrk with one thread (it must not steal the service's CPU), latency distribution on; the
+    result's `cpu` is what the load cost the service at `base`, `database`'s backends and wrk."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: apt-get install -y wrk")
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
     if script:
         argv += ["-s", str(script)]
-    out = subprocess.run(argv + [base + path], env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                         check=True)
-    return WrkResult(out.stdout)
+    with CpuSplit(seconds, SERVICE_GROUPS.get(base), database, "wrk") as cpu:
+        out = subprocess.run(argv + [base + path], env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                             check=True)
+    result = WrkResult(out.stdout)
+    result.cpu = cpu
+    return result
 
 
 def pgbench_baseline(*, clients: int, seconds: int) -> float:
@@ -201,13 +273,16 @@ def pgbench_baseline(*, clients: int, seconds: int) -> float:
         subprocess.run(["psql", "-q", "-X", "-v", "ON_ERROR_STOP=1", "-d", scratch.name,
                         "-f", str(SHARED_BASELINE / "setup.sql")], env={**env, "PGOPTIONS": "-c client_min_messages=warning"},
                        check=True, capture_output=True)
-        out = subprocess.run(["pgbench", "-n", "-f", str(SHARED_BASELINE / "purchase.pgbench"), "-c", str(clients),
-                              "-j", "2", "-T", str(seconds), scratch.name],
-                             env=env, check=True, capture_output=True, text=True).stdout
+        with CpuSplit(seconds, None, scratch.name, "pgbench") as cpu:
+            out = subprocess.run(["pgbench", "-n", "-f", str(SHARED_BASELINE / "purchase.pgbench"), "-c",
+                                  str(clients), "-j", "2", "-T", str(seconds), scratch.name],
+                                 env=env, check=True, capture_output=True, text=True).stdout
+        tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        say(f"pgbench at {tps:.0f} tps: {cpu.per_request_us(tps)}")
         failed = re.search(r"number of failed transactions: (\d+)", out)
         if failed and int(failed.group(1)):
             raise RuntimeError("pgbench baseline had failed transactions:\n" + out)
-        return float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        return tps
     finally:
         asyncio.run(scratch.drop())
 

@@ -72,7 +72,7 @@ def main() -> None:
                 say(f"service: rewards serve --workers {n}, wrk -c {args.connections} for {args.seconds}s")
                 before = asyncio.run(posted(scratch.url))
                 results[n] = wrk(base, BENCH / "post.lua", connections=args.connections, seconds=args.seconds,
-                                 env={**env, "BENCH_RUN": f"run{n}-{time.time_ns()}"})
+                                 env={**env, "BENCH_RUN": f"run{n}-{time.time_ns()}"}, database=scratch.name)
                 results[n].stored = asyncio.run(posted(scratch.url)) - before  # type: ignore[attr-defined]
         say(f"baseline again: pgbench -c {args.connections} for {args.seconds}s")
         baselines.append(pgbench_baseline(clients=args.connections, seconds=args.seconds))
@@ -91,6 +91,8 @@ def main() -> None:
                      f"{r.p99_ms:.1f}", str(r.errors), str(r.stored)))  # type: ignore[attr-defined]
         ok = ok and r.errors == 0 and r.stored >= r.requests  # type: ignore[attr-defined]
     print(table(rows))
+    for n, r in results.items():
+        print(f"--workers {n}: {r.cpu.per_request_us(r.rps)}")  # type: ignore[union-attr]
     print(f"ledger invariants after the load: {'all hold' if not problems else problems[:5]}")
     best = max(results.values(), key=lambda r: r.rps)
     target = best.rps / baseline >= 0.6 and best.p99_ms < 50 and ok
