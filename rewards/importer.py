@@ -253,15 +253,17 @@ class CsvHeaderError(ValueError):
 
 def _csv_purchases(source: IO[bytes], reading: _Reading) -> Iterator[_Read]:
     def text() -> Iterator[str]:
-        for raw in source:
+        for n, raw in enumerate(source):
             reading.done += len(raw)
-            yield raw.decode("utf-8", "replace")
+            line = raw.decode("utf-8", "replace")
+            # a spreadsheet's byte-order mark, before the header's first cell (and its quote, if any)
+            yield line.removeprefix("\ufeff") if n == 0 else line
 
     reader = csv.reader(text())
     header = next(reader, None)
     if header is None:
         return
-    header = [name.strip().lstrip("\ufeff") for name in header]
+    header = [name.strip() for name in header]
     unknown = [name for name in header if name not in CSV_COLUMNS]
     missing = [name for name in CSV_REQUIRED if name not in header]
     repeated = sorted({name for name in header if header.count(name) > 1})

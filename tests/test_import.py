@@ -429,6 +429,25 @@ async def test_csv_rows_that_spell_no_valid_purchase_are_refused_with_their_firs
     assert reward.json()["status"] == "redeemed"
 
 
+async def test_csv_saved_by_a_spreadsheet_imports_the_same(db, make_member, tmp_path):
+    """A byte-order mark, CRLF line ends, quoted cells, columns in another order, blank rows."""
+    member_id = await make_member()
+    bodies = [split_tenders(member_id, n) for n in range(3)]
+    order = list(reversed(CSV_HEADER))
+    path = tmp_path / "sheet.csv"
+    with path.open("w", newline="", encoding="utf-8-sig") as f:
+        writer = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+        writer.writerow(order)
+        for body in bodies:
+            for row in csv_rows(body):
+                writer.writerow([row[CSV_HEADER.index(name)] for name in order])
+            writer.writerow([""] * len(order))
+    summary = await import_purchases(db, path)
+    assert (summary.lines, summary.imported, summary.rejected) == (3, 3, 0)
+    again = await import_purchases(db, write_lines(tmp_path / "sheet.jsonl", bodies))
+    assert (again.imported, again.already_imported) == (0, 3)
+
+
 async def test_a_csv_header_without_the_columns_a_purchase_needs_imports_nothing(db, database_url, make_member,
                                                                                 tmp_path):
     member_id = await make_member()
