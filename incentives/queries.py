@@ -271,11 +271,12 @@ SELECT count(*) FILTER (WHERE enrolled_at < $1 AND (cancelled_at IS NULL OR canc
        count(*) FILTER (WHERE {_in_period("enrolled_at")}) AS enrolled,
        count(*) FILTER (WHERE {_in_period("cancelled_at")}) AS cancelled,
        count(*) FILTER (WHERE {_in_period("erased_at")}) AS erased,
-       count(*) AS n,
-       {_digest_of("count(*)", "sum(" + _row_hash(
+       count(*) FILTER (WHERE enrolled_at < $2) AS n,
+       {_digest_of("count(*) FILTER (WHERE enrolled_at < $2)", "sum(" + _row_hash(
            "id bigint", f"ROW(enrolled_at, {_NOT_LATER.format(col='cancelled_at')}, "
-                        f"{_NOT_LATER.format(col='erased_at')}) record") + ")")} AS digest
-FROM members WHERE enrolled_at < $2"""
+                        f"{_NOT_LATER.format(col='erased_at')}) record")
+           + ") FILTER (WHERE enrolled_at < $2)")} AS digest
+FROM members"""
 
 # One pass over the period's ledger entries: the points figures, the rules versions, the digest.
 LEDGER_FIGURES = f"""
