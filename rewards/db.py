@@ -152,7 +152,9 @@ class Database:
         """An asyncpg connection from the pool; broken ones are thrown away, not reused."""
         try:
             pool = await self._get_pool()
-            async with asyncio.timeout(5):  # a full pool; cheaper than acquire(timeout=), which makes a task
+            # waiting for a free connection, or for a new one to open (a server just started, a loaded
+            # machine), is bounded like a statement; asyncio.timeout is cheaper than acquire(timeout=)
+            async with asyncio.timeout(self.command_timeout):
                 conn = await pool.acquire()
         except UNAVAILABLE as exc:
             raise DatabaseUnavailable(str(exc)) from exc
