@@ -155,16 +155,26 @@ async def apply(conn: asyncpg.Connection, postings: list[Posting], *, answers: b
     replayed purchase issued, the expiry of new rewards) and writes with COPY.
     """
     batch = Batch(conn, answers=answers)
-    if not answers:
+    if answers:
+        await batch.load(
+            member_ids=[p.purchase.member_id for p in postings],
+            purchase_ids=[p.purchase.purchase_id for p in postings],
+            reward_codes=[t.reward_code for p in postings for t in p.purchase.tenders if t.reward_code],
+            offer_codes=[o.code for p in postings for o in p.purchase.offers],
+        )
+    else:
         # thousands of ids at once: the planner would rather hash the whole members table (and
         # seq-scan it to lock a few thousand rows) than probe its primary key for each
         await conn.execute(INDEX_PROBES)
-    await batch.load(
-        member_ids=[p.purchase.member_id for p in postings],
-        purchase_ids=[p.purchase.purchase_id for p in postings],
-        reward_codes=[t.reward_code for p in postings for t in p.purchase.tenders if t.reward_code],
-        offer_codes=[o.code for p in postings for o in p.purchase.offers],
-    )
+        # A file imported again is all replays: answered from the purchases found, they need
+        # no member locked (nothing is written for them), so only the others' members are. A
+        # purchase_id posted meanwhile by a racing twin fails the COPY on its unique key, and
+        # the whole batch is run again.
+        await batch.read_priors([p.purchase.purchase_id for p in postings])
+        new = [p.purchase for p in postings if p.purchase.purchase_id not in batch.priors]
+        await batch.lock_members([purchase.member_id for purchase in new])
+        await batch.read_references([t.reward_code for purchase in new for t in purchase.tenders if t.reward_code],
+                                    [o.code for purchase in new for o in purchase.offers])
     outcomes = [batch.plan(p) for p in postings]
     await batch.write()
     return outcomes
@@ -191,13 +201,21 @@ class Batch:
     async def load(self, *, member_ids: list[int], purchase_ids: list[str], reward_codes: list[str],
                    offer_codes: list[str]) -> None:
         """Lock the members (in id order, as every posting does) and read what the postings refer to."""
-        conn = self.conn
+        await self.lock_members(member_ids)
+        await self.read_priors(purchase_ids)
+        await self.read_references(reward_codes, offer_codes)
+
+    async def lock_members(self, member_ids: list[int]) -> None:
         self.members = {
             r["id"]: _Member(r["status"], r["point_cents"], r["rewards_issued"])
-            for r in await conn.fetch(
+            for r in await self.conn.fetch(
                 "SELECT id, status, point_cents, rewards_issued FROM members WHERE id = ANY($1::bigint[]) "
                 "ORDER BY id FOR UPDATE", sorted(set(member_ids)))
         }
+
+    async def read_priors(self, purchase_ids: list[str]) -> None:
+        """The purchases already posted under these purchase_ids (committed: they never go away)."""
+        conn = self.conn
         self.priors = {} if not purchase_ids else {
             r["ext_id"]: r
             for r in await conn.fetch(
@@ -211,6 +229,10 @@ class Batch:
                     "WHERE purchase_id = ANY($1::bigint[]) ORDER BY purchase_id, ordinal",
                     [r["id"] for r in self.priors.values()]):
                 self.prior_rewards.setdefault(r["purchase_id"], []).append(r)
+
+    async def read_references(self, reward_codes: list[str], offer_codes: list[str]) -> None:
+        """Lock the rewards tendered (in id order) and read the offers named."""
+        conn = self.conn
         if reward_codes:
             self.tendered = {
                 r["code"]: _Reward(r["id"], r["member_id"], r["status"], r["issued_at"], r["expires_at"],

@@ -102,6 +102,22 @@ async def test_running_the_same_file_again_imports_nothing_twice(db, make_member
     assert (await member_state(db, member_id), await entries(db, member_id)) == before
 
 
+async def test_running_a_file_again_locks_no_member(db, database_url, make_member, tmp_path):
+    """A re-run is all replays: it waits for no member a checkout is posting for meanwhile."""
+    member_id = await make_member()
+    path = write_lines(tmp_path / "locked.jsonl", [basket(member_id, n) for n in range(4)])
+    assert (await import_purchases(db, path)).imported == 4
+    checkout = await asyncpg.connect(database_url)
+    try:
+        async with checkout.transaction():
+            await checkout.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", member_id)
+            # a guard against hanging on the lock, not a measure of speed
+            again = await asyncio.wait_for(import_purchases(db, path), timeout=60)
+    finally:
+        await checkout.close()
+    assert (again.imported, again.already_imported) == (0, 4)
+
+
 async def test_a_line_repeated_within_the_file_counts_once(db, make_member, tmp_path):
     member_id = await make_member()
     body = basket(member_id, 1)
