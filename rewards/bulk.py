@@ -152,7 +152,8 @@ async def apply(conn: asyncpg.Connection, postings: list[Posting], *, answers: b
     """Apply `postings` in order, inside the caller's transaction; one Outcome per posting.
 
     `answers=False` (the importer) skips what only an HTTP answer needs (the rewards a
-    replayed purchase issued, the expiry of new rewards) and writes with COPY.
+    replayed purchase issued, the expiry of new rewards), locks only the members of
+    purchases not posted before, and writes with COPY.
     """
     batch = Batch(conn, answers=answers)
     if answers:
