@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import time
@@ -207,6 +208,9 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
         app.state.rulebook = Rulebook(db)
         await app.state.rulebook.load()
         app.state.auth = Authenticator(db, guest_rate_limit=settings.guest_rate_limit)
+        # what start-up made (modules, routes, the schema) lives as long as the process: out of
+        # the collector's sight, a full collection no longer walks it in the middle of a request
+        gc.freeze()
         try:
             yield
         finally:

@@ -24,7 +24,7 @@ RunBatch = Callable[[list[Item]], Awaitable[list[Any]]]
 
 
 class Coalescer(Generic[Item, Result]):
-    def __init__(self, run_batch: RunBatch[Item], *, in_flight: int = 2, max_batch: int = 64) -> None:
+    def __init__(self, run_batch: RunBatch[Item], *, in_flight: int, max_batch: int = 64) -> None:
         self.run_batch = run_batch
         self.in_flight = in_flight
         self.max_batch = max_batch

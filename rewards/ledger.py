@@ -206,7 +206,9 @@ async def _post_batch(db: Database, postings: list[bulk.Posting]) -> list[Any]:
 
 def group_commit(db: Database) -> Coalescer[bulk.Posting, asyncpg.Record]:
     """The database's group commit: concurrent postings in this worker share one transaction."""
-    return coalescing.shared(db, "group_commit", lambda: Coalescer(lambda batch: _post_batch(db, batch)))
+    # one batch at a time per worker: a second one in flight split the batches, and each posting
+    # cost more on both sides (bench/README.md)
+    return coalescing.shared(db, "group_commit", lambda: Coalescer(lambda batch: _post_batch(db, batch), in_flight=1))
 
 
 # --- returns ---------------------------------------------------------------------------------

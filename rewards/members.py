@@ -130,7 +130,8 @@ async def _read_balances(db: Database, member_ids: list[int]) -> list[tuple[list
 
 
 def balance_reads(db: Database) -> Coalescer[int, tuple[list[asyncpg.Record], datetime]]:
-    return coalescing.shared(db, "balance_reads", lambda: Coalescer(lambda ids: _read_balances(db, ids)))
+    # reads commit nothing: two in flight keep the database busy while the worker answers
+    return coalescing.shared(db, "balance_reads", lambda: Coalescer(lambda ids: _read_balances(db, ids), in_flight=2))
 
 
 async def balance(db: Database, rulebook: Rulebook, member_id: int) -> BalanceOut:
