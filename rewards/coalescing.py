@@ -2,8 +2,8 @@
 
 On this machine a round trip to PostgreSQL costs more CPU, on both sides, than the work of
 a posting or a balance read. So concurrent requests in a worker are queued, and whoever
-finds fewer than `in_flight` batches running starts one, which takes everything queued (up
-to `max_batch`) to the database in one call. Alone, a request is a batch of one and waits
+finds no batch running (or fewer than `in_flight`, with at least `overlap_at` waiting)
+starts one, which takes everything queued (up to `max_batch`) to the database in one call. Alone, a request is a batch of one and waits
 for nothing; under load, the requests that arrived while the database was busy share the
 next call.
 """
@@ -24,9 +24,11 @@ RunBatch = Callable[[list[Item]], Awaitable[list[Any]]]
 
 
 class Coalescer(Generic[Item, Result]):
-    def __init__(self, run_batch: RunBatch[Item], *, in_flight: int, max_batch: int = 64) -> None:
+    def __init__(self, run_batch: RunBatch[Item], *, in_flight: int, max_batch: int = 64, overlap_at: int = 1) -> None:
+        """`overlap_at`: while a batch is in flight, another starts only once this many wait."""
         self.run_batch = run_batch
         self.in_flight = in_flight
+        self.overlap_at = overlap_at
         self.max_batch = max_batch
         self._queue: deque[tuple[Item, asyncio.Future[Result]]] = deque()
         self._running = 0
@@ -35,7 +37,7 @@ class Coalescer(Generic[Item, Result]):
     async def submit(self, item: Item) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if self._running < self.in_flight:
+        if self._running == 0 or (self._running < self.in_flight and len(self._queue) >= self.overlap_at):
             self._running += 1
             task = asyncio.create_task(self._drain())
             self._tasks.add(task)

@@ -206,9 +206,11 @@ async def _post_batch(db: Database, postings: list[bulk.Posting]) -> list[Any]:
 
 def group_commit(db: Database) -> Coalescer[bulk.Posting, asyncpg.Record]:
     """The database's group commit: concurrent postings in this worker share one transaction."""
-    # one batch at a time per worker: a second one in flight split the batches, and each posting
-    # cost more on both sides (bench/README.md)
-    return coalescing.shared(db, "group_commit", lambda: Coalescer(lambda batch: _post_batch(db, batch), in_flight=1))
+    # A second batch goes while one is in the database only once eight postings wait: with one
+    # batch at a time the worker and the database took turns waiting, and a second batch for
+    # every straggler halved the batches, which cost more per posting on both sides.
+    return coalescing.shared(db, "group_commit", lambda: Coalescer(
+        lambda batch: _post_batch(db, batch), in_flight=2, overlap_at=8))
 
 
 # --- returns ---------------------------------------------------------------------------------
