@@ -1,7 +1,7 @@
 """Posting many purchases in one transaction, set-based: group commit, the importer, the big demo.
 
-`apply` does for a whole batch what `post_purchase` (sql/002_post_purchase.sql) does for
-one purchase, with the same outcomes in the same order of checks: lock the members (all at
+`apply` does in Python, for the importer and the demo, what `post_purchases`
+(sql/005_post_purchases.sql) does in the database for group commit, with the same outcomes in the same order of checks: lock the members (all at
 once, in id order), answer replays and conflicts by purchase_id, refuse unknown or inactive
 members, unknown offers and rewards that cannot be redeemed, then write the purchases,
 the rewards they issue, the redemptions, the ledger entries and the new balances, a
@@ -24,7 +24,7 @@ from rewards import rules
 from rewards.idempotency import canonical, fingerprint
 from rewards.schemas import PurchaseIn
 
-# the outcomes post_purchase returns, in the order it checks them
+# the outcomes post_purchases returns, in the order it checks them
 CREATED, REPLAY, CONFLICT = "created", "replay", "idempotency_conflict"
 MEMBER_NOT_FOUND, MEMBER_NOT_ACTIVE = "member_not_found", "member_not_active"
 UNKNOWN_OFFER, OFFER_EXCEEDS_VALUE = "unknown_offer", "offer_exceeds_value"
@@ -50,7 +50,7 @@ class Posting:
 
 @dataclass(slots=True)
 class Outcome:
-    """What applying one posting gave; the same fields as a post_purchase row."""
+    """What applying one posting gave; the same fields as a post_purchases row."""
 
     outcome: str
     detail: str | None = None

@@ -89,31 +89,7 @@ async def quote(rulebook: Rulebook, purchase: PurchaseIn) -> QuoteOut:
     )
 
 
-POST_PURCHASE = "SELECT * FROM post_purchase($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 POST_PURCHASES = "SELECT * FROM post_purchases(" + ", ".join(f"${n}" for n in range(1, 20)) + ")"
-
-
-def _function_args(posting: bulk.Posting) -> tuple:
-    """The arguments of the post_purchase database function for one posting."""
-    purchase, version, earned = posting.purchase, posting.version, posting.earned
-    rewards_tendered = [(t.reward_code, t.amount_cents) for t in purchase.tenders if t.reward_code]
-    return (
-        purchase.purchase_id,
-        purchase.member_id,
-        purchase.occurred_at,
-        version.version,
-        posting.digest,
-        posting.body.decode(),
-        earned.qualifying_cents,
-        earned.card_cents,
-        earned.base_point_cents,
-        earned.bonus_point_cents,
-        [code for code, _ in rewards_tendered],
-        [amount for _, amount in rewards_tendered],
-        version.reward_threshold_point_cents,
-        version.reward_value_cents,
-        version.reward_validity_days,
-    )
 
 
 def _batch_args(postings: list[bulk.Posting]) -> list[list[Any]]:

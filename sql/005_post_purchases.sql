@@ -346,48 +346,6 @@ BEGIN
     ORDER BY u.i;
 END $$;
 
--- The single posting is a batch of one: one implementation of the rules' application in SQL.
-CREATE OR REPLACE FUNCTION post_purchase(
-    p_ext_id          text,
-    p_member_id       bigint,
-    p_occurred_at     timestamptz,
-    p_rules_version   integer,
-    p_fingerprint     bytea,
-    p_body            jsonb,
-    p_qualifying      bigint,
-    p_card            bigint,
-    p_base            bigint,
-    p_bonus           bigint,
-    p_reward_codes    text[],
-    p_reward_amounts  bigint[],
-    p_threshold       bigint,
-    p_reward_value    bigint,
-    p_validity_days   integer
-) RETURNS TABLE (
-    outcome          text,
-    detail           text,
-    member_id        bigint,
-    qualifying_cents bigint,
-    point_cents      bigint,
-    bonus_point_cents bigint,
-    balance_after    bigint,
-    issued_codes     text[],
-    issued_values    bigint[],
-    issued_expires   timestamptz[],
-    redeemed         text[]
-) LANGUAGE sql AS $$
-    SELECT b.outcome, b.detail, b.member_id, b.qualifying_cents, b.point_cents, b.bonus_point_cents,
-           b.balance_after, b.issued_codes, b.issued_values, b.issued_expires, b.redeemed
-    FROM post_purchases(
-        ARRAY[p_ext_id], ARRAY[p_member_id], ARRAY[p_occurred_at], ARRAY[p_rules_version], ARRAY[p_fingerprint],
-        ARRAY[p_body::text], ARRAY[p_qualifying], ARRAY[p_card], ARRAY[p_base], ARRAY[p_bonus], ARRAY[p_threshold],
-        ARRAY[p_reward_value], ARRAY[p_validity_days],
-        array_fill(1, ARRAY[coalesce(cardinality(p_reward_codes), 0)]), coalesce(p_reward_codes, '{}'),
-        coalesce(p_reward_amounts, '{}'),
-        array_fill(1, ARRAY[jsonb_array_length(coalesce(p_body->'offers', '[]'))]),
-        ARRAY(SELECT o->>'code' FROM jsonb_array_elements(coalesce(p_body->'offers', '[]')) WITH ORDINALITY AS e(o, n)
-              ORDER BY n),
-        ARRAY(SELECT (o->>'discount_cents')::bigint
-              FROM jsonb_array_elements(coalesce(p_body->'offers', '[]')) WITH ORDINALITY AS e(o, n) ORDER BY n)
-    ) b
-$$;
+-- The single posting is a batch of one of post_purchases: one implementation in SQL.
+DROP FUNCTION post_purchase(text, bigint, timestamptz, integer, bytea, jsonb, bigint, bigint, bigint, bigint,
+                            text[], bigint[], bigint, bigint, integer);

@@ -226,7 +226,7 @@ async def test_bulk_apply_answers_exactly_as_the_posting_function(db, rulebook, 
     function_script = script(by_function)
     for p in function_script:
         async with db.connection() as conn:
-            rows.append(await conn.fetchrow(ledger.POST_PURCHASE, *ledger._function_args(await posting(p))))
+            rows.append((await conn.fetch(ledger.POST_PURCHASES, *ledger._batch_args([await posting(p)])))[0])
 
     fields = ["outcome", "qualifying_cents", "point_cents", "bonus_point_cents", "balance_after"]
     assert [[o[f] for f in fields] for o in outcomes] == [[r[f] for f in fields] for r in rows]
