@@ -173,11 +173,14 @@ async def _set_aside(conn: asyncpg.Connection, tables: tuple[str, ...]) -> list[
                  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)""", list(tables)):
         restore.append(_Restore(r["tab"], r["def"]))
     for r in await conn.fetch(
-            """SELECT conrelid::regclass::text AS tab, conname, contype, pg_get_constraintdef(oid) AS def
+            """SELECT conrelid::regclass::text AS tab, conname, contype = 'f' AS is_foreign_key,
+                      pg_get_constraintdef(oid) AS def
                FROM pg_constraint WHERE contype IN ('f', 'u') AND conrelid = ANY ($1::regclass[])
                ORDER BY contype = 'f', conrelid, conname""", list(tables)):
+        # (contype is a "char", which asyncpg returns as bytes: compared with "f" it never matched,
+        # and every foreign key was added validating, locking its referenced table against the others)
         statement = f'ALTER TABLE {r["tab"]} ADD CONSTRAINT "{r["conname"]}" {r["def"]}'
-        restore.append(_Restore(r["tab"], statement, r["conname"] if r["contype"] == "f" else None))
+        restore.append(_Restore(r["tab"], statement, r["conname"] if r["is_foreign_key"] else None))
     for item in reversed(restore):  # foreign keys first, then what they might lean on
         if item.statement.startswith("ALTER TABLE"):
             name = item.statement.split('"')[1]
@@ -347,6 +350,11 @@ async def _purchases_in_process(url: str, chunks: list[list[tuple[int, int]]], s
                 async with conn.transaction():
                     # a demo load is simply run again after a crash: no need to wait for each flush
                     await conn.execute("SET LOCAL synchronous_commit = off")
+                    # the tables have no statistics while loading (nothing has analyzed them), and a
+                    # chunk's few thousand ids would otherwise be hashed against a whole table:
+                    # members to lock and update them, rewards (a scan that grows with the load)
+                    # to redeem
+                    await conn.execute(bulk.INDEX_PROBES)
                     batch = bulk.Batch(conn, answers=False)
                     # no purchase_ids: the program was empty and these ids are new by construction
                     # (the unique constraint, rebuilt after the load, checks it)
