@@ -40,14 +40,15 @@ _HASH = {
     "integer": "hashint4extended({x}, {seed})",
     "text": "hashtextextended({x}, {seed})",
     "jsonb": "jsonb_hash_extended({x}, {seed})",
-    # NULLs and any types, at the price of building the record
-    "record": "hash_record_extended({x}, {seed})",
-    # the report's session is in UTC (read_valuation), so the cast is the stored instant
-    "timestamptz": "timestamp_hash_extended(({x})::timestamp, {seed})",
+    # an instant as its distance from a fixed one: hashes to the value timestamp_hash_extended
+    # gives the stored instant, without a cast to timestamp (which breaks the instant down
+    # into a calendar date and costs more than the hash)
+    "timestamptz": "interval_hash_extended({x}, {seed})",
 }
+_SINCE = {"timestamptz": "({x}) - '2000-01-01 00:00+00'::timestamptz"}
 # What a NULL is hashed as: a value the column never holds (ids and versions are positive;
-# no posting is dated at -infinity)
-_NULL_AS = {"bigint": "0", "integer": "0", "jsonb": "'null'::jsonb", "timestamptz": "'-infinity'::timestamptz"}
+# no instant lies ten thousand years before 2000)
+_NULL_AS = {"bigint": "0", "integer": "0", "jsonb": "'null'::jsonb", "timestamptz": "interval '-9999 years'"}
 
 
 def _row_hash(*columns: str) -> str:
@@ -60,8 +61,10 @@ def _row_hash(*columns: str) -> str:
     h = "0"
     for column in columns:
         expr, _, kind = column.rpartition(" ")
-        if kind.endswith("?"):
-            kind = kind[:-1]
+        nullable = kind.endswith("?")
+        kind = kind.rstrip("?")
+        expr = _SINCE.get(kind, "{x}").format(x=expr)
+        if nullable:
             expr = f"coalesce({expr}, {_NULL_AS[kind]})"
         h = _HASH[kind].format(x=expr, seed=h)
     return h
@@ -82,20 +85,23 @@ def _digest(rows: str, row_hash: str) -> str:
 
 # --- who is counted, and what each is worth ---------------------------------------------------
 
-CARD_PAID = f"""p.body->'tenders' @> '[{{"method": "{CARD_TENDER}"}}]'"""
+# whether the Westique Credit Card paid part of purchase p (a stored column, sql/008)
+CARD_PAID = "p.card_paid"
 
 # The rewards program's one pass over the period's purchases: per rules version, the spend,
-# the rows and their hashes, and apart from the others each member who paid with the card
-# (the card holders), so the spend figures, the card holders, the rules versions and the
-# digest all come from a single read of the largest table.
+# the points earned (the earn and card_bonus entries' amounts, kept on the purchase), the
+# rows and their hashes, and apart from the others each member who paid with the card (the
+# card holders), so the spend and points figures, the card holders, the rules versions and
+# the digest all come from a single read of the largest table.
 BOUGHT = f"""
 bought AS (
-    SELECT CASE WHEN card_paid THEN member_id END AS card_member, rules_version, count(*) AS n,
-           sum(qualifying_cents) AS qualifying_cents, sum(card_cents) AS card_cents, sum(h) AS h
-    FROM (SELECT p.member_id, p.rules_version, p.qualifying_cents, p.card_cents, {CARD_PAID} AS card_paid,
-                 {_row_hash("p.id bigint", "p.member_id bigint", "p.rules_version integer",
-                            "p.qualifying_cents bigint", "p.card_cents bigint")} AS h
-          FROM purchases p WHERE {_in_period("p.occurred_at")}) p
+    SELECT CASE WHEN p.card_paid THEN p.member_id END AS card_member, p.rules_version, count(*) AS n,
+           sum(p.qualifying_cents) AS qualifying_cents, sum(p.card_cents) AS card_cents,
+           sum(p.point_cents) AS point_cents, sum(p.bonus_point_cents) AS bonus_point_cents,
+           sum({_row_hash("p.id bigint", "p.member_id bigint", "p.rules_version integer",
+                          "p.qualifying_cents bigint", "p.card_cents bigint", "p.point_cents bigint",
+                          "p.bonus_point_cents bigint")}) AS h
+    FROM purchases p WHERE {_in_period("p.occurred_at")}
     GROUP BY 1, 2
 )"""
 
@@ -174,13 +180,13 @@ offer_uses AS (
 
 # Each unit's value under each method: (program, method) -> SELECT unit, cents.
 VALUES = {
-    ("rewards", "expenses"): f"""SELECT member_id AS unit, sum(value_cents) AS cents FROM rewards
+    ("rewards", "expenses"): f"""SELECT member_id AS unit, sum(value_cents)::bigint AS cents FROM rewards
         WHERE {_in_period("redeemed_at")} GROUP BY member_id""",
-    ("rewards", "rewards_issued"): f"""SELECT member_id AS unit, sum(value_cents) AS cents FROM rewards
+    ("rewards", "rewards_issued"): f"""SELECT member_id AS unit, sum(value_cents)::bigint AS cents FROM rewards
         WHERE {_in_period("issued_at")} GROUP BY member_id""",
-    ("mailing_list", "expenses"): """SELECT member_id AS unit, sum(discount_cents) AS cents FROM offer_uses
+    ("mailing_list", "expenses"): """SELECT member_id AS unit, sum(discount_cents)::bigint AS cents FROM offer_uses
         GROUP BY member_id""",
-    ("mailing_list", "rewards_issued"): f"""SELECT coalesce(s.member_id, -s.id) AS unit, sum(f.value_cents) AS cents
+    ("mailing_list", "rewards_issued"): f"""SELECT coalesce(s.member_id, -s.id) AS unit, sum(f.value_cents)::bigint AS cents
         FROM offer_deliveries d JOIN offers f ON f.id = d.offer_id JOIN subscriptions s ON s.id = d.subscription_id
         WHERE {_in_period("d.sent_at")} GROUP BY 1""",
 }
@@ -222,6 +228,8 @@ def distribution_sql(program: str, method: str) -> str:
         purchases = f""",
     (SELECT coalesce(sum(qualifying_cents), 0)::bigint FROM bought) AS qualifying_cents,
     (SELECT coalesce(sum(card_cents), 0)::bigint FROM bought) AS card_cents,
+    (SELECT coalesce(sum(point_cents), 0)::bigint FROM bought) AS earned_point_cents,
+    (SELECT coalesce(sum(bonus_point_cents), 0)::bigint FROM bought) AS bonus_point_cents,
     (SELECT coalesce(array_agg(DISTINCT rules_version ORDER BY rules_version), '{{}}') FROM bought)
         AS purchase_rules_versions,
     (SELECT coalesce(sum(n), 0)::bigint FROM bought) AS purchases_n,
@@ -273,49 +281,43 @@ SELECT count(*) FILTER (WHERE enrolled_at < $1 AND (cancelled_at IS NULL OR canc
        count(*) FILTER (WHERE {_in_period("erased_at")}) AS erased,
        count(*) FILTER (WHERE enrolled_at < $2) AS n,
        {_digest_of("count(*) FILTER (WHERE enrolled_at < $2)", "sum(" + _row_hash(
-           "id bigint", f"ROW(enrolled_at, {_NOT_LATER.format(col='cancelled_at')}, "
-                        f"{_NOT_LATER.format(col='erased_at')}) record")
+           "id bigint", "enrolled_at timestamptz", f"{_NOT_LATER.format(col='cancelled_at')} timestamptz?",
+           f"{_NOT_LATER.format(col='erased_at')} timestamptz?")
            + ") FILTER (WHERE enrolled_at < $2)")} AS digest
 FROM members"""
 
-# One pass over the period's ledger entries: the points figures, the rules versions, the digest.
+# The period's ledger entries that take points back (returns, forfeits at cancellation), by
+# index: the points earned are read with the purchases (BOUGHT).
 LEDGER_FIGURES = f"""
-SELECT coalesce(sum(earned), 0)::bigint AS earned_point_cents, coalesce(sum(bonus), 0)::bigint AS bonus_point_cents,
-       coalesce(-sum(returned), 0)::bigint AS reversed_point_cents,
-       coalesce(-sum(forfeited), 0)::bigint AS forfeited_point_cents,
-       coalesce(array_agg(rules_version ORDER BY rules_version) FILTER (WHERE rules_version IS NOT NULL), '{{}}')
-           AS rules_versions,
-       coalesce(sum(n), 0)::bigint AS n, {_digest_of("coalesce(sum(n), 0)", "sum(h)")} AS digest
-FROM (
-    SELECT rules_version, count(*) AS n,
-           sum(point_cents) FILTER (WHERE kind IN ('earn', 'card_bonus')) AS earned,
-           sum(point_cents) FILTER (WHERE kind = 'card_bonus') AS bonus,
-           sum(point_cents) FILTER (WHERE kind = 'return') AS returned,
-           sum(point_cents) FILTER (WHERE kind = 'forfeit') AS forfeited,
-           sum({_row_hash("id bigint", "kind text", "point_cents bigint", "rules_version integer?")}) AS h
-    FROM ledger WHERE {_in_period("occurred_at")} GROUP BY rules_version
-) by_version"""
+SELECT coalesce(-sum(point_cents) FILTER (WHERE kind = 'return'), 0)::bigint AS reversed_point_cents,
+       coalesce(-sum(point_cents) FILTER (WHERE kind = 'forfeit'), 0)::bigint AS forfeited_point_cents,
+       coalesce(array_agg(DISTINCT rules_version ORDER BY rules_version) FILTER (WHERE rules_version IS NOT NULL),
+                '{{}}') AS rules_versions,
+       count(*) AS n,
+       {_digest_of("count(*)", "sum(" + _row_hash("id bigint", "kind text", "point_cents bigint",
+                                                 "rules_version integer?") + ")")} AS digest
+FROM ledger WHERE kind IN ('return', 'forfeit') AND {_in_period("occurred_at")}"""
 
 # One pass over the rewards: the rewards figures and the digest of every reward the period
-# touched (issued, redeemed, voided or expired in it).
+# touched (issued, redeemed, voided or expired in it), aggregated in parallel workers.
 _TOUCHED = (f"{_in_period('issued_at')} OR {_in_period('redeemed_at')} OR {_in_period('voided_at')}"
             " OR (expires_at >= $1 AND expires_at < $3)")
 REWARDS_FIGURES = f"""
-SELECT count(*) FILTER (WHERE {_in_period("issued_at")}) AS issued_count,
-       coalesce(sum(value_cents) FILTER (WHERE {_in_period("issued_at")}), 0)::bigint AS issued_cents,
-       count(*) FILTER (WHERE {_in_period("redeemed_at")}) AS redeemed_count,
-       coalesce(sum(value_cents) FILTER (WHERE {_in_period("redeemed_at")}), 0)::bigint AS redeemed_cents,
-       count(*) FILTER (WHERE {_EXPIRED}) AS expired_count,
-       coalesce(sum(value_cents) FILTER (WHERE {_EXPIRED}), 0)::bigint AS expired_cents,
-       count(*) FILTER (WHERE {_in_period("voided_at")}) AS voided_count,
-       coalesce(sum(value_cents) FILTER (WHERE {_in_period("voided_at")}), 0)::bigint AS voided_cents,
-       count(*) FILTER (WHERE {_TOUCHED}) AS n,
-       {_digest_of("count(*) FILTER (WHERE " + _TOUCHED + ")", "sum(" + _row_hash(
-           "id bigint", "member_id bigint", "value_cents bigint",
-           f"ROW(issued_at, expires_at, {_NOT_LATER.format(col='redeemed_at')}, "
-           f"{_NOT_LATER.format(col='voided_at')}) record")
-           + f") FILTER (WHERE {_TOUCHED})")} AS digest
-FROM rewards WHERE issued_at < $2 OR {_TOUCHED}"""
+SELECT count(*) FILTER (WHERE issued) AS issued_count,
+       coalesce(sum(value_cents) FILTER (WHERE issued), 0)::bigint AS issued_cents,
+       count(*) FILTER (WHERE redeemed) AS redeemed_count,
+       coalesce(sum(value_cents) FILTER (WHERE redeemed), 0)::bigint AS redeemed_cents,
+       count(*) FILTER (WHERE expired) AS expired_count,
+       coalesce(sum(value_cents) FILTER (WHERE expired), 0)::bigint AS expired_cents,
+       count(*) FILTER (WHERE voided) AS voided_count,
+       coalesce(sum(value_cents) FILTER (WHERE voided), 0)::bigint AS voided_cents,
+       count(*) AS n, {_digest_of("count(*)", "sum(h)")} AS digest
+FROM (SELECT value_cents, {_in_period("issued_at")} AS issued, {_in_period("redeemed_at")} AS redeemed,
+             {_EXPIRED} AS expired, {_in_period("voided_at")} AS voided,
+             {_row_hash("id bigint", "member_id bigint", "value_cents bigint", "issued_at timestamptz",
+                        "expires_at timestamptz", f"{_NOT_LATER.format(col='redeemed_at')} timestamptz?",
+                        f"{_NOT_LATER.format(col='voided_at')} timestamptz?")} AS h
+      FROM rewards WHERE {_TOUCHED}) touched"""
 
 RULES_DIGEST = _digest("SELECT version, effective_from, body FROM program_rules WHERE effective_from < $2",
                        _row_hash("version integer", "effective_from timestamptz", "body jsonb"))
@@ -450,7 +452,7 @@ async def read_valuation(conn: asyncpg.Connection, request: ReportRequest) -> Re
             rewards = (await _fetch(conn, REWARDS_FIGURES, args))[0]
             rules_table = (await _fetch(conn, RULES_DIGEST, args))[0]
             figures = dict(members) | dict(entries) | dict(rewards) | {
-                "qualifying_cents": dist["qualifying_cents"], "card_cents": dist["card_cents"]}
+                k: dist[k] for k in ("qualifying_cents", "card_cents", "earned_point_cents", "bonus_point_cents")}
             versions = sorted(set(dist["purchase_rules_versions"]) | set(entries["rules_versions"]))
             for table, n, digest in (("members", members["n"], members["digest"]),
                                      ("purchases", dist["purchases_n"], dist["purchases_digest"]),

@@ -56,8 +56,9 @@ async def test_four_members_give_every_figure_of_the_issue_example(program: Prog
     repro = report["reproducibility"]
     assert repro["as_of"] == "2026-01-01T00:00:00Z"
     assert repro["rules_versions"] == [1]
-    # ledger: earn, bonus, 4 issued; 2 redeemed; earn, issued; redeemed; earn
-    assert repro["rows_read"] == {"members": 4, "purchases": 5, "ledger": 12, "rewards": 5, "program_rules": 1}
+    # the points earned are read with the purchases; of the ledger, only the entries that take
+    # points back (returns, forfeits), and there are none
+    assert repro["rows_read"] == {"members": 4, "purchases": 5, "ledger": 0, "rewards": 5, "program_rules": 1}
     assert len(repro["digest"]) == 64 and int(repro["digest"], 16) >= 0
 
     text = report["notice_text"]
@@ -239,6 +240,8 @@ async def test_members_figures_follow_enrollment_cancellation_erasure_and_return
         "expired_count": 2, "expired_cents": 2000, "voided_count": 1, "voided_cents": 1000,
         "redemption_rate": 0.0,
     }
+    # the ledger entries read: the return and the two forfeits in the period
+    assert report["reproducibility"]["rows_read"]["ledger"] == 3
     assert reward["value_cents"] == 1000
     async with program.db.connection() as conn:
         assert await find_problems(conn) == []
@@ -256,7 +259,7 @@ async def test_csv_has_every_figure_as_a_row_and_the_distribution(program: Progr
     assert rows["value_per_member_cents.mean"] == "750"
     assert rows["by_segment.others.share_zero"] == "0.6667"
     assert rows["rewards.redemption_rate"] == "0.6"
-    assert rows["reproducibility.rows_read.ledger"] == "12"
+    assert rows["reproducibility.rows_read.purchases"] == "5"
     assert rows["reproducibility.rules_versions"] == "1"
     assert "$7.50 per member per year" in rows["notice_text"]
     json_report = await program.figures()
