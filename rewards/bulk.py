@@ -186,11 +186,14 @@ class Batch:
 
     `plan` answers each posting at once, so a caller may choose the next posting from the
     last answer (the big demo redeems, later in the same batch, the rewards it just earned).
+    `binary_copy` (with `answers=False`): the connection has asyncpg's own jsonb codec (binary,
+    from str), so purchases go by binary COPY like the other tables, cheaper on both sides.
     """
 
-    def __init__(self, conn: asyncpg.Connection, *, answers: bool = True) -> None:
+    def __init__(self, conn: asyncpg.Connection, *, answers: bool = True, binary_copy: bool = False) -> None:
         self.conn = conn
         self.answers = answers
+        self.binary_copy = binary_copy
         self.members: dict[int, _Member] = {}
         self.priors: dict[str, asyncpg.Record] = {}
         self.prior_rewards: dict[int, list[asyncpg.Record]] = {}
@@ -302,7 +305,8 @@ class Batch:
 
     async def write(self) -> None:
         if self.created:
-            await _write(self.conn, self.created, self.members, self.tendered, answers=self.answers)
+            await _write(self.conn, self.created, self.members, self.tendered, answers=self.answers,
+                         binary_copy=self.binary_copy)
 
 
 def _offer_refusal(purchase: PurchaseIn, offers: dict[str, int]) -> Outcome | None:
@@ -327,7 +331,8 @@ def _reward_refusal(purchase: PurchaseIn, tendered: dict[str, _Reward]) -> Outco
 
 
 async def _write(conn: asyncpg.Connection, created: list[tuple[Posting, Outcome, list[_Reward], int]],
-                 members: dict[int, _Member], rewards_known: dict[str, _Reward], *, answers: bool) -> None:
+                 members: dict[int, _Member], rewards_known: dict[str, _Reward], *, answers: bool,
+                 binary_copy: bool = False) -> None:
     n_rewards = sum(len(o.issued_codes) for _, o, _, _ in created)
     ids = await conn.fetchrow(
         """SELECT ARRAY(SELECT nextval('purchases_id_seq') FROM generate_series(1, $1)) AS purchases,
@@ -366,7 +371,7 @@ async def _write(conn: asyncpg.Connection, created: list[tuple[Posting, Outcome,
     balances = [[m for m in changed], [members[m].point_cents for m in changed],
                 [members[m].rewards_issued for m in changed]]
     if not answers:
-        await _copy(conn, purchases, rewards, redemptions, entries, balances)
+        await _copy(conn, purchases, rewards, redemptions, entries, balances, binary=binary_copy)
         return
     purchase_arrays = purchases.arrays()
     purchase_arrays[-1] = [",".join(codes) for codes in purchase_arrays[-1]]  # text[] per row: unnest flattens
@@ -380,20 +385,27 @@ async def _write(conn: asyncpg.Connection, created: list[tuple[Posting, Outcome,
             outcome.issued_expires[:] = [expires[next(it)] for _ in outcome.issued_codes]
 
 
+PURCHASE_COLUMNS = ["id", "ext_id", "member_id", "occurred_at", "rules_version", "fingerprint", "body",
+                    "qualifying_cents", "card_cents", "point_cents", "bonus_point_cents", "balance_after",
+                    "rewards_redeemed"]
+
+
 async def _copy(conn: asyncpg.Connection, purchases: _Rows, rewards: _Rows, redemptions: _Rows, entries: _Rows,
-                balances: list[list[int]]) -> None:
+                balances: list[list[int]], *, binary: bool = False) -> None:
     """The same rows as WRITE, with COPY for the big tables: two to three times cheaper per row.
 
-    Purchases go as COPY text built here: the binary format would need a binary codec for
-    jsonb on the connection, and the pool's connections may have any (the body is the
-    canonical JSON, copied as is). A reward's expiry is computed here as whole days of 24
-    hours, which is what the posting function's `timestamptz + make_interval(days => n)`
-    gives when the server's TimeZone has no daylight saving (UTC, as configured here).
+    Purchases go as COPY text built here unless `binary`: the binary format needs a binary
+    codec for jsonb on the connection, and the pool's connections have a text one (the body
+    is the canonical JSON, copied as is either way). A reward's expiry is computed here as
+    whole days of 24 hours, which is what the posting function's `timestamptz +
+    make_interval(days => n)` gives when the server's TimeZone has no daylight saving (UTC,
+    as configured here).
     """
-    await conn.copy_to_table("purchases", source=_once(_purchases_text(purchases.records)), format="text",
-                             columns=["id", "ext_id", "member_id", "occurred_at", "rules_version", "fingerprint",
-                                      "body", "qualifying_cents", "card_cents", "point_cents", "bonus_point_cents",
-                                      "balance_after", "rewards_redeemed"])
+    if binary:
+        await conn.copy_records_to_table("purchases", records=purchases.records, columns=PURCHASE_COLUMNS)
+    else:
+        await conn.copy_to_table("purchases", source=_once(_purchases_text(purchases.records)), format="text",
+                                 columns=PURCHASE_COLUMNS)
     if len(rewards):
         await conn.copy_records_to_table(
             "rewards", records=[(rid, code, member_id, ordinal, value, issued, issued + timedelta(days=days), pid)

@@ -8,11 +8,13 @@ through the same service functions as the API, so `rewards verify` must find it 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import multiprocessing
 import random
 import re
 import traceback
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -23,7 +25,7 @@ from rewards import bulk, ledger
 from rewards import members as membership
 from rewards.db import Database
 from rewards.rulebook import Rulebook, rules_from_row
-from rewards.rules import rules_for
+from rewards.rules import Rules, rules_for
 from rewards.schemas import EnrollmentIn, LineIn, PurchaseIn, ReturnIn, ReturnLineIn, TenderIn
 
 FIRST = ["Ava", "Ben", "Chloe", "Diego", "Emma", "Farah", "Grace", "Hiro", "Isla", "Jon", "Kai", "Lena", "Mia", "Noah"]
@@ -341,10 +343,14 @@ async def _purchases_in_process(url: str, chunks: list[list[tuple[int, int]]], s
     counts: dict[str, int] = defaultdict(int)
     queue = list(reversed(chunks))
     span = days * 86400 - 1
+    in_force = _in_force(versions)
 
     async def worker(worker_rng: random.Random) -> None:
         r = worker_rng.random
         async with db.connection() as conn:
+            # asyncpg's own jsonb codec (binary, from str) instead of the pool's text one: the
+            # purchases then go by binary COPY (this pool is the demo's, for this load only)
+            await conn.reset_type_codec("jsonb", schema="pg_catalog")
             while queue:
                 chunk = queue.pop()
                 async with conn.transaction():
@@ -355,7 +361,7 @@ async def _purchases_in_process(url: str, chunks: list[list[tuple[int, int]]], s
                     # members to lock and update them, rewards (a scan that grows with the load)
                     # to redeem
                     await conn.execute(bulk.INDEX_PROBES)
-                    batch = bulk.Batch(conn, answers=False)
+                    batch = bulk.Batch(conn, answers=False, binary_copy=True)
                     # no purchase_ids: the program was empty and these ids are new by construction
                     # (the unique constraint, rebuilt after the load, checks it)
                     await batch.load(member_ids=[m for m, _ in chunk], purchase_ids=[], reward_codes=[],
@@ -365,7 +371,7 @@ async def _purchases_in_process(url: str, chunks: list[list[tuple[int, int]]], s
                         open_rewards: list[tuple[str, datetime]] = []
                         for k, when in enumerate(sorted(start + timedelta(seconds=int(r() * span)) for _ in range(n))):
                             basket = _basket(worker_rng, f"demo-{seed}-{m}-{k}", m, when, card_holder, open_rewards)
-                            version = rules_for(versions, when)
+                            version = in_force(when)
                             outcome = batch.plan(bulk.Posting.of(basket, version,
                                                                  ledger.purchase_earning(basket, version)))
                             counts[outcome.outcome if outcome.outcome != "created" else "purchases"] += 1
@@ -384,6 +390,18 @@ async def _purchases_in_process(url: str, chunks: list[list[tuple[int, int]]], s
     finally:
         await db.close()
     return counts
+
+
+def _in_force(versions: Sequence[Rules]) -> Callable[[datetime], Rules]:
+    """`rules_for(versions, when)` by bisection: its answer only changes at an effective_from."""
+    starts = sorted({r.effective_from for r in versions if r.effective_from is not None})
+    answers = [rules_for(versions, s) for s in starts]
+
+    def lookup(when: datetime) -> Rules:
+        k = bisect.bisect_right(starts, when)
+        return answers[k - 1] if k else rules_for(versions, when)
+
+    return lookup
 
 
 async def _bulk_aftermath(db: Database, rulebook: Rulebook, rng: random.Random, ids: list[int],

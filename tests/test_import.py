@@ -354,6 +354,38 @@ async def test_copy_text_carries_any_character_a_value_may_hold(db, rulebook, ma
     assert bulk._array_text(["A\\B", 'C"D', "NULL"]) == '{"A\\\\B","C\\"D","NULL"}'
 
 
+async def test_binary_copy_stores_the_same_purchase_row_as_copy_text(db, database_url, rulebook, make_member):
+    """The big demo's binary COPY (asyncpg's own jsonb codec) stores what the importer's COPY text does."""
+    member_id = await make_member()
+    conn = await asyncpg.connect(database_url)  # its own codecs: not given back to the shared pool
+    try:
+        await conn.reset_type_codec("jsonb", schema="pg_catalog")
+        await conn.execute(bulk.INDEX_PROBES.replace("SET LOCAL", "SET"))
+        stored = {}
+        for binary in (False, True):
+            purchase = msgspec.structs.replace(
+                msgspec.convert(basket(member_id, 1, purchase_id="placeholder"), PurchaseIn, strict=False),
+                purchase_id=unique(f"copy-{binary}-odd\\id\twith\n\"é\""))
+            version = await rulebook.in_force(purchase.occurred_at)
+            posting = bulk.Posting.of(purchase, version, ledger.purchase_earning(purchase, version))
+            async with conn.transaction():
+                batch = bulk.Batch(conn, answers=False, binary_copy=binary)
+                await batch.load(member_ids=[member_id], purchase_ids=[], reward_codes=[], offer_codes=[])
+                assert batch.plan(posting).outcome == bulk.CREATED
+                await batch.write()
+            row = await conn.fetchrow(
+                "SELECT ext_id, body = $2::jsonb AS same_body, fingerprint, occurred_at, rules_version, "
+                "qualifying_cents, card_cents, point_cents, bonus_point_cents, rewards_redeemed "
+                "FROM purchases WHERE ext_id = $1",
+                purchase.purchase_id, posting.body.decode())
+            assert row["ext_id"] == purchase.purchase_id and row["same_body"]
+            assert bytes(row["fingerprint"]) == posting.digest and row["occurred_at"] == purchase.occurred_at
+            stored[binary] = [v for k, v in row.items() if k not in ("ext_id", "same_body", "fingerprint", "occurred_at")]
+        assert stored[True] == stored[False]
+    finally:
+        await conn.close()
+
+
 CSV_HEADER = ["purchase_id", "member_id", "occurred_at", "store_id", "channel", "currency", "sku", "category",
               "quantity", "amount_cents", "tender_method", "tender_amount_cents", "reward_code"]
 
