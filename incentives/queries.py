@@ -12,6 +12,7 @@ the sum of the members' values under the default method is the `redeemed_cents` 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime, timedelta
 
@@ -178,17 +179,14 @@ offer_uses AS (
     WHERE {_in_period("p.occurred_at")}
 )"""
 
-# Each unit's value under each method: (program, method) -> SELECT unit, cents.
+# What each unit is worth under each method, as rows to add up: (program, method) -> SELECT unit, cents.
 VALUES = {
-    ("rewards", "expenses"): f"""SELECT member_id AS unit, sum(value_cents)::bigint AS cents FROM rewards
-        WHERE {_in_period("redeemed_at")} GROUP BY member_id""",
-    ("rewards", "rewards_issued"): f"""SELECT member_id AS unit, sum(value_cents)::bigint AS cents FROM rewards
-        WHERE {_in_period("issued_at")} GROUP BY member_id""",
-    ("mailing_list", "expenses"): """SELECT member_id AS unit, sum(discount_cents)::bigint AS cents FROM offer_uses
-        GROUP BY member_id""",
-    ("mailing_list", "rewards_issued"): f"""SELECT coalesce(s.member_id, -s.id) AS unit, sum(f.value_cents)::bigint AS cents
+    ("rewards", "expenses"): f"SELECT member_id AS unit, value_cents AS cents FROM rewards WHERE {_in_period('redeemed_at')}",
+    ("rewards", "rewards_issued"): f"SELECT member_id AS unit, value_cents AS cents FROM rewards WHERE {_in_period('issued_at')}",
+    ("mailing_list", "expenses"): "SELECT member_id AS unit, discount_cents AS cents FROM offer_uses",
+    ("mailing_list", "rewards_issued"): f"""SELECT coalesce(s.member_id, -s.id) AS unit, f.value_cents AS cents
         FROM offer_deliveries d JOIN offers f ON f.id = d.offer_id JOIN subscriptions s ON s.id = d.subscription_id
-        WHERE {_in_period("d.sent_at")} GROUP BY 1""",
+        WHERE {_in_period("d.sent_at")}""",
 }
 # the program expense is added in incentives.valuation: the same amount for every member
 VALUES[("rewards", "expenses_plus_program")] = VALUES[("rewards", "expenses")]
@@ -196,18 +194,25 @@ VALUES[("mailing_list", "expenses_plus_program")] = VALUES[("mailing_list", "exp
 
 
 def per_member(program: str, method: str) -> str:
-    """The WITH clause ending in `per_member(unit, cents, card_holder)`: everyone counted, once."""
+    """The WITH clause ending in `per_member(unit, cents, card_holder)`: everyone counted, once.
+
+    One aggregate by unit over the population, the rows of value and the card holders
+    together (a card holder's unit is their member id, as a member's is), keeping the units
+    counted: cheaper than joining a million members to their values and to the card holders.
+    """
     if program == "rewards":
         inputs = f"{BOUGHT}, {REWARDS_POPULATION}"
     else:
         inputs = f"{MAILING_POPULATION}, {OFFER_USES}, {CARD_HOLDERS}"
     return f"""WITH {inputs},
-member_values AS ({VALUES[(program, method)]}),
 per_member AS (
-    SELECT pop.unit, coalesce(v.cents, 0)::bigint AS cents,
-           EXISTS (SELECT 1 FROM card_holders h WHERE h.member_id = pop.member_id) AS card_holder
-    FROM population pop
-    LEFT JOIN member_values v ON v.unit = pop.unit
+    SELECT unit, coalesce(sum(cents), 0)::bigint AS cents, bool_or(card_holder) AS card_holder
+    FROM (SELECT unit, NULL::bigint AS cents, false AS card_holder, true AS counted FROM population
+          UNION ALL
+          SELECT unit, cents, false, false FROM ({VALUES[(program, method)]}) v
+          UNION ALL
+          SELECT member_id, NULL, true, false FROM card_holders) rows
+    GROUP BY unit HAVING bool_or(counted)
 )"""
 
 
@@ -424,49 +429,46 @@ REPORT_SETTINGS = ("SET LOCAL TIME ZONE 'UTC'", "SET LOCAL jit = off", "SET LOCA
 NO_SEGMENT = SegmentFigures(0, 0, (0,) * len(PERCENTILES), 0, 0)
 
 
-async def read_valuation(conn: asyncpg.Connection, request: ReportRequest) -> Read:
+async def read_valuation(conn: asyncpg.Connection, side: asyncpg.Connection, request: ReportRequest) -> Read:
     """Everything the incentive-value report needs, read in one REPEATABLE READ, read-only snapshot.
 
-    Each large table is read once: the purchases with the distribution (one statement), then
-    the members, the ledger and the rewards, each one pass giving its figures and its digest.
+    Each large table is read once: the purchases with the distribution (one statement) on
+    `conn`, meanwhile the members, the ledger and the rewards on `side`, each one pass giving
+    its figures and its digest. `side` reads the very snapshot `conn` exported, so the two
+    see one state of the database; the distribution has serial steps (the join of members to
+    their values) during which the other connection keeps the other cores busy.
     """
     program, method, period = request.program, request.method, request.period
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         for setting in REPORT_SETTINGS:
             await conn.execute(setting)
-        snapshot_time = await conn.fetchval("SELECT transaction_timestamp()")
+        snapshot_time, snapshot = await conn.fetchrow("SELECT transaction_timestamp(), pg_export_snapshot()")
         when = as_of(period, snapshot_time)
         args = (period.lower, period.upper, when)
-        dist = (await _fetch(conn, distribution_sql(program, method), args))[0]
-        segments = {
-            r["segment"]: SegmentFigures(r["counted"], r["total_cents"], tuple(r["percentiles"]), r["max_cents"],
-                                         r["zero"])
-            for r in dist["segments"]
-        }
-        segments.setdefault("all", NO_SEGMENT)
-        histogram = _histogram(dist["histogram_values"], dist["histogram_bins"])
-        table_digests, rows_read = {}, {}
-        if program == "rewards":
-            members = (await _fetch(conn, MEMBERS_FIGURES, args))[0]
-            entries = (await _fetch(conn, LEDGER_FIGURES, args))[0]
-            rewards = (await _fetch(conn, REWARDS_FIGURES, args))[0]
-            rules_table = (await _fetch(conn, RULES_DIGEST, args))[0]
-            figures = dict(members) | dict(entries) | dict(rewards) | {
-                k: dist[k] for k in ("qualifying_cents", "card_cents", "earned_point_cents", "bonus_point_cents")}
-            versions = sorted(set(dist["purchase_rules_versions"]) | set(entries["rules_versions"]))
-            for table, n, digest in (("members", members["n"], members["digest"]),
-                                     ("purchases", dist["purchases_n"], dist["purchases_digest"]),
-                                     ("ledger", entries["n"], entries["digest"]),
-                                     ("rewards", rewards["n"], rewards["digest"]),
-                                     ("program_rules", rules_table["n"], rules_table["digest"])):
-                table_digests[table], rows_read[table] = digest, n
-        else:
-            figures = dict((await _fetch(conn, MAILING_FIGURES, args))[0])
-            versions = (await _fetch(conn, MAILING_RULES_VERSIONS, args))[0][0]
-            for table, sql in MAILING_DIGESTS.items():
-                row = (await _fetch(conn, sql, args))[0]
-                table_digests[table], rows_read[table] = row["digest"], row["n"]
-        version = await rules_in_force(conn, period.upper - timedelta(microseconds=1))
+        async with side.transaction(isolation="repeatable_read", readonly=True):
+            if not _SNAPSHOT_ID.fullmatch(snapshot):
+                raise ValueError(f"unexpected snapshot id {snapshot!r}")
+            await side.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # first: before any query
+            for setting in REPORT_SETTINGS:
+                await side.execute(setting)
+            dist_rows, (figures, table_rows, versions) = await asyncio.gather(
+                _fetch(conn, distribution_sql(program, method), args), _read_tables(side, program, args))
+            version = await rules_in_force(side, period.upper - timedelta(microseconds=1))
+    dist = dist_rows[0]
+    segments = {
+        r["segment"]: SegmentFigures(r["counted"], r["total_cents"], tuple(r["percentiles"]), r["max_cents"], r["zero"])
+        for r in dist["segments"]
+    }
+    segments.setdefault("all", NO_SEGMENT)
+    histogram = _histogram(dist["histogram_values"], dist["histogram_bins"])
+    table_digests = {table: row["digest"] for table, row in table_rows.items()}
+    rows_read = {table: row["n"] for table, row in table_rows.items()}
+    if program == "rewards":
+        members, entries, rewards = table_rows["members"], table_rows["ledger"], table_rows["rewards"]
+        figures = dict(members) | dict(entries) | dict(rewards) | {
+            k: dist[k] for k in ("qualifying_cents", "card_cents", "earned_point_cents", "bonus_point_cents")}
+        versions = sorted(set(dist["purchase_rules_versions"]) | set(entries["rules_versions"]))
+        table_digests["purchases"], rows_read["purchases"] = dist["purchases_digest"], dist["purchases_n"]
     counted = segments["all"].counted
     members = {k: figures[k] for k in ("at_start", "at_end", "enrolled", "cancelled", "erased")} | {"counted": counted}
     rewards_keys = ("issued_count", "issued_cents", "redeemed_count", "redeemed_cents")
@@ -495,6 +497,22 @@ async def read_valuation(conn: asyncpg.Connection, request: ReportRequest) -> Re
 
 
 _PARAMETER = re.compile(r"\$([1-9])\b")
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+(-[0-9A-F]+)+")
+
+# the rewards program's tables read apart from the purchases, each one pass: figures and digest
+REWARDS_TABLES = {"members": MEMBERS_FIGURES, "ledger": LEDGER_FIGURES, "rewards": REWARDS_FIGURES,
+                  "program_rules": RULES_DIGEST}
+
+
+async def _read_tables(conn: asyncpg.Connection, program: str, args: tuple
+                      ) -> tuple[dict, dict[str, asyncpg.Record], list[int]]:
+    """What the report reads besides the distribution: (figures, each table's row count and
+    digest, rules versions); for the rewards program the figures are in the tables' rows."""
+    if program == "rewards":
+        return {}, {name: (await _fetch(conn, sql, args))[0] for name, sql in REWARDS_TABLES.items()}, []
+    figures = dict((await _fetch(conn, MAILING_FIGURES, args))[0])
+    versions = list((await _fetch(conn, MAILING_RULES_VERSIONS, args))[0][0])
+    return figures, {name: (await _fetch(conn, sql, args))[0] for name, sql in MAILING_DIGESTS.items()}, versions
 
 
 async def _fetch(conn: asyncpg.Connection, sql: str, args: tuple) -> list[asyncpg.Record]:

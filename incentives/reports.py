@@ -21,8 +21,8 @@ async def incentive_value(db: Database, request: ReportRequest) -> Valuation:
     if problems:
         field, message = problems[0]
         raise ValidationFailed(message, field=field)
-    async with db.connection() as conn:
-        read = await queries.read_valuation(conn, request)
+    async with db.connection() as conn, db.connection() as side:
+        read = await queries.read_valuation(conn, side, request)
     return valuation.assemble(request, read, notice.paragraph)
 
 

@@ -19,7 +19,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8000
     """`REWARDS_PORT`: the port `rewards serve` listens on."""
     pool_size: int = 10
-    """`REWARDS_POOL_SIZE`: database connections per worker process."""
+    """`REWARDS_POOL_SIZE`: database connections per worker process (at least 2)."""
     guest_rate_limit: int = 120
     """`REWARDS_GUEST_RATE_LIMIT`: requests a guest token may make per minute (per worker)."""
     max_body_bytes: int = 256 * 1024
@@ -32,13 +32,16 @@ def _int(name: str, default: int) -> int:
 
 
 def load_settings() -> Settings:
+    pool_size = _int("REWARDS_POOL_SIZE", 10)
+    if pool_size < 2:
+        raise ValueError("REWARDS_POOL_SIZE must be at least 2: a report reads on two connections at once")
     data_dir = os.environ.get("REWARDS_DATA_DIR") or platformdirs.user_data_dir("westique-rewards")
     return Settings(
         database_url=os.environ.get("DATABASE_URL") or None,
         data_dir=Path(data_dir),
         host=os.environ.get("REWARDS_HOST", "127.0.0.1"),
         port=_int("REWARDS_PORT", 8000),
-        pool_size=_int("REWARDS_POOL_SIZE", 10),
+        pool_size=pool_size,
         guest_rate_limit=_int("REWARDS_GUEST_RATE_LIMIT", 120),
         max_body_bytes=_int("REWARDS_MAX_BODY_BYTES", 256 * 1024),
     )

@@ -85,6 +85,16 @@ async def test_migrate_on_the_session_database_is_up_to_date(database_url: str, 
 # --- keys -----------------------------------------------------------------------------------------
 
 
+def test_a_pool_of_one_connection_is_refused_at_start(monkeypatch) -> None:
+    from rewards.config import load_settings
+
+    monkeypatch.setenv("REWARDS_POOL_SIZE", "1")  # a report takes two connections: it would wait forever
+    with pytest.raises(ValueError, match="at least 2"):
+        load_settings()
+    monkeypatch.setenv("REWARDS_POOL_SIZE", "2")
+    assert load_settings().pool_size == 2
+
+
 async def test_keys_create_prints_the_token_alone_on_its_last_line_and_it_works(
     database_url: str, client: Any, keys: dict[str, str], member: int, tmp_path: Path
 ) -> None:
