@@ -553,7 +553,9 @@ async def read_liability(
 ) -> tuple[asyncpg.Record, list[asyncpg.Record], Rules]:
     """Balances and open rewards at `cutoff`, and the rules in force then, in one snapshot."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        points = await conn.fetchrow(POINTS_OUTSTANDING, cutoff)
+        # fetch, not fetchrow: asyncpg asks fetchrow's row with a row limit, and PostgreSQL runs
+        # no parallel workers for a statement whose rows may be fetched in several goes
+        (points,) = await conn.fetch(POINTS_OUTSTANDING, cutoff)
         buckets = await conn.fetch(OPEN_REWARDS, cutoff)
         version = await rules_in_force(conn, cutoff - timedelta(microseconds=1))
     return points, list(buckets), version
