@@ -128,7 +128,9 @@ async def run_demo(db: Database, *, members: int, purchases: int, days: int, see
                     counts["rewards_issued"] += len(out.rewards_issued)
                     if rng.random() < 0.05:
                         line = basket.lines[0]
-                        ret = ReturnIn(return_id=f"{ref}-r", occurred_at=when + timedelta(days=3), lines=[
+                        # three days later, or now for a purchase of the last three days (a return
+                        # dated in the future is refused)
+                        ret = ReturnIn(return_id=f"{ref}-r", occurred_at=min(when + timedelta(days=3), now), lines=[
                             ReturnLineIn(sku=line.sku, quantity=line.quantity, amount_cents=line.amount_cents)])
                         await ledger.post_return(db, rulebook, ref, ret)
                         counts["returns"] += 1
@@ -427,7 +429,8 @@ async def _bulk_aftermath(db: Database, rulebook: Rulebook, rng: random.Random, 
             if not rows:
                 continue
             line = rows[0]["body"]["lines"][0]
-            ret = ReturnIn(return_id=f"{rows[0]['ext_id']}-r", occurred_at=rows[0]["occurred_at"] + timedelta(days=3),
+            returned_at = min(rows[0]["occurred_at"] + timedelta(days=3), datetime.now(UTC))  # never in the future
+            ret = ReturnIn(return_id=f"{rows[0]['ext_id']}-r", occurred_at=returned_at,
                            lines=[ReturnLineIn(sku=line["sku"], quantity=line["quantity"],
                                                amount_cents=line["amount_cents"])])
             await ledger.post_return(db, rulebook, rows[0]["ext_id"], ret)

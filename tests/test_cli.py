@@ -8,6 +8,7 @@ their own, so no other test ever sees a tampered ledger.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -45,9 +46,9 @@ async def rewards(database_url: str, *args: str, tmp_path: Path) -> tuple[int, s
     return process.returncode, out.decode(), err.decode()
 
 
-@pytest.fixture(scope="module")
-async def scratch_url(database_url: str) -> AsyncIterator[str]:
-    """An empty database on the same server, not yet migrated."""
+@contextlib.asynccontextmanager
+async def _empty_database(database_url: str) -> AsyncIterator[str]:
+    """An empty database on the same server, not yet migrated, dropped afterwards."""
     name = f"rewards_cli_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = await asyncpg.connect(with_database(database_url, "postgres"))
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -56,6 +57,20 @@ async def scratch_url(database_url: str) -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture(scope="module")
+async def scratch_url(database_url: str) -> AsyncIterator[str]:
+    """An empty database shared by this module's tests, in order."""
+    async with _empty_database(database_url) as url:
+        yield url
+
+
+@pytest.fixture
+async def fresh_url(database_url: str) -> AsyncIterator[str]:
+    """An empty database of the test's own."""
+    async with _empty_database(database_url) as url:
+        yield url
 
 
 # --- migrate --------------------------------------------------------------------------------------
@@ -154,6 +169,20 @@ async def test_keys_create_refuses_bad_requests_and_prints_no_token(
 
 
 # --- demo and verify ------------------------------------------------------------------------------
+
+
+async def test_a_demo_of_one_day_dates_no_return_in_the_future(fresh_url: str, tmp_path: Path) -> None:
+    # every purchase is of the last day, so a return three days later would be refused as future
+    code, out, err = await rewards(fresh_url, "demo", "--members", "10", "--purchases", "200", "--days", "1",
+                                   "--seed", "3", tmp_path=tmp_path)
+    assert code == 0, err
+    summary = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    assert int(summary["returns"]) > 0
+    conn = await asyncpg.connect(fresh_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM purchase_returns WHERE occurred_at > now()") == 0
+    finally:
+        await conn.close()
 
 
 async def test_demo_then_verify_is_sound_and_tampering_makes_verify_fail(
