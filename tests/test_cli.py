@@ -92,6 +92,26 @@ async def test_migrate_applies_every_file_once_then_says_up_to_date(scratch_url:
     assert recorded == sql_files
 
 
+async def test_migrate_brings_a_database_of_the_earlier_005_to_the_current_one(
+    fresh_url: str, tmp_path: Path
+) -> None:
+    code, _, err = await rewards(fresh_url, "migrate", tmp_path=tmp_path)
+    assert code == 0, err
+    conn = await asyncpg.connect(fresh_url)
+    try:
+        # what a database that applied 005 before its last edit still has
+        await conn.execute("ALTER FUNCTION post_purchases RESET enable_seqscan")
+        await conn.execute("CREATE FUNCTION post_purchase(text) RETURNS integer LANGUAGE sql AS 'SELECT 1'")
+        await conn.execute("DELETE FROM schema_migrations WHERE name = '009_post_purchases_catch_up.sql'")
+        code, out, err = await rewards(fresh_url, "migrate", tmp_path=tmp_path)
+        assert (code, out.strip()) == (0, "applied: 009_post_purchases_catch_up.sql"), err
+        config = await conn.fetchval("SELECT proconfig FROM pg_proc WHERE proname = 'post_purchases'")
+        assert "enable_seqscan=off" in config
+        assert await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'post_purchase'") == 0
+    finally:
+        await conn.close()
+
+
 async def test_migrate_on_the_session_database_is_up_to_date(database_url: str, tmp_path: Path) -> None:
     code, out, err = await rewards(database_url, "migrate", tmp_path=tmp_path)
     assert (code, out.strip()) == (0, "the schema is up to date"), err
