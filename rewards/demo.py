@@ -8,13 +8,11 @@ through the same service functions as the API, so `rewards verify` must find it 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import multiprocessing
 import random
 import re
 import traceback
 from collections import defaultdict
-from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -25,7 +23,7 @@ from rewards import bulk, ledger
 from rewards import members as membership
 from rewards.db import Database
 from rewards.rulebook import Rulebook, rules_from_row
-from rewards.rules import Rules, rules_for
+from rewards.rules import in_force_lookup
 from rewards.schemas import EnrollmentIn, LineIn, PurchaseIn, ReturnIn, ReturnLineIn, TenderIn
 
 FIRST = ["Ava", "Ben", "Chloe", "Diego", "Emma", "Farah", "Grace", "Hiro", "Isla", "Jon", "Kai", "Lena", "Mia", "Noah"]
@@ -345,7 +343,7 @@ async def _purchases_in_process(url: str, chunks: list[list[tuple[int, int]]], s
     counts: dict[str, int] = defaultdict(int)
     queue = list(reversed(chunks))
     span = days * 86400 - 1
-    in_force = _in_force(versions)
+    in_force = in_force_lookup(versions)
 
     async def worker(worker_rng: random.Random) -> None:
         r = worker_rng.random
@@ -392,18 +390,6 @@ async def _purchases_in_process(url: str, chunks: list[list[tuple[int, int]]], s
     finally:
         await db.close()
     return counts
-
-
-def _in_force(versions: Sequence[Rules]) -> Callable[[datetime], Rules]:
-    """`rules_for(versions, when)` by bisection: its answer only changes at an effective_from."""
-    starts = sorted({r.effective_from for r in versions if r.effective_from is not None})
-    answers = [rules_for(versions, s) for s in starts]
-
-    def lookup(when: datetime) -> Rules:
-        k = bisect.bisect_right(starts, when)
-        return answers[k - 1] if k else rules_for(versions, when)
-
-    return lookup
 
 
 async def _bulk_aftermath(db: Database, rulebook: Rulebook, rng: random.Random, ids: list[int],

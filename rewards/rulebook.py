@@ -10,7 +10,7 @@ import msgspec
 
 from rewards import errors
 from rewards.db import Database
-from rewards.rules import Rules, rules_for
+from rewards.rules import Rules, in_force_lookup
 from rewards.schemas import RulesIn
 
 # Another worker may publish a version; a posting sees it within this many seconds.
@@ -28,6 +28,7 @@ class Rulebook:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._versions: list[Rules] = []
+        self._in_force = in_force_lookup(self._versions)
         self._by_version: dict[int, Rules] = {}
         self._loaded_at = 0.0
         self._current: tuple[datetime, Rules] | None = None  # (until, version): every balance read asks
@@ -35,6 +36,7 @@ class Rulebook:
     async def load(self) -> None:
         rows = await self.db.run("SELECT version, effective_from, body FROM program_rules ORDER BY version")
         self._versions = [rules_from_row(r) for r in rows]
+        self._in_force = in_force_lookup(self._versions)
         self._by_version = {r.version: r for r in self._versions}
         self._loaded_at = time.monotonic()
         self._current = None
@@ -46,7 +48,7 @@ class Rulebook:
     async def in_force(self, when: datetime) -> Rules:
         await self._fresh()
         try:
-            return rules_for(self._versions, when)
+            return self._in_force(when)
         except LookupError as exc:
             raise errors.ValidationFailed(str(exc), field="occurred_at") from exc
 

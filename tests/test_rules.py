@@ -258,6 +258,24 @@ def test_rules_in_force_are_the_latest_effective_version() -> None:
         rules.rules_for([v1, v2], t0 - timedelta(seconds=1))
 
 
+@settings(max_examples=200)
+@given(st.lists(st.one_of(st.none(), st.integers(0, 6)), min_size=0, max_size=5), st.integers(-2, 8))
+def test_the_bisected_lookup_answers_as_rules_for(starts: list[int | None], day: int) -> None:
+    # versions on shared days (a tie goes to the newest), without a date, and instants before all
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    versions = [Rules(version=n + 1, effective_from=None if d is None else t0 + timedelta(days=d))
+                for n, d in enumerate(starts)]
+    lookup = rules.in_force_lookup(versions)
+    for when in (t0 + timedelta(days=day), t0 + timedelta(days=day, microseconds=-1)):
+        try:
+            expected = rules.rules_for(versions, when)
+        except LookupError:
+            with pytest.raises(LookupError):
+                lookup(when)
+        else:
+            assert lookup(when) is expected
+
+
 @settings(max_examples=50)
 @given(any_rules, purchases())
 def test_earning_ignores_the_order_of_lines_and_tenders(r: Rules, purchase: tuple) -> None:
