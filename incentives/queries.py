@@ -96,7 +96,7 @@ CARD_PAID = "p.card_paid"
 # the digest all come from a single read of the largest table.
 BOUGHT = f"""
 bought AS (
-    SELECT CASE WHEN p.card_paid THEN p.member_id END AS card_member, p.rules_version, count(*) AS n,
+    SELECT CASE WHEN {CARD_PAID} THEN p.member_id END AS card_member, p.rules_version, count(*) AS n,
            sum(p.qualifying_cents) AS qualifying_cents, sum(p.card_cents) AS card_cents,
            sum(p.point_cents) AS point_cents, sum(p.bonus_point_cents) AS bonus_point_cents,
            sum({_row_hash("p.id bigint", "p.member_id bigint", "p.rules_version integer",
@@ -435,8 +435,9 @@ async def read_valuation(conn: asyncpg.Connection, side: asyncpg.Connection, req
     Each large table is read once: the purchases with the distribution (one statement) on
     `conn`, meanwhile the members, the ledger and the rewards on `side`, each one pass giving
     its figures and its digest. `side` reads the very snapshot `conn` exported, so the two
-    see one state of the database; the distribution has serial steps (the join of members to
-    their values) during which the other connection keeps the other cores busy.
+    see one state of the database; the distribution has serial steps (the aggregate of the
+    members' values runs in the leader alone) during which the other connection keeps the
+    other core busy.
     """
     program, method, period = request.program, request.method, request.period
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -508,11 +509,13 @@ async def _read_tables(conn: asyncpg.Connection, program: str, args: tuple
                       ) -> tuple[dict, dict[str, asyncpg.Record], list[int]]:
     """What the report reads besides the distribution: (figures, each table's row count and
     digest, rules versions); for the rewards program the figures are in the tables' rows."""
-    if program == "rewards":
-        return {}, {name: (await _fetch(conn, sql, args))[0] for name, sql in REWARDS_TABLES.items()}, []
-    figures = dict((await _fetch(conn, MAILING_FIGURES, args))[0])
-    versions = list((await _fetch(conn, MAILING_RULES_VERSIONS, args))[0][0])
-    return figures, {name: (await _fetch(conn, sql, args))[0] for name, sql in MAILING_DIGESTS.items()}, versions
+    figures: dict = {}
+    versions: list[int] = []
+    if program == "mailing_list":
+        figures = dict((await _fetch(conn, MAILING_FIGURES, args))[0])
+        versions = list((await _fetch(conn, MAILING_RULES_VERSIONS, args))[0][0])
+    tables = REWARDS_TABLES if program == "rewards" else MAILING_DIGESTS
+    return figures, {name: (await _fetch(conn, sql, args))[0] for name, sql in tables.items()}, versions
 
 
 async def _fetch(conn: asyncpg.Connection, sql: str, args: tuple) -> list[asyncpg.Record]:

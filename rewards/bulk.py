@@ -1,14 +1,14 @@
 """Posting many purchases in one transaction, set-based: group commit, the importer, the big demo.
 
 `apply` does in Python, for the importer and the demo, what `post_purchases`
-(sql/005_post_purchases.sql) does in the database for group commit, with the same outcomes in the same order of checks: lock the members (all at
-once, in id order), answer replays and conflicts by purchase_id, refuse unknown or inactive
-members, unknown offers and rewards that cannot be redeemed, then write the purchases,
-the rewards they issue, the redemptions, the ledger entries and the new balances, a
-handful of statements for the whole batch instead of a dozen per purchase. The points
-arithmetic is `rewards.rules`'; the balance walk is done here, in item order, as the
-function does it one posting at a time. tests/test_import.py holds the two to the same
-answers.
+(sql/005_post_purchases.sql) does in the database for group commit, with the same outcomes
+in the same order of checks: lock the members (all at once, in id order), answer replays
+and conflicts by purchase_id, refuse unknown or inactive members, unknown offers and
+rewards that cannot be redeemed, then write the purchases, the rewards they issue, the
+redemptions, the ledger entries and the new balances, a handful of statements for the
+whole batch instead of a dozen per purchase. The points arithmetic is `rewards.rules`';
+the balance walk is done here, in item order, as the function does it one posting at a
+time. tests/test_import.py holds the two to the same answers.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 On this machine a round trip to PostgreSQL costs more CPU, on both sides, than the work of
 a posting or a balance read. So concurrent requests in a worker are queued, and whoever
 finds no batch running (or fewer than `in_flight`, with at least `overlap_at` waiting)
-starts one, which takes everything queued (up to `max_batch`) to the database in one call. Alone, a request is a batch of one and waits
-for nothing; under load, the requests that arrived while the database was busy share the
-next call.
+starts one, which takes everything queued (up to `max_batch`) to the database in one call.
+Alone, a request is a batch of one and waits for nothing; under load, the requests that
+arrived while the database was busy share the next call.
 """
 
 from __future__ import annotations
