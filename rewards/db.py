@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -130,6 +130,7 @@ class Database:
         self.command_timeout = command_timeout
         self._pool: asyncpg.Pool | None = None
         self._opening: asyncio.Lock | None = None
+        self.coalescers: dict[str, Any] = {}  # rewards.coalescing.shared's, by name
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:

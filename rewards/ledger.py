@@ -182,11 +182,13 @@ async def _post_batch(db: Database, postings: list[bulk.Posting]) -> list[Any]:
 
 def group_commit(db: Database) -> Coalescer[bulk.Posting, asyncpg.Record]:
     """The database's group commit: concurrent postings in this worker share one transaction."""
-    # A second batch goes while one is in the database only once eight postings wait: with one
+    # A second batch goes while one is in the database only once four postings wait: with one
     # batch at a time the worker and the database took turns waiting, and a second batch for
-    # every straggler halved the batches, which cost more per posting on both sides.
+    # every straggler halved the batches, which cost more per posting on both sides (eight
+    # waiting and four measured alike within the machine's noise, four slightly ahead:
+    # bench/README.md).
     return coalescing.shared(db, "group_commit", lambda: Coalescer(
-        lambda batch: _post_batch(db, batch), in_flight=2, overlap_at=8))
+        lambda batch: _post_batch(db, batch), in_flight=2, overlap_at=4))
 
 
 # --- returns ---------------------------------------------------------------------------------
