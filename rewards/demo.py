@@ -79,6 +79,14 @@ def _basket(rng: random.Random, ref: str, member_id: int, when: datetime, card_h
                       channel=CHANNELS[int(r() * 3)], lines=lines, tenders=tenders)
 
 
+def _return_of(purchase_id: str, bought_at: datetime, sku: str, quantity: int, amount_cents: int,
+               now: datetime) -> ReturnIn:
+    """The demo's return of one line of a purchase: three days after it, or now for a purchase
+    of the last three days (a return dated in the future is refused)."""
+    return ReturnIn(return_id=f"{purchase_id}-r", occurred_at=min(bought_at + timedelta(days=3), now),
+                    lines=[ReturnLineIn(sku=sku, quantity=quantity, amount_cents=amount_cents)])
+
+
 async def run_demo(db: Database, *, members: int, purchases: int, days: int, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
     rulebook = Rulebook(db)
@@ -126,10 +134,7 @@ async def run_demo(db: Database, *, members: int, purchases: int, days: int, see
                     counts["rewards_issued"] += len(out.rewards_issued)
                     if rng.random() < 0.05:
                         line = basket.lines[0]
-                        # three days later, or now for a purchase of the last three days (a return
-                        # dated in the future is refused)
-                        ret = ReturnIn(return_id=f"{ref}-r", occurred_at=min(when + timedelta(days=3), now), lines=[
-                            ReturnLineIn(sku=line.sku, quantity=line.quantity, amount_cents=line.amount_cents)])
+                        ret = _return_of(ref, when, line.sku, line.quantity, line.amount_cents, now)
                         await ledger.post_return(db, rulebook, ref, ret)
                         counts["returns"] += 1
                     progress.advance(task)
@@ -415,10 +420,8 @@ async def _bulk_aftermath(db: Database, rulebook: Rulebook, rng: random.Random, 
             if not rows:
                 continue
             line = rows[0]["body"]["lines"][0]
-            returned_at = min(rows[0]["occurred_at"] + timedelta(days=3), datetime.now(UTC))  # never in the future
-            ret = ReturnIn(return_id=f"{rows[0]['ext_id']}-r", occurred_at=returned_at,
-                           lines=[ReturnLineIn(sku=line["sku"], quantity=line["quantity"],
-                                               amount_cents=line["amount_cents"])])
+            ret = _return_of(rows[0]["ext_id"], rows[0]["occurred_at"], line["sku"], line["quantity"],
+                             line["amount_cents"], datetime.now(UTC))
             await ledger.post_return(db, rulebook, rows[0]["ext_id"], ret)
             counts["returns"] += 1
 
