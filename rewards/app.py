@@ -24,6 +24,7 @@ from rewards import controllers, errors, mailing_api
 from rewards.auth import Authenticator
 from rewards.config import Settings, load_settings
 from rewards.db import Database, DatabaseUnavailable, database_from_env, migrate
+from rewards.engine import Engine, limits_of
 from rewards.plugins import plugin_routes
 from rewards.rulebook import Rulebook
 
@@ -113,8 +114,8 @@ async def admit(request: Request[Any, Any, Any]) -> None:
     """
     admission = _admission(request.route_handler)
     if admission.scopes:
-        await request.app.state.auth.require(_authorization(request.scope), *admission.scopes,
-                                             member_id=request.path_params.get("member_id"))
+        request.state.principal = await request.app.state.auth.require(
+            _authorization(request.scope), *admission.scopes, member_id=request.path_params.get("member_id"))
     if admission.body_type is None:
         return
     try:
@@ -207,6 +208,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
         app.state.db = db
         app.state.rulebook = Rulebook(db)
         await app.state.rulebook.load()
+        app.state.engine = Engine(db, app.state.rulebook, limits_of(settings))
         app.state.auth = Authenticator(db, guest_rate_limit=settings.guest_rate_limit)
         # what start-up made (modules, routes, the schema) lives as long as the process: out of
         # the collector's sight, a full collection no longer walks it in the middle of a request

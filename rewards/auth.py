@@ -13,8 +13,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from typing import Any
+
 from rewards import errors
 from rewards.db import Database
+from rewards.engine.commands import Actor
 
 SCOPES = ("checkout", "guest_services", "compliance", "admin")
 GUEST = "guest"
@@ -31,6 +34,12 @@ class Principal:
     @property
     def is_guest(self) -> bool:
         return self.member_id is not None
+
+
+def actor_of(request: Any) -> Actor:
+    """Who is making the request: the key its token belongs to (checked before the handler ran)."""
+    principal: Principal = request.state.principal
+    return Actor(key_id=principal.key_id)
 
 
 def token_hash(token: str) -> bytes:

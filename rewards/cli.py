@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -144,7 +145,8 @@ def verify(no_recompute: bool) -> None:
 def demo(members: int, purchases: int, days: int, seed: int, bulk: bool | None) -> None:
     """Fill the database with a realistic synthetic program: members, a year of purchases,
     returns, redemptions and cancellations, all posted through the real rules."""
-    from rewards.demo import run_bulk_demo, run_demo
+    from rewards.bulk_demo import run_bulk_demo
+    from rewards.demo import run_demo
 
     run = run_bulk_demo if (purchases > 100_000 if bulk is None else bulk) else run_demo
     started = time.perf_counter()
@@ -152,6 +154,9 @@ def demo(members: int, purchases: int, days: int, seed: int, bulk: bool | None) 
     summary["seconds"] = round(time.perf_counter() - started)
     for key, value in summary.items():
         click.echo(f"{key}: {value}")
+    today = datetime.now(UTC).date()
+    click.echo(f"the demo's purchases span {today - timedelta(days=days)} to {today}; its report:\n"
+               f"  rewards report incentive-value --program rewards --from {today - timedelta(days=days)} --to {today}")
 
 
 @main.group("import")
@@ -159,17 +164,24 @@ def import_group() -> None:
     """Bulk imports."""
 
 
+# `rewards import purchases` exit statuses, for scripts
+IMPORT_OK, IMPORT_FAILED, IMPORT_REJECTED = 0, 1, 3
+
+
 @import_group.command("purchases")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--history", is_flag=True,
+              help="Accept purchases older than REWARDS_MAX_BACKDATE (each with the rules of its day; "
+                   "the rewards it issues may already have expired).")
 @click.option("--rejected", "rejected", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where refused lines go, each with its reason [FILE.rejected.jsonl].")
+              help="Where refused purchases go, each with its reason, in line order [FILE.rejected.jsonl].")
 @click.option("--batch-size", type=click.IntRange(1, 50_000), default=2000, show_default=True,
               help="Purchases applied per transaction.")
 @click.option("--connections", type=click.IntRange(1, 16), default=2, show_default=True,
               help="Batches applied at the same time, each on its own connection, split by member.")
 @click.option("--format", "file_format", type=click.Choice(["jsonl", "csv"]), default=None,
               help="The file's format [csv for a *.csv file, otherwise jsonl].")
-def import_purchases(file: Path, rejected: Path | None, batch_size: int, connections: int,
+def import_purchases(file: Path, history: bool, rejected: Path | None, batch_size: int, connections: int,
                      file_format: str | None) -> None:
     """Import purchases from FILE: JSON lines (one purchase per line, exactly the API's body) or CSV.
 
@@ -180,34 +192,42 @@ def import_purchases(file: Path, rejected: Path | None, batch_size: int, connect
     line; tender_method, tender_amount_cents, reward_code for a tender, one a row, on
     any row of the purchase; optionally offer_code, offer_discount_cents likewise.
 
-    The API's rules apply (same earning, same rewards, same refusals); purchase_id is
-    the idempotency key, so running the same file again imports nothing twice.
-    """
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    The API's rules apply (the same posting engine: same earning, same rewards, same
+    refusals); purchase_id is the idempotency key, so running the same file again imports
+    nothing twice.
 
-    from rewards.importer import CsvHeaderError, format_of
+    Exit status: 0 when every purchase was imported or had been already; 3 when the import
+    finished but refused some purchases (listed in the rejected file); 1 when it could not
+    run (a CSV header that names the wrong columns, the database unreachable).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rewards.engine import limits_of
+    from rewards.importer import CsvHeaderError, count_purchases, format_of
     from rewards.importer import import_purchases as run_import
 
     fmt = file_format or format_of(file)
-
-    with Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+    settings = load_settings()
+    with Progress(TextColumn("importing purchases"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   transient=False) as progress:
-        task = progress.add_task("import", total=file.stat().st_size)
+        task = progress.add_task("import", total=count_purchases(file, fmt))  # type: ignore[arg-type]
         try:
             summary = with_database(lambda db: run_import(
-                db, file, rejected_path=rejected, batch_size=batch_size, connections=connections,
-                file_format=fmt, progress=lambda done: progress.update(task, completed=done)))
+                db, file, limits=limits_of(settings), history=history, rejected_path=rejected,
+                batch_size=batch_size, connections=connections, file_format=fmt,  # type: ignore[arg-type]
+                progress=lambda done: progress.update(task, completed=done)))
         except CsvHeaderError as exc:
             raise click.ClickException(f"{file}: {exc}; nothing was imported") from exc
-    click.echo(f"{'purchases' if fmt == 'csv' else 'lines'} read: {summary.lines}")
+    click.echo(f"purchases read: {summary.lines}")
     click.echo(f"imported: {summary.imported}")
     click.echo(f"already imported (same purchase_id and body): {summary.already_imported}")
     click.echo(f"rejected: {summary.rejected}" + (f" -> {summary.rejected_file}" if summary.rejected_file else ""))
     for code, count in sorted(summary.reasons.items()):
         click.echo(f"  {code}: {count}")
     click.echo(f"rewards issued: {summary.rewards_issued}")
-    click.echo(f"time: {summary.seconds:.1f} s ({summary.per_second:,.0f} purchases/s); "
-               f"peak memory: {summary.peak_rss_mib:.0f} MiB")
+    rate = f" ({summary.per_second:,.0f} purchases/s)" if summary.per_second is not None else ""
+    click.echo(f"time: {summary.seconds:.1f} s{rate}; peak memory: {summary.peak_rss_mib:.0f} MiB")
+    sys.exit(IMPORT_REJECTED if summary.rejected else IMPORT_OK)
 
 
 for _command in plugin_commands():

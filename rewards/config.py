@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import msgspec
@@ -24,11 +26,34 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """`REWARDS_GUEST_RATE_LIMIT`: requests a guest token may make per minute (per worker)."""
     max_body_bytes: int = 256 * 1024
     """`REWARDS_MAX_BODY_BYTES`: larger request bodies are refused with 413."""
+    max_backdate: timedelta = timedelta(days=7)
+    """`REWARDS_MAX_BACKDATE` (`7d`, `36h`, `90m`): how old a live posting's `occurred_at` may be;
+    older history comes in through `rewards import purchases --history`."""
+    max_purchase_cents: int = 5_000_000
+    """`REWARDS_MAX_PURCHASE_CENTS`: the most a purchase may total ($50,000 by default), so one
+    request cannot issue thousands of rewards."""
 
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return default if raw in (None, "") else int(raw)
+
+
+_DURATION = re.compile(r"^\s*([0-9]+)\s*([dhms])\s*$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30d`, `36h`, `90m` or `45s` as a timedelta."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration such as 7d, 36h, 90m or 45s")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _duration(name: str, default: timedelta) -> timedelta:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else parse_duration(raw)
 
 
 def load_settings() -> Settings:
@@ -44,4 +69,6 @@ def load_settings() -> Settings:
         pool_size=pool_size,
         guest_rate_limit=_int("REWARDS_GUEST_RATE_LIMIT", 120),
         max_body_bytes=_int("REWARDS_MAX_BODY_BYTES", 256 * 1024),
+        max_backdate=_duration("REWARDS_MAX_BACKDATE", timedelta(days=7)),
+        max_purchase_cents=_int("REWARDS_MAX_PURCHASE_CENTS", 5_000_000),
     )

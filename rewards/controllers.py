@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Response, delete, get, post, put
+from litestar import Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.params import JSONBody, Parameter
 
-from rewards import ledger, members
-from rewards.auth import GUEST
+from rewards import members
+from rewards.auth import GUEST, actor_of
+from rewards.engine import Cancel, PostPurchase, PostReturn, unwrap
 from rewards.rules import Rules
 from rewards.schemas import (
     ActivityPage,
@@ -59,15 +60,16 @@ async def get_member(member_id: MemberPath, state: State) -> MemberOut:
 
 
 @post("/v1/members/{member_id:int}/cancel", **scoped("guest_services", GUEST), status_code=200, tags=["members"])
-async def cancel_member(member_id: MemberPath, state: State) -> CancelOut:
+async def cancel_member(member_id: MemberPath, state: State, request: Request[Any, Any, Any]) -> CancelOut:
     """Cancel (withdraw consent): points forfeited, open rewards voided; idempotent."""
-    return await members.cancel(state.db, member_id)
+    _, out = unwrap(await state.engine.submit(Cancel(member_id, actor_of(request))))
+    return out
 
 
 @delete("/v1/members/{member_id:int}/personal-data", **scoped("guest_services"), status_code=200, tags=["members"])
-async def erase_member(member_id: MemberPath, state: State) -> ErasureOut:
+async def erase_member(member_id: MemberPath, state: State, request: Request[Any, Any, Any]) -> ErasureOut:
     """Erase name, email, phone and birth date for good; the anonymous ledger stays."""
-    return await members.erase(state.db, member_id)
+    return await members.erase(state.engine, member_id, actor_of(request))
 
 
 @get("/v1/members/{member_id:int}/balance", **scoped("checkout", "guest_services", GUEST), tags=["members"])
@@ -90,25 +92,27 @@ async def get_activity(
 
 
 @post("/v1/purchases", **scoped("checkout"), tags=["purchases"])
-async def post_purchase(data: JSONBody[PurchaseIn], state: State) -> Response[PurchaseOut]:
+async def post_purchase(data: JSONBody[PurchaseIn], state: State, request: Request[Any, Any, Any]
+                        ) -> Response[PurchaseOut]:
     """Post a purchase. Retry freely: the same purchase_id and body answer 200 with the first answer."""
-    created, out = await ledger.post_purchase(state.db, state.rulebook, data)
-    return answer(created, out)
+    return answer(*unwrap(await state.engine.submit(PostPurchase.of(data, actor_of(request)))))
 
 
 @post("/v1/purchases/quote", **scoped("checkout"), status_code=200, tags=["purchases"])
-async def quote_purchase(data: JSONBody[PurchaseIn], state: State) -> QuoteOut:
-    """What a purchase would earn; writes nothing."""
-    return await ledger.quote(state.rulebook, data)
+async def quote_purchase(data: JSONBody[PurchaseIn], state: State, request: Request[Any, Any, Any]) -> QuoteOut:
+    """What a purchase would earn, after every check a posting makes; writes nothing."""
+    _, out = unwrap(await state.engine.quote(PostPurchase.of(data, actor_of(request))))
+    return out
 
 
 @post("/v1/purchases/{purchase_id:str}/returns", **scoped("checkout"), tags=["purchases"])
 async def post_return(
-    purchase_id: Annotated[str, Parameter(max_length=64, pattern=KEY_PATTERN)], data: JSONBody[ReturnIn], state: State
+    purchase_id: Annotated[str, Parameter(max_length=64, pattern=KEY_PATTERN)], data: JSONBody[ReturnIn], state: State,
+    request: Request[Any, Any, Any],
 ) -> Response[ReturnOut]:
-    """Post a return; the purchase's earning is recomputed without the returned goods."""
-    created, out = await ledger.post_return(state.db, state.rulebook, purchase_id, data)
-    return answer(created, out)
+    """Post a return: the points of the units returned are taken back (a line of quantity 0 is a
+    price adjustment); open rewards are voided, newest first, before the balance may go negative."""
+    return answer(*unwrap(await state.engine.submit(PostReturn.of(purchase_id, data, actor_of(request)))))
 
 
 @get("/v1/rewards/{code:str}", **scoped("checkout"), tags=["purchases"])

@@ -139,7 +139,7 @@ class Database:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
                         asyncpg_dsn(self.url), min_size=0, max_size=self.pool_size, reset=_keep_session, init=_setup_connection,
-                        command_timeout=self.command_timeout, server_settings={"application_name": "rewards"},
+                        command_timeout=self.command_timeout, server_settings={"application_name": "rewards", "TimeZone": "UTC"},
                     )
         return self._pool
 
@@ -205,6 +205,7 @@ class Database:
 # --- migrations ---------------------------------------------------------------------------
 
 MIGRATION_LOCK = 0x5745_5354  # "WEST": one migrator at a time, across processes and hosts
+RULES_LOCK = 0x5255_4C45  # "RULE": postings hold it shared, publishing a rules version exclusively
 MIGRATION_TIMEOUT = 6 * 3600.0  # not the requests' 30 s: 008 rewrites the purchases (82 s over ten million)
 
 

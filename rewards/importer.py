@@ -1,13 +1,13 @@
 """`rewards import purchases FILE`: JSON lines (exactly the API's body, one a line) or CSV.
 
-Each purchase is decoded with the API's own struct and checks (`ledger.check_purchase`),
-its earning computed by `rules.earning` with the version in force when it occurred, and
-applied by `rewards.bulk.apply`, a batch per transaction: the same outcomes as
+Each purchase is decoded with the API's own struct and posted through the posting engine
+(`rewards.engine`), a batch per transaction: the same decisions, in the same place, as
 `POST /v1/purchases` posted in file order, idempotent by purchase_id. Re-running a file
 imports nothing twice (its purchases come back as replays), and a purchase imported and
-then posted through the API is a replay there too. Memory stays bounded whatever the
-file's size: two rounds of batches are held at a time, refused lines go to the rejected
-file as they are met.
+then posted through the API is a replay there too. `history=True` (`--history`) accepts
+purchases older than REWARDS_MAX_BACKDATE, each computed with the rules of its day. Memory
+stays bounded whatever the file's size: two rounds of batches are held at a time, and a
+round's refused lines are written to the rejected file, in line order, once it is applied.
 
 CSV: a header row naming the columns (any order), then one row per purchase line; the
 rows of one purchase are consecutive and share its purchase_id (met again further on, it
@@ -33,41 +33,30 @@ import resource
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Literal
 
 import msgspec
 
-from rewards import bulk, errors, ledger
 from rewards.db import Database
+from rewards.engine import Limits, PostPurchase, apply, system
 from rewards.rulebook import Rulebook
-from rewards.rules import Rules
 from rewards.schemas import PurchaseIn
 
 BATCH = 2000
 CONNECTIONS = 2
+IMPORTER = system("import")
 _decode = msgspec.json.Decoder(PurchaseIn).decode
 _encode = msgspec.json.Encoder().encode
-
-# what a refused outcome means, in the API's words (rewards/errors.py codes)
-REFUSALS = {
-    bulk.CONFLICT: ("idempotency_conflict", "this purchase_id was imported or posted before with a different body"),
-    bulk.MEMBER_NOT_FOUND: ("not_found", "the member does not exist"),
-    bulk.MEMBER_NOT_ACTIVE: ("member_not_active", "the member is not active; purchases are refused"),
-    bulk.REWARD_NOT_REDEEMABLE: ("reward_not_redeemable",
-                                 "the reward is not this member's, not issued, expired, or worth less than tendered"),
-    bulk.UNKNOWN_OFFER: ("unknown_offer", "the offer does not exist"),
-    bulk.OFFER_EXCEEDS_VALUE: ("validation_error", "the discount exceeds the offer's value"),
-}
 
 
 @dataclass
 class ImportSummary:
     lines: int = 0
+    """Purchases read: JSON lines, or CSV purchases (groups of rows)."""
     imported: int = 0
     already_imported: int = 0
-    """Lines whose purchase_id was already posted with the same body (a re-run, or the API first)."""
+    """Purchases whose purchase_id was already posted with the same body (a re-run, or the API first)."""
     rejected: int = 0
     rewards_issued: int = 0
     point_cents_earned: int = 0
@@ -77,28 +66,46 @@ class ImportSummary:
     reasons: dict[str, int] = field(default_factory=dict)
 
     @property
-    def per_second(self) -> float:
-        return self.lines / self.seconds if self.seconds else 0.0
+    def per_second(self) -> float | None:
+        """Purchases a second, or None when the import took too little time to measure a rate."""
+        return self.lines / self.seconds if self.seconds >= 1.0 else None
+
+
+@dataclass(order=True)
+class _Reject:
+    line_no: int
+    record: bytes = field(compare=False)
 
 
 class _Rejects:
-    """The rejected file: one JSON line per refused input line, with its reason; opened on first use."""
+    """The rejected file: one JSON line per refused purchase, with its reason, in line order.
+
+    Refusals are held per round and written when the round is done: a round's lines can be
+    refused while it is read (not a purchase) or when it is applied, and the next round is
+    read while this one is applied."""
 
     def __init__(self, path: Path, summary: ImportSummary) -> None:
         self.path = path
         self.summary = summary
         self._file: IO[bytes] | None = None
 
-    def add(self, line_no: int, raw: bytes | list[list[str]], code: str, reason: str,
-            purchase_id: str | None = None) -> None:
-        if self._file is None:
-            self._file = self.path.open("wb")
-            self.summary.rejected_file = str(self.path)
+    def refuse(self, held: list[_Reject], line_no: int, raw: bytes | list[list[str]], code: str, reason: str,
+               purchase_id: str | None = None) -> None:
         self.summary.rejected += 1
         self.summary.reasons[code] = self.summary.reasons.get(code, 0) + 1
         record = {"line": line_no, "purchase_id": purchase_id, "code": code, "reason": reason,
                   "input": _input_text(raw)}
-        self._file.write(_encode(record) + b"\n")
+        held.append(_Reject(line_no, _encode(record) + b"\n"))
+
+    def write(self, held: list[_Reject]) -> None:
+        if not held:
+            return
+        if self._file is None:
+            self._file = self.path.open("wb")
+            self.summary.rejected_file = str(self.path)
+        for reject in sorted(held):
+            self._file.write(reject.record)
+        held.clear()
 
     def close(self) -> None:
         if self._file is not None:
@@ -118,23 +125,45 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@dataclass
+class _Round:
+    """Purchases read together, applied together (split by member), with their refusals."""
+
+    items: list[_Item] = field(default_factory=list)
+    rejects: list[_Reject] = field(default_factory=list)
+    read: int = 0
+
+
+def count_purchases(path: Path, file_format: Format | None = None) -> int:
+    """How many purchases the file holds (for the progress bar): a pass over it, reading nothing else."""
+    with path.open("rb") as source:
+        if (file_format or format_of(path)) == "jsonl":
+            return sum(1 for raw in source if raw.strip())
+        try:
+            return sum(1 for _ in _csv_purchases(source))
+        except CsvHeaderError:
+            return 0
+
+
 async def import_purchases(
     db: Database,
     path: Path,
     *,
+    limits: Limits | None = None,
+    history: bool = False,
     rejected_path: Path | None = None,
     batch_size: int = BATCH,
     connections: int = CONNECTIONS,
     file_format: Format | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImportSummary:
-    """Import the purchases in `path`; `progress` hears the bytes read so far.
+    """Import the purchases in `path`; `progress` hears how many purchases are done so far.
 
     `file_format` is "jsonl" or "csv" (see the module's docstring); by default a file
     named *.csv is CSV and any other JSON lines.
 
-    The lines are read in rounds of `connections` × `batch_size` purchases. A round is split
-    by member (member_id modulo `connections`) into batches applied at the same time, one
+    The purchases are read in rounds of `connections` × `batch_size`. A round is split by
+    member (member_id modulo `connections`) into batches applied at the same time, one
     transaction each on its own connection: no two lock the same member, and each member's
     purchases keep their file order. A round is applied only once the one before has
     committed, while the next is being read, so a purchase_id met again later in the file
@@ -142,66 +171,58 @@ async def import_purchases(
     round makes that round go as a single batch, in file order. Either way every purchase
     gets the outcome it would get posted through the API line after line.
     """
+    limits = limits or Limits()
     summary = ImportSummary()
     rejects = _Rejects(rejected_path or path.with_name(path.name + ".rejected.jsonl"), summary)
     rulebook = Rulebook(db)
-    await rulebook.load()
     started = time.perf_counter()
-    # one connection more for the rulebook, read between rounds while a round is being written
-    connections = max(1, min(connections, db.pool_size - 1))
+    connections = max(1, min(connections, db.pool_size))
     round_size = batch_size * connections
-    items: list[_Item] = []
+    this = _Round()
     applying: asyncio.Task[None] | None = None  # the round before, being written while this one is read
-    reading = _Reading()
-    clock = _Clock(rulebook)
-    await clock.tick()
+    done = 0
     collecting = gc.isenabled()
     # Left on, the collector walks the rounds' hundreds of thousands of live objects again
     # and again to find no cycle (a fifth of the CPU of reading the lines): reference
     # counting frees the rounds. It runs once a round instead; memory stays bounded.
     gc.disable()
+
+    async def finish(previous: _Round) -> None:
+        nonlocal done
+        await _apply_round(db, rulebook, limits, previous, connections, summary, rejects)
+        rejects.write(previous.rejects)
+        done += previous.read
+        if progress:
+            progress(done)
+
     try:
         with path.open("rb") as source:
             fmt = file_format or format_of(path)
-            purchases = _csv_purchases(source, reading) if fmt == "csv" else _json_lines(source, reading)
-            for n, (line_no, raw, body, refused) in enumerate(purchases, start=1):
+            purchases = _csv_purchases(source) if fmt == "csv" else _json_lines(source)
+            for line_no, raw, body, refused in purchases:
                 summary.lines += 1
-                purchase = None
+                this.read += 1
                 if refused is not None:
-                    rejects.add(line_no, raw, *refused)
+                    rejects.refuse(this.rejects, line_no, raw, *refused)
                 else:
-                    purchase = _decode_checked(body, raw, line_no, datetime.now(UTC), rejects)
-                if purchase is not None:
-                    version = clock.fast_version(purchase.occurred_at)
-                    if version is None:
-                        try:
-                            version = await rulebook.in_force(purchase.occurred_at)
-                        except errors.DomainError as exc:
-                            rejects.add(line_no, raw, exc.code, exc.detail, purchase.purchase_id)
-                            continue
-                    items.append((line_no, raw, bulk.Posting.of(purchase, version,
-                                                                ledger.purchase_earning(purchase, version))))
-                if n % 50 == 0:
+                    purchase = _decode_purchase(body, raw, line_no, rejects, this.rejects)
+                    if purchase is not None:
+                        this.items.append((line_no, raw, PostPurchase.of(purchase, IMPORTER, history=history)))
+                if summary.lines % 50 == 0:
                     # let the round being written take its next round trip: every 200 lines, the
                     # batches waited for the reader between statements (13 to 50 % slower in all)
                     await asyncio.sleep(0)
-                if len(items) >= round_size:
+                if len(this.items) >= round_size:
                     if applying is not None:
                         await applying  # rounds commit in file order, one after the other
-                    applying = asyncio.create_task(_apply_round(db, items, connections, summary, rejects))
-                    items = []
-                    await clock.tick()
+                    applying = asyncio.create_task(finish(this))
+                    this = _Round()
                     if collecting:
                         gc.collect(0)
-                    if progress:
-                        progress(reading.done)
             if applying is not None:
                 await applying
                 applying = None
-            if items:
-                await _apply_round(db, items, connections, summary, rejects)
-            if progress:
-                progress(reading.done)
+            await finish(this)
     finally:
         if applying is not None:
             await asyncio.gather(applying, return_exceptions=True)
@@ -215,7 +236,7 @@ async def import_purchases(
 
 Format = Literal["jsonl", "csv"]
 _Raw = bytes | list[list[str]]  # a JSON line as read, or a CSV purchase's rows
-_Item = tuple[int, _Raw, bulk.Posting]  # (line number, the input as read, the computed posting)
+_Item = tuple[int, _Raw, PostPurchase]  # (line number, the input as read, the posting)
 # a purchase as read: its first line's number, the input, the API body (JSON) or why it is refused
 _Read = tuple[int, _Raw, bytes, tuple[str, str, str | None] | None]
 
@@ -224,16 +245,8 @@ def format_of(path: Path) -> Format:
     return "csv" if path.suffix.lower() == ".csv" else "jsonl"
 
 
-class _Reading:
-    """How far the file has been read, in bytes (for the progress bar)."""
-
-    def __init__(self) -> None:
-        self.done = 0
-
-
-def _json_lines(source: IO[bytes], reading: _Reading) -> Iterator[_Read]:
+def _json_lines(source: IO[bytes]) -> Iterator[_Read]:
     for line_no, raw in enumerate(source, start=1):
-        reading.done += len(raw)
         if raw.strip():
             yield line_no, raw, raw, None
 
@@ -253,10 +266,9 @@ class CsvHeaderError(ValueError):
     """The CSV file's header does not name the columns a purchase needs; nothing is imported."""
 
 
-def _csv_purchases(source: IO[bytes], reading: _Reading) -> Iterator[_Read]:
+def _csv_purchases(source: IO[bytes]) -> Iterator[_Read]:
     def text() -> Iterator[str]:
         for n, raw in enumerate(source):
-            reading.done += len(raw)
             line = raw.decode("utf-8", "replace")
             # a spreadsheet's byte-order mark, before the header's first cell (and its quote, if any)
             yield line.removeprefix("\ufeff") if n == 0 else line
@@ -346,50 +358,16 @@ def _cell(text: str) -> int | str:
     return int(text) if _INTEGER.fullmatch(text) else text
 
 
-class _Clock:
-    """The rules version most lines need, read once a round.
-
-    A purchase that occurred after the current version's effective_from, and not after
-    now, is under the current version (no later one can be in force yet); any other
-    asks the rulebook, as a posting does.
-    """
-
-    def __init__(self, rulebook: Rulebook) -> None:
-        self.rulebook = rulebook
-        self.now = datetime.now(UTC)
-        self.current: Rules | None = None
-
-    async def tick(self) -> None:
-        self.now = datetime.now(UTC)
-        try:
-            self.current = await self.rulebook.in_force(self.now)
-        except errors.DomainError:
-            self.current = None  # no version in force yet: each line asks, and is refused as a posting is
-
-    def fast_version(self, when: datetime) -> Rules | None:
-        current = self.current
-        if current is not None and when <= self.now and (current.effective_from is None
-                                                          or current.effective_from <= when):
-            return current
-        return None
-
-
-def _decode_checked(body: bytes, raw: _Raw, line_no: int, now: datetime, rejects: _Rejects) -> PurchaseIn | None:
-    """The body as a checked purchase, or None after writing why it is refused."""
+def _decode_purchase(body: bytes, raw: _Raw, line_no: int, rejects: _Rejects, held: list[_Reject]
+                     ) -> PurchaseIn | None:
+    """The body as the API's purchase struct, or None after refusing it (the engine checks the rest)."""
     try:
-        purchase = _decode(body)
+        return _decode(body)
     except msgspec.ValidationError as exc:
-        rejects.add(line_no, raw, "validation_error", str(exc), _purchase_id(body))
-        return None
+        rejects.refuse(held, line_no, raw, "validation_error", str(exc), _purchase_id(body))
     except msgspec.DecodeError as exc:
-        rejects.add(line_no, raw, "malformed_request", f"not valid JSON: {exc}")
-        return None
-    try:
-        ledger.check_purchase(purchase, now)
-    except errors.DomainError as exc:
-        rejects.add(line_no, raw, exc.code, exc.detail, purchase.purchase_id)
-        return None
-    return purchase
+        rejects.refuse(held, line_no, raw, "malformed_request", f"not valid JSON: {exc}")
+    return None
 
 
 def _purchase_id(raw: bytes) -> str | None:
@@ -415,30 +393,30 @@ def split_by_member(items: list[_Item], parts: int) -> list[list[_Item]] | None:
     return [batch for batch in batches if batch]
 
 
-async def _apply_round(db: Database, items: list[_Item], connections: int, summary: ImportSummary,
-                       rejects: _Rejects) -> None:
-    batches = split_by_member(items, connections) if connections > 1 else None
+async def _apply_round(db: Database, rulebook: Rulebook, limits: Limits, this: _Round, connections: int,
+                       summary: ImportSummary, rejects: _Rejects) -> None:
+    batches = split_by_member(this.items, connections) if connections > 1 else None
     if batches is None:
-        await _apply(db, items, summary, rejects)
-        return
-    results = await asyncio.gather(*(_apply(db, batch, summary, rejects) for batch in batches),
-                                   return_exceptions=True)
+        batches = [this.items] if this.items else []
+    results = await asyncio.gather(*(_apply(db, rulebook, limits, batch, summary, rejects, this.rejects)
+                                     for batch in batches), return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
 
 
-async def _apply(db: Database, batch: list[_Item], summary: ImportSummary, rejects: _Rejects) -> None:
-    postings = [posting for _, _, posting in batch]
-    outcomes = await db.transaction(lambda conn: bulk.apply(conn, postings, answers=False))
+async def _apply(db: Database, rulebook: Rulebook, limits: Limits, batch: list[_Item], summary: ImportSummary,
+                 rejects: _Rejects, held: list[_Reject]) -> None:
+    commands = [posting for _, _, posting in batch]
+    outcomes = await db.transaction(lambda conn: apply(conn, commands, rulebook, limits))
     for (line_no, raw, posting), outcome in zip(batch, outcomes, strict=True):
-        if outcome.outcome == bulk.CREATED:
+        if outcome.error is not None:
+            rejects.refuse(held, line_no, raw, outcome.error.code, outcome.error.detail,
+                           posting.purchase.purchase_id)
+        elif outcome.created:
             summary.imported += 1
-            summary.rewards_issued += len(outcome.issued_codes)
-            summary.point_cents_earned += outcome.point_cents or 0
-        elif outcome.outcome == bulk.REPLAY:
-            summary.already_imported += 1
+            summary.rewards_issued += len(outcome.answer.rewards_issued)
+            summary.point_cents_earned += outcome.answer.point_cents_earned
         else:
-            code, reason = REFUSALS.get(outcome.outcome, (outcome.outcome, outcome.outcome))
-            rejects.add(line_no, raw, code, f"{reason} ({outcome.detail})", posting.purchase.purchase_id)
+            summary.already_imported += 1
     await asyncio.sleep(0)

@@ -1,4 +1,5 @@
-"""Members: enrollment (age gate, consent), profile, balance, activity, cancellation, erasure."""
+"""Members: enrollment (age gate, consent), profile, balance, activity, erasure (cancellation is a posting:
+`rewards.engine`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncpg
 from rewards import coalescing, errors, rules
 from rewards.coalescing import Coalescer
 from rewards.db import Database
+from rewards.engine import Actor, Cancel, Engine, unwrap, apply
 from rewards.rulebook import Rulebook
 from rewards.schemas import (
     ActivityEntry,
@@ -217,54 +219,6 @@ async def activity(db: Database, member_id: int, *, cursor: str | None, limit: i
     )
 
 
-async def _cancel(conn: asyncpg.Connection, member_id: int, now: datetime) -> CancelOut:
-    """Cancel inside the caller's transaction: forfeit points, void open rewards, all in the ledger."""
-    m = await _member_row(conn, member_id, lock=True)
-    if m["status"] == "cancelled":
-        forfeited = await conn.fetchval(
-            # sum(bigint) is numeric: cast, or the replayed answer says "5000" where the first said 5000
-            "SELECT coalesce(-sum(point_cents), 0)::bigint FROM ledger WHERE member_id = $1 AND kind = 'forfeit'",
-            member_id,
-        )
-        voided = await conn.fetch(
-            "SELECT code FROM rewards WHERE member_id = $1 AND status = 'voided' ORDER BY ordinal", member_id
-        )
-        return CancelOut(member_id=member_id, status="cancelled", cancelled_at=m["cancelled_at"],
-                         point_cents_forfeited=forfeited, rewards_voided=[r["code"] for r in voided])
-    forfeit = max(0, m["point_cents"])
-    if forfeit:
-        await conn.execute(
-            "INSERT INTO ledger (member_id, kind, point_cents, occurred_at) VALUES ($1, 'forfeit', $2, $3)",
-            member_id, -forfeit, now,
-        )
-    voided = await conn.fetch(
-        """UPDATE rewards SET status = 'voided', voided_at = $2
-           WHERE member_id = $1 AND status = 'issued' AND expires_at > $2 RETURNING id, code, ordinal""",
-        member_id, now,
-    )
-    voided = sorted(voided, key=lambda r: r["ordinal"])
-    if voided:
-        await conn.executemany(
-            """INSERT INTO ledger (member_id, kind, point_cents, reward_id, occurred_at)
-               VALUES ($1, 'reward_voided', 0, $2, $3)""",
-            [(member_id, r["id"], now) for r in voided],
-        )
-    await conn.execute(
-        "UPDATE members SET status = 'cancelled', cancelled_at = $2, point_cents = point_cents - $3 WHERE id = $1",
-        member_id, now, forfeit,
-    )
-    await conn.execute(
-        "UPDATE consents SET withdrawn_at = $2 WHERE member_id = $1 AND withdrawn_at IS NULL", member_id, now
-    )
-    return CancelOut(member_id=member_id, status="cancelled", cancelled_at=now,
-                     point_cents_forfeited=forfeit, rewards_voided=[r["code"] for r in voided])
-
-
-async def cancel(db: Database, member_id: int) -> CancelOut:
-    """Withdraw from the program; idempotent (a second cancel answers as the first)."""
-    return await db.transaction(lambda conn: _cancel(conn, member_id, datetime.now(UTC)))
-
-
 # Every column that holds a member's personal information, table by table. Erasure
 # clears them all; a test checks that no table keeps a trace.
 PERSONAL_DATA_ERASERS: list[str] = [
@@ -286,17 +240,19 @@ PERSONAL_DATA_ERASERS: list[str] = [
 ]
 
 
-async def erase(db: Database, member_id: int) -> ErasureOut:
-    """Cancel, then erase name, email, phone and birth date for good; the anonymous ledger stays."""
+async def erase(engine: Engine, member_id: int, actor: Actor, *, as_of: datetime | None = None) -> ErasureOut:
+    """Cancel (through the engine: points forfeited, open rewards voided), then erase name, email,
+    phone and birth date for good, in one transaction; the anonymous ledger stays. `as_of`:
+    erased as if at that moment (tests of past periods, as the engine's commands)."""
 
     async def work(conn: asyncpg.Connection) -> ErasureOut:
-        now = datetime.now(UTC)
-        await _cancel(conn, member_id, now)
+        (outcome,) = await apply(conn, [Cancel(member_id, actor, as_of)], engine.rulebook, engine.limits)
+        unwrap(outcome)
         erased_at = await conn.fetchval("SELECT erased_at FROM members WHERE id = $1", member_id)
         if erased_at is None:
+            erased_at = as_of or await conn.fetchval("SELECT clock_timestamp()")
             for statement in PERSONAL_DATA_ERASERS:
-                await conn.execute(statement, member_id, now)
-            erased_at = now
+                await conn.execute(statement, member_id, erased_at)
         return ErasureOut(member_id=member_id, status="cancelled", erased_at=erased_at)
 
-    return await db.transaction(work)
+    return await engine.db.transaction(work)

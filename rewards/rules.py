@@ -1,16 +1,17 @@
 """The program's rules and the earning arithmetic: pure functions over integers, no I/O.
 
 Points are kept in point-cents (hundredths of a point): $12.34 earns 1234 point-cents.
-Everything that computes points or rewards (the ledger, the quote, the reference model in
-the tests, `rewards verify`) calls these functions, so the arithmetic exists once.
+Everything in the service that computes points or rewards (the posting engine, the quote,
+`rewards verify`) calls these functions, so the arithmetic exists once. The tests' reference
+model does not: it has arithmetic of its own, or it could only catch plumbing bugs.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
-from typing import Annotated, Literal
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Annotated, Literal, NamedTuple
 
 import msgspec
 from msgspec import Meta
@@ -94,54 +95,125 @@ def earning(rules: Rules, lines: Iterable[tuple[str, int]], tenders: Iterable[tu
                    bonus_dollars * rules.card_bonus_points_per_dollar)
 
 
-def remaining_after_returns(
-    lines: Sequence[tuple[str, str, int, int]],
-    tenders: Sequence[tuple[str, int]],
-    returned: Mapping[str, tuple[int, int]],
-) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """The purchase as if the returned goods had not been bought.
+class BoughtLine(NamedTuple):
+    """A purchase line as bought."""
 
-    `lines` are (sku, category, quantity, amount_cents); `returned` maps a sku to the
-    (quantity, amount_cents) returned so far. Returned amounts come off the sku's lines in
-    order; each tender keeps its share of what remains (rounded down), so a full return
-    leaves nothing and a partial one never earns more than before.
+    sku: str
+    category: str
+    quantity: int
+    amount_cents: int
+
+
+class ReturnedLine(NamedTuple):
+    """A return's line as the register sends it: `quantity` 0 is a price adjustment."""
+
+    sku: str
+    quantity: int
+    amount_cents: int
+    """What the register refunds: recorded and capped, but it is the units that carry the points."""
+
+
+class LineLeft(NamedTuple):
+    """What is left of a bought line after returns: its units, and the value that still earns."""
+
+    units: int
+    value_cents: int
+
+
+class Remaining(NamedTuple):
+    """A purchase after its returns so far: each line's units and value, and the refunds by sku."""
+
+    lines: tuple[LineLeft, ...]
+    refunded: tuple[tuple[str, int], ...] = ()
+
+    def refunded_cents(self, sku: str) -> int:
+        return dict(self.refunded).get(sku, 0)
+
+
+class ReturnRefused(ValueError):
+    """A return asks for more than is left of a sku (units or refund), or a sku never bought."""
+
+    def __init__(self, sku: str, reason: str) -> None:
+        super().__init__(reason)
+        self.sku = sku
+
+
+def nothing_returned(lines: Sequence[BoughtLine]) -> Remaining:
+    return Remaining(tuple(LineLeft(line.quantity, line.amount_cents) for line in lines))
+
+
+def take_back(lines: Sequence[BoughtLine], remaining: Remaining, returned: Iterable[ReturnedLine]) -> Remaining:
+    """`remaining` after one more return.
+
+    Points follow the units: a line's value is spread over its units, the remainder of the
+    division on the last unit, so returning k of the n units left takes k times the unit
+    value, and returning the last units takes whatever value is left. A line with
+    `quantity` 0 is a price adjustment: it takes its `amount_cents` off the value left,
+    units untouched. Several lines of one sku are taken in the order they were bought.
+    Refunds are only recorded: together they may not exceed what the sku cost.
     """
-    left = {sku: amount for sku, (_, amount) in returned.items()}
-    remaining_lines: list[tuple[str, int]] = []
-    for sku, category, _quantity, amount in lines:
-        taken = min(amount, left.get(sku, 0))
-        left[sku] = left.get(sku, 0) - taken
-        remaining_lines.append((category, amount - taken))
-    total = sum(amount for *_, amount in lines)
-    remaining = sum(amount for _, amount in remaining_lines)
-    remaining_tenders = [(method, amount * remaining // total if total else 0) for method, amount in tenders]
-    return remaining_lines, remaining_tenders
+    left = list(remaining.lines)
+    refunded = dict(remaining.refunded)
+    for asked in returned:
+        rows = [i for i, line in enumerate(lines) if line.sku == asked.sku]
+        if not rows:
+            raise ReturnRefused(asked.sku, f"sku {asked.sku} was not bought in this purchase")
+        paid = sum(lines[i].amount_cents for i in rows)
+        if refunded.get(asked.sku, 0) + asked.amount_cents > paid:
+            raise ReturnRefused(asked.sku, f"sku {asked.sku}: {refunded.get(asked.sku, 0)} of its {paid} cents "
+                                           f"refunded before; {asked.amount_cents} more is too much")
+        refunded[asked.sku] = refunded.get(asked.sku, 0) + asked.amount_cents
+        if asked.quantity == 0:
+            cut = asked.amount_cents
+            for i in rows:
+                taken = min(cut, left[i].value_cents)
+                left[i] = LineLeft(left[i].units, left[i].value_cents - taken)
+                cut -= taken
+            continue
+        units_left = sum(left[i].units for i in rows)
+        if asked.quantity > units_left:
+            raise ReturnRefused(asked.sku, f"sku {asked.sku}: {units_left} units left to return, "
+                                           f"{asked.quantity} asked")
+        wanted = asked.quantity
+        for i in rows:
+            units, value = left[i]
+            k = min(wanted, units)
+            if k == 0:
+                continue
+            taken = value if k == units else value // units * k
+            left[i] = LineLeft(units - k, value - taken)
+            wanted -= k
+    return Remaining(tuple(left), tuple(sorted(refunded.items())))
 
 
-def point_cents_to_reverse(
-    rules: Rules,
-    lines: Sequence[tuple[str, str, int, int]],
-    tenders: Sequence[tuple[str, int]],
-    returned_before: Mapping[str, tuple[int, int]],
-    returned_now: Mapping[str, tuple[int, int]],
-) -> int:
-    """Point-cents a return takes back: the earning before it minus the earning after it."""
-    both = {
-        sku: (
-            returned_before.get(sku, (0, 0))[0] + returned_now.get(sku, (0, 0))[0],
-            returned_before.get(sku, (0, 0))[1] + returned_now.get(sku, (0, 0))[1],
-        )
-        for sku in set(returned_before) | set(returned_now)
-    }
-    before = earning(rules, *remaining_after_returns(lines, tenders, returned_before)).point_cents
-    after = earning(rules, *remaining_after_returns(lines, tenders, both)).point_cents
-    return before - after
+def earning_left(rules: Rules, lines: Sequence[BoughtLine], tenders: Sequence[tuple[str, int]],
+                 remaining: Remaining) -> Earning:
+    """The purchase's earning as if only what is left had been bought, each tender keeping its
+    share of what is left (rounded down): nothing left earns nothing."""
+    total = sum(line.amount_cents for line in lines)
+    value = sum(left.value_cents for left in remaining.lines)
+    return earning(rules, [(line.category, left.value_cents) for line, left in zip(lines, remaining.lines, strict=True)],
+                   [(method, amount * value // total if total else 0) for method, amount in tenders])
+
+
+def point_cents_reversed(rules: Rules, lines: Sequence[BoughtLine], tenders: Sequence[tuple[str, int]],
+                         before: Remaining, after: Remaining) -> int:
+    """What a return takes back: the earning of what was left before it less the earning of what
+    is left after it. Summed over returns that bring back every unit, this is the whole earning."""
+    return (earning_left(rules, lines, tenders, before).point_cents
+            - earning_left(rules, lines, tenders, after).point_cents)
 
 
 def rewards_due(balance_point_cents: int, rules: Rules) -> int:
     """How many rewards a posting issues at this balance: none while below the threshold."""
     threshold = rules.reward_threshold_point_cents
     return balance_point_cents // threshold if balance_point_cents >= threshold else 0
+
+
+def reward_expires_at(issued_at: datetime, rules: Rules) -> datetime:
+    """A reward expires `reward_validity_days` whole days of 24 hours after it is issued (UTC
+    arithmetic: the database session's time zone plays no part)."""
+    return issued_at + timedelta(days=rules.reward_validity_days)
 
 
 def whole_points(point_cents: int) -> int:

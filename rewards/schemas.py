@@ -151,8 +151,10 @@ class QuoteOut(msgspec.Struct, kw_only=True):
 
 class ReturnLineIn(Inbound, kw_only=True):
     sku: Key
-    quantity: Quantity
+    quantity: Annotated[int, Meta(ge=0, le=100_000)]
+    """Units brought back; 0 makes the line a price adjustment of `amount_cents`."""
     amount_cents: Cents
+    """What the register refunds. The points taken back follow the units, whatever is refunded."""
 
 
 class ReturnIn(Inbound, kw_only=True):
@@ -166,6 +168,8 @@ class ReturnOut(msgspec.Struct, kw_only=True):
     purchase_id: str
     point_cents_reversed: int
     balance: BalanceBrief
+    rewards_voided: list[str] = []
+    """Open rewards voided so the balance would not go below zero, newest first."""
 
 
 # --- balances, rewards, activity ---------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
+import msgspec
 
 from rewards import rules
 from rewards.rulebook import rules_from_row
@@ -46,10 +47,8 @@ CHECKS: list[tuple[str, str]] = [
                              count(*) FILTER (WHERE kind = 'reward_voided') AS voided,
                              sum(point_cents) FILTER (WHERE kind = 'reward_issued') AS issued_points
                       FROM ledger WHERE reward_id IS NOT NULL GROUP BY reward_id) e ON e.reward_id = w.id
-           JOIN purchases p ON p.id = w.purchase_id
-           JOIN program_rules v ON v.version = p.rules_version
            WHERE coalesce(e.issued, 0) <> 1
-              OR e.issued_points <> -((v.body->>'reward_threshold_points')::bigint * 100)
+              OR e.issued_points <> -w.cost_point_cents
               OR coalesce(e.redeemed, 0) <> (w.status = 'redeemed')::int
               OR coalesce(e.voided, 0) <> (w.status = 'voided')::int""",
     ),
@@ -72,14 +71,34 @@ CHECKS: list[tuple[str, str]] = [
     ),
     (
         "a return's reversal equals its ledger entry, and a purchase never loses more than it earned",
-        """SELECT p.ext_id, p.point_cents, sum(r.point_cents_reversed) AS reversed,
-                  coalesce((SELECT -sum(l.point_cents) FROM ledger l JOIN purchase_returns r2 ON r2.id = l.return_id
-                            WHERE r2.purchase_id = p.id), 0) AS ledger_reversed
+        """SELECT p.ext_id, p.point_cents, sum(r.point_cents_reversed) AS reversed, t.ledger_reversed
            FROM purchases p JOIN purchase_returns r ON r.purchase_id = p.id
-           GROUP BY p.id
-           HAVING sum(r.point_cents_reversed) > p.point_cents
-               OR sum(r.point_cents_reversed) <> coalesce((SELECT -sum(l.point_cents) FROM ledger l
-                      JOIN purchase_returns r2 ON r2.id = l.return_id WHERE r2.purchase_id = p.id), 0)""",
+           CROSS JOIN LATERAL (SELECT coalesce(-sum(l.point_cents), 0) AS ledger_reversed FROM ledger l
+                               JOIN purchase_returns r2 ON r2.id = l.return_id
+                               WHERE r2.purchase_id = p.id AND l.kind = 'return') t
+           GROUP BY p.id, t.ledger_reversed
+           HAVING sum(r.point_cents_reversed) > p.point_cents OR sum(r.point_cents_reversed) <> t.ledger_reversed""",
+    ),
+    (
+        "a reward voided by a return gives back what it cost, one voided at cancellation nothing",
+        """SELECT l.id AS entry_id, w.code, l.point_cents, w.cost_point_cents, l.return_id
+           FROM ledger l JOIN rewards w ON w.id = l.reward_id
+           WHERE l.kind = 'reward_voided'
+             AND l.point_cents <> CASE WHEN l.return_id IS NULL THEN 0 ELSE w.cost_point_cents END""",
+    ),
+    (
+        "a purchase was computed with the rules version in force at its occurred_at, as stored when it was posted",
+        """SELECT p.ext_id, p.occurred_at, p.rules_version, v.version AS in_force
+           FROM purchases p LEFT JOIN LATERAL (
+               SELECT version FROM program_rules r
+               WHERE r.effective_from <= p.occurred_at AND r.created_at <= p.created_at
+               ORDER BY r.effective_from DESC, r.version DESC LIMIT 1) v ON true
+           WHERE v.version IS DISTINCT FROM p.rules_version""",
+    ),
+    (
+        "every ledger entry says who made it: one key, one guest session, or the system",
+        """SELECT id AS entry_id, member_id, kind FROM ledger
+           WHERE num_nonnulls(actor_key_id, actor_session_id, actor_system) <> 1""",
     ),
     (
         "a cancelled member holds no open reward and no positive balance from before cancelling",
@@ -114,6 +133,14 @@ CHECKS: list[tuple[str, str]] = [
 
 RECOMPUTE_BATCH = 5000
 
+RETURNS_BY_PURCHASE = """
+    SELECT p.ext_id, p.rules_version, p.body->'lines' AS lines, p.body->'tenders' AS tenders, p.point_cents,
+           array_agg(r.ext_id ORDER BY r.id) AS return_ids, array_agg(r.by_units ORDER BY r.id) AS by_units,
+           array_agg(r.point_cents_reversed ORDER BY r.id) AS reversed,
+           json_agg(r.body->'request'->'lines' ORDER BY r.id)::text AS asked
+    FROM purchases p JOIN purchase_returns r ON r.purchase_id = p.id
+    GROUP BY p.id ORDER BY p.id"""
+
 
 async def _purchases(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Record]:
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
@@ -143,6 +170,42 @@ async def recompute_earnings(conn: asyncpg.Connection, limit: int = 100) -> list
     return problems
 
 
+async def recompute_returns(conn: asyncpg.Connection, limit: int = 100) -> list[str]:
+    """Every return's reversal recomputed from its purchase and the purchase's rules version, the
+    returns before it replayed in order (points follow the units); and a purchase whose every
+    unit came back has given back exactly what it earned."""
+    versions = {r["version"]: rules_from_row(r) for r in await conn.fetch(
+        "SELECT version, effective_from, body FROM program_rules")}
+    problems: list[str] = []
+    async with conn.transaction(readonly=True, isolation="repeatable_read"):
+        async for p in conn.cursor(RETURNS_BY_PURCHASE, prefetch=RECOMPUTE_BATCH):
+            if len(problems) >= limit:
+                break
+            if not all(p["by_units"]):  # returns posted before points followed the units: not recomputable
+                continue
+            lines = [rules.BoughtLine(x["sku"], x["category"], x["quantity"], x["amount_cents"]) for x in p["lines"]]
+            tenders = [(t["method"], t["amount_cents"]) for t in p["tenders"]]
+            version = versions[p["rules_version"]]
+            left = rules.nothing_returned(lines)
+            for return_id, stored, asked in zip(p["return_ids"], p["reversed"], msgspec.json.decode(p["asked"]),
+                                                strict=True):
+                try:
+                    after = rules.take_back(lines, left, [rules.ReturnedLine(x["sku"], x["quantity"],
+                                                                             x["amount_cents"]) for x in asked])
+                except rules.ReturnRefused as refused:
+                    problems.append(f"return {return_id} of purchase {p['ext_id']}: {refused}")
+                    break
+                expected = rules.point_cents_reversed(version, lines, tenders, left, after)
+                if expected != stored:
+                    problems.append(f"return {return_id} of purchase {p['ext_id']}: took back {stored} point-cents, "
+                                    f"recomputed {expected}")
+                left = after
+            if all(x.units == 0 for x in left.lines) and sum(p["reversed"]) != p["point_cents"]:
+                problems.append(f"purchase {p['ext_id']}: every unit returned, {sum(p['reversed'])} point-cents "
+                                f"taken back of the {p['point_cents']} it earned")
+    return problems
+
+
 async def find_problems(
     conn: asyncpg.Connection, *, recompute: bool = True, progress: Callable[[str], None] | None = None
 ) -> list[str]:
@@ -157,4 +220,7 @@ async def find_problems(
         if progress:
             progress("each purchase's earning, recomputed with its rules version")
         problems.extend(await recompute_earnings(conn))
+        if progress:
+            progress("each return's reversal, recomputed by units with its purchase's rules version")
+        problems.extend(await recompute_returns(conn))
     return problems

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -23,6 +24,9 @@ from rewards.app import create_app
 from rewards.auth import create_key
 from rewards.config import load_settings
 from rewards.db import Database, start_embedded
+from rewards.engine import Actor, Cancel, Engine, Limits, PostPurchase, PostReturn, unwrap
+from rewards.rulebook import Rulebook
+from rewards.schemas import CancelOut, PurchaseIn, PurchaseOut, ReturnIn, ReturnOut
 from tests.databases import scratch_database
 
 IN_CI = bool(os.environ.get("CI"))
@@ -127,3 +131,33 @@ def make_member(client: AsyncTestClient, keys: dict[str, str]) -> Any:
         return response.json()["member_id"]
 
     return make
+
+
+# --- the posting engine, for tests that post without HTTP ------------------------------------
+
+TESTS = Actor(system="tests")
+
+
+@pytest.fixture(scope="session")
+async def engine(db: Database) -> Engine:
+    """The engine on the session's database, with the service's default limits."""
+    return Engine(db, Rulebook(db), Limits())
+
+
+def purchase_in(member_id: int, amount_cents: int = 1000, **overrides: Any) -> PurchaseIn:
+    """`purchase(...)` as the API's struct, for posting through the engine."""
+    return msgspec.convert(purchase(member_id, amount_cents, **overrides), PurchaseIn, strict=False)
+
+
+async def post_purchase(engine: Engine, purchase: PurchaseIn, *, history: bool = False) -> tuple[bool, PurchaseOut]:
+    """Post through the engine as the API does: (created, answer), or the refusal raised."""
+    return unwrap(await engine.submit(PostPurchase.of(purchase, TESTS, history=history)))
+
+
+async def post_return(engine: Engine, purchase_id: str, ret: ReturnIn, *, history: bool = False
+                      ) -> tuple[bool, ReturnOut]:
+    return unwrap(await engine.submit(PostReturn.of(purchase_id, ret, TESTS, history=history)))
+
+
+async def cancel(engine: Engine, member_id: int) -> CancelOut:
+    return unwrap(await engine.submit(Cancel(member_id, TESTS)))[1]

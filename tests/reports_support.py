@@ -5,9 +5,10 @@ tests that enroll members and post purchases at the same time. These fixtures ma
 private database per pytest session (same server, schema from sql/ as in production),
 with its own app and client, and empty it before each report test: every figure a test
 asserts comes from the members, purchases and subscriptions that test made by hand.
-Business times are set in the past (2025) through the real code paths: purchases through
-the API with their `occurred_at`, cancellations and erasures through `rewards.members`
-with a past clock; only enrollment and subscription times are back-dated in SQL.
+Business times are set in the past (2025) through the real code paths: purchases, returns,
+cancellations and erasures through the posting engine, each posted as if at its business
+time (the engine's clock set to it); only enrollment and subscription times are back-dated
+in SQL.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
@@ -28,7 +28,10 @@ from rewards.app import create_app
 from rewards.auth import create_key
 from rewards.config import load_settings
 from rewards.db import Database
-from tests.conftest import auth, enrollment, purchase, unique
+from rewards.schemas import PurchaseIn, ReturnIn
+from rewards.engine import Cancel, Engine, Limits, PostPurchase, PostReturn, unwrap
+from rewards.rulebook import Rulebook
+from tests.conftest import TESTS, auth, enrollment, purchase, unique
 from tests.databases import scratch_database
 
 # emptied before each report test; CASCADE takes any table that refers to these
@@ -87,36 +90,39 @@ class Program:
 
     async def buy(self, member_id: int, amount_cents: int, when: str, *, method: str = "cash",
                   rewards: tuple[str, ...] = (), offers: tuple[tuple[str, int], ...] = (),
-                  category: str = "apparel") -> dict[str, Any]:
-        """A purchase of `amount_cents`: each reward in `rewards` pays $10 of it, `method` the rest."""
+                  category: str = "apparel", units: int = 1) -> dict[str, Any]:
+        """A purchase of `units` of one sku for `amount_cents`: each reward in `rewards` pays $10 of it,
+        `method` the rest."""
         tenders = [{"method": "reward", "amount_cents": 1000, "reward_code": code} for code in rewards]
         rest = amount_cents - 1000 * len(rewards)
         if rest:
             tenders.append({"method": method, "amount_cents": rest})
         body = purchase(member_id, amount_cents, category=category, occurred_at=at(when), tenders=tenders,
-                        offers=[{"code": c, "discount_cents": d} for c, d in offers])
-        response = await self.client.post("/v1/purchases", json=body, headers=auth(self.keys["checkout"]))
-        assert response.status_code == 201, response.text
-        return response.json()
+                        offers=[{"code": c, "discount_cents": d} for c, d in offers],
+                        lines=[{"sku": "SKU-1", "category": category, "quantity": units, "amount_cents": amount_cents}])
+        return await self._post(PostPurchase.of(msgspec.convert(body, PurchaseIn), TESTS, as_of=at(when)))
 
-    async def give_back(self, purchase_id: str, amount_cents: int, when: str) -> dict[str, Any]:
+    async def give_back(self, purchase_id: str, amount_cents: int, when: str, *, units: int = 1) -> dict[str, Any]:
+        """A return of `units` of the purchase (their points, whatever `amount_cents` refunds)."""
         body = {"return_id": unique("r"), "occurred_at": at(when).isoformat(),
-                "lines": [{"sku": "SKU-1", "quantity": 1, "amount_cents": amount_cents}]}
-        response = await self.client.post(f"/v1/purchases/{purchase_id}/returns", json=body,
-                                          headers=auth(self.keys["checkout"]))
-        assert response.status_code == 201, response.text
-        return response.json()
+                "lines": [{"sku": "SKU-1", "quantity": units, "amount_cents": amount_cents}]}
+        return await self._post(PostReturn.of(purchase_id, msgspec.convert(body, ReturnIn), TESTS, as_of=at(when)))
+
+    async def _post(self, command: Any) -> dict[str, Any]:
+        """Post as if at the command's business time (`as_of`), so a reward of that day is unexpired."""
+        created, out = unwrap((await self.engine.run([command]))[0])
+        assert created
+        return msgspec.to_builtins(out)
+
+    @property
+    def engine(self) -> Engine:
+        return Engine(self.db, Rulebook(self.db), Limits())
 
     async def cancel(self, member_id: int, when: str) -> None:
-        await self.db.transaction(lambda conn: members._cancel(conn, member_id, at(when)))
+        unwrap((await self.engine.run([Cancel(member_id, TESTS, at(when))]))[0])
 
     async def erase(self, member_id: int, when: str) -> None:
-        async def work(conn: asyncpg.Connection) -> None:
-            await members._cancel(conn, member_id, at(when))
-            for statement in members.PERSONAL_DATA_ERASERS:
-                await conn.execute(statement, member_id, at(when))
-
-        await self.db.transaction(work)
+        await members.erase(self.engine, member_id, TESTS, as_of=at(when))
 
     async def subscription(self, channel: str, address: str, member_id: int | None,
                            events: tuple[tuple[str, str], ...]) -> int:

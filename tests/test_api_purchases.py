@@ -130,9 +130,10 @@ async def test_quote_writes_nothing_and_equals_what_the_purchase_earns(client, k
     assert posted.json()["point_cents_earned"] == quote["point_cents_earned"]
     assert posted.json()["bonus_point_cents"] == quote["bonus_point_cents"]
 
-    # quoting it again (the purchase now exists) still writes nothing
+    # quoting it again: the purchase_id is used now, which a quote checks like a posting; still nothing written
     again = await row_counts(db)
-    assert (await client.post("/v1/purchases/quote", json=body, headers=auth(keys["checkout"]))).status_code == 200
+    problem(await client.post("/v1/purchases/quote", json=body, headers=auth(keys["checkout"])), 409,
+            "idempotency_conflict")
     assert await row_counts(db) == again
 
 

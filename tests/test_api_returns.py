@@ -42,7 +42,8 @@ async def test_return_answers_what_it_took_back_and_the_balance(client, keys, db
     response = await post_return(client, keys, sale["purchase_id"], a_return(("A", 1, 4000), return_id=return_id))
     assert response.status_code == 201, response.text
     assert response.json() == {"return_id": return_id, "purchase_id": sale["purchase_id"],
-                               "point_cents_reversed": 4000, "balance": {"points": 40, "point_cents": 4000}}
+                               "point_cents_reversed": 4000, "balance": {"points": 40, "point_cents": 4000},
+                               "rewards_voided": []}
     (entry,) = [e for e in await ledger_of(db, member) if e["kind"] == "return"]
     assert entry["point_cents"] == -4000
     stored = await db.run("SELECT id FROM purchase_returns WHERE ext_id = $1", return_id)
@@ -90,7 +91,7 @@ async def test_returned_quantity_never_exceeds_bought_across_returns(client, key
     [
         ({"return_id": "r1", "occurred_at": "2026-01-01T00:00:00Z", "lines": []}, "lines"),
         ({"return_id": "r1", "occurred_at": "2026-01-01T00:00:00Z",
-          "lines": [{"sku": "A", "quantity": 0, "amount_cents": 1}]}, "lines[0].quantity"),
+          "lines": [{"sku": "A", "quantity": -1, "amount_cents": 1}]}, "lines[0].quantity"),
         ({"return_id": "r1", "occurred_at": "2026-01-01T00:00:00",
           "lines": [{"sku": "A", "quantity": 1, "amount_cents": 1}]}, "occurred_at"),
         ({"occurred_at": "2026-01-01T00:00:00Z", "lines": [{"sku": "A", "quantity": 1, "amount_cents": 1}]},

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from rewards.db import Database
-from tests.conftest import auth, purchase
+from tests.conftest import auth, post_purchase, purchase, purchase_in
 from tests.test_api_members import earn, ledger_of, problem, row_counts
 
 DEFAULT_RULES = {
@@ -250,9 +250,15 @@ async def test_unknown_reward_or_more_than_its_value_is_refused(client, keys, db
     assert await row_counts(db) == before
 
 
-async def test_expired_reward_cannot_be_redeemed(client, keys, db, member):
-    long_ago = datetime.now(UTC) - timedelta(days=100)
-    code = await _reward_of(client, keys, member, occurred_at=long_ago)
+async def _old_reward(engine, member_id: int, days_ago: float) -> tuple[str, datetime]:
+    """A reward issued by a purchase `days_ago` (history: older than a live posting may be)."""
+    when = datetime.now(UTC) - timedelta(days=days_ago)
+    _, out = await post_purchase(engine, purchase_in(member_id, 30000, occurred_at=when), history=True)
+    return out.rewards_issued[0].code, when
+
+
+async def test_expired_reward_cannot_be_redeemed(client, keys, db, member, engine):
+    code, long_ago = await _old_reward(engine, member, 100)
     shown = (await client.get(f"/v1/rewards/{code}", headers=auth(keys["checkout"]))).json()
     assert shown["status"] == "expired"
     assert datetime.fromisoformat(shown["expires_at"]) == long_ago + timedelta(days=90)
@@ -264,10 +270,22 @@ async def test_expired_reward_cannot_be_redeemed(client, keys, db, member):
     assert [r["status"] for r in balance["rewards"]] == ["expired"]
 
 
-async def test_reward_within_90_days_redeems(client, keys, member):
-    code = await _reward_of(client, keys, member, occurred_at=datetime.now(UTC) - timedelta(days=89))
+async def test_reward_within_90_days_redeems(client, keys, member, engine):
+    code, _ = await _old_reward(engine, member, 89)
     response = await client.post("/v1/purchases", json=_redeeming(member, code), headers=auth(keys["checkout"]))
     assert response.status_code == 201, response.text
+
+
+async def test_a_reward_expired_by_now_is_refused_to_a_purchase_dated_while_it_was_valid(client, keys, db, member,
+                                                                                        engine):
+    # issued 95 days ago: it expired five days ago; a purchase dated six days ago (a live posting may be
+    # backdated seven) falls inside its validity, but a reward must be unexpired when it is posted too
+    code, issued = await _old_reward(engine, member, 95)
+    before = await row_counts(db)
+    late = _redeeming(member, code, occurred_at=issued + timedelta(days=89))
+    problem(await client.post("/v1/purchases", json=late, headers=auth(keys["checkout"])), 409,
+            "reward_not_redeemable")
+    assert await row_counts(db) == before
 
 
 # --- reward status ------------------------------------------------------------------------------

@@ -16,21 +16,13 @@ import asyncpg
 import msgspec
 import pytest
 
-from rewards import errors, ledger, members
+from rewards import errors
 from rewards.db import Database
-from rewards.rulebook import Rulebook
 from rewards.schemas import PurchaseIn, ReturnIn
 from rewards.verify import find_problems
-from tests.conftest import auth, purchase, unique
+from tests.conftest import auth, cancel, post_purchase, post_return, purchase, unique
 
 THRESHOLD = 30000  # point-cents a reward costs under the default rules
-
-
-@pytest.fixture(scope="module")
-async def rulebook(db: Database) -> Rulebook:
-    book = Rulebook(db)
-    await book.load()
-    return book
 
 
 def purchase_in(member_id: int, amount_cents: int, **overrides: Any) -> PurchaseIn:
@@ -73,11 +65,11 @@ async def assert_sound(db: Database) -> None:
 # --- many purchases, one member -------------------------------------------------------------------
 
 
-async def test_forty_concurrent_purchases_issue_exactly_floor_total_over_300_rewards(db, rulebook, make_member):
+async def test_forty_concurrent_purchases_issue_exactly_floor_total_over_300_rewards(db, engine, make_member):
     member_id = await make_member()
     rng = random.Random(40)
     amounts = [rng.randint(1, 40000) for _ in range(40)]
-    results = await asyncio.gather(*(ledger.post_purchase(db, rulebook, purchase_in(member_id, a)) for a in amounts))
+    results = await asyncio.gather(*(post_purchase(engine, purchase_in(member_id, a)) for a in amounts))
 
     total = sum(amounts)
     assert all(created for created, _ in results)
@@ -120,10 +112,10 @@ async def test_forty_concurrent_purchases_over_http_issue_exactly_floor_total_ov
 # --- duplicates of one key ---------------------------------------------------------------------
 
 
-async def test_concurrent_duplicates_of_one_purchase_apply_once(db, rulebook, make_member):
+async def test_concurrent_duplicates_of_one_purchase_apply_once(db, engine, make_member):
     member_id = await make_member()
     body = purchase_in(member_id, 45000, method="westique_credit_card")
-    results = await asyncio.gather(*(ledger.post_purchase(db, rulebook, body) for _ in range(20)))
+    results = await asyncio.gather(*(post_purchase(engine, body) for _ in range(20)))
 
     assert sorted(created for created, _ in results) == [False] * 19 + [True]
     answers = {msgspec.json.encode(out) for _, out in results}
@@ -147,11 +139,11 @@ async def test_concurrent_duplicates_over_http_answer_201_once_and_200_byte_for_
     assert (state["purchases"], state["rewards"], state["point_cents"]) == (1, 1, 1234)
 
 
-async def test_concurrent_same_key_with_other_bodies_applies_exactly_one(db, rulebook, make_member):
+async def test_concurrent_same_key_with_other_bodies_applies_exactly_one(db, engine, make_member):
     one, other = await make_member(), await make_member()
     key = unique("p")
     bodies = [purchase_in(one if i % 2 else other, 1000 + i, purchase_id=key) for i in range(10)]
-    results = await asyncio.gather(*(outcome(ledger.post_purchase(db, rulebook, b)) for b in bodies))
+    results = await asyncio.gather(*(outcome(post_purchase(engine, b)) for b in bodies))
 
     created = [r for r in results if isinstance(r, tuple) and r[0]]
     conflicts = [r for r in results if isinstance(r, errors.IdempotencyConflict)]
@@ -166,18 +158,18 @@ async def test_concurrent_same_key_with_other_bodies_applies_exactly_one(db, rul
 # --- returns ------------------------------------------------------------------------------------
 
 
-async def test_concurrent_returns_never_exceed_what_was_bought(db, rulebook, make_member):
+async def test_concurrent_returns_never_exceed_what_was_bought(db, engine, make_member):
     member_id = await make_member()
     body = purchase_in(member_id, 0, lines=[
         {"sku": "SHIRT", "category": "apparel", "quantity": 5, "amount_cents": 5000},
         {"sku": "TAX", "category": "tax", "quantity": 1, "amount_cents": 400},
     ], tenders=[{"method": "westique_credit_card", "amount_cents": 5400}])
-    _, bought = await ledger.post_purchase(db, rulebook, body)
+    _, bought = await post_purchase(engine, body)
     assert bought.point_cents_earned == 10000
 
     attempts = [return_in([{"sku": "SHIRT", "quantity": 1, "amount_cents": 1000}]) for _ in range(12)]
     results = await asyncio.gather(
-        *(outcome(ledger.post_return(db, rulebook, body.purchase_id, r)) for r in attempts)
+        *(outcome(post_return(engine, body.purchase_id, r)) for r in attempts)
     )
     accepted = [out for r in results if isinstance(r, tuple) for out in [r[1]]]
     refused = [r for r in results if isinstance(r, errors.ReturnExceedsPurchase)]
@@ -190,27 +182,28 @@ async def test_concurrent_returns_never_exceed_what_was_bought(db, rulebook, mak
     await assert_sound(db)
 
 
-async def test_concurrent_duplicates_of_one_return_apply_once(db, rulebook, make_member):
+async def test_concurrent_duplicates_of_one_return_apply_once(db, engine, make_member):
     member_id = await make_member()
-    body = purchase_in(member_id, 20000)
-    await ledger.post_purchase(db, rulebook, body)
-    ret = return_in([{"sku": "SKU-1", "quantity": 1, "amount_cents": 5000}])
-    results = await asyncio.gather(*(ledger.post_return(db, rulebook, body.purchase_id, ret) for _ in range(10)))
+    body = purchase_in(member_id, 20000, lines=[{"sku": "SKU-1", "category": "apparel", "quantity": 4,
+                                                 "amount_cents": 20000}])
+    await post_purchase(engine, body)
+    ret = return_in([{"sku": "SKU-1", "quantity": 1, "amount_cents": 5000}])  # one unit of four: 5000 of 20000
+    results = await asyncio.gather(*(post_return(engine, body.purchase_id, ret) for _ in range(10)))
     assert sorted(created for created, _ in results) == [False] * 9 + [True]
     assert len({msgspec.json.encode(out) for _, out in results}) == 1
     state = await ledger_state(db, member_id)
     assert state["point_cents"] == state["ledger_sum"] == 15000
 
 
-async def test_one_return_id_raced_against_two_members_purchases_applies_once(db, rulebook, make_member):
+async def test_one_return_id_raced_against_two_members_purchases_applies_once(db, engine, make_member):
     """Different members lock different rows, so only the unique key can stop the twin; the loser gets 409."""
     bodies = [purchase_in(await make_member(), 20000) for _ in range(2)]
     for body in bodies:
-        await ledger.post_purchase(db, rulebook, body)
+        await post_purchase(engine, body)
     key = unique("r")
     ret = return_in([{"sku": "SKU-1", "quantity": 1, "amount_cents": 20000}], return_id=key)
     results = await asyncio.gather(
-        *(outcome(ledger.post_return(db, rulebook, body.purchase_id, ret)) for body in bodies for _ in range(3))
+        *(outcome(post_return(engine, body.purchase_id, ret)) for body in bodies for _ in range(3))
     )
     created = [r for r in results if isinstance(r, tuple) and r[0]]
     assert len(created) == 1, results
@@ -228,12 +221,12 @@ async def test_one_return_id_raced_against_two_members_purchases_applies_once(db
 # --- cancellation races -------------------------------------------------------------------------
 
 
-async def test_purchases_racing_a_cancellation_leave_a_consistent_ledger(db, rulebook, make_member):
+async def test_purchases_racing_a_cancellation_leave_a_consistent_ledger(db, engine, make_member):
     member_id = await make_member()
-    await ledger.post_purchase(db, rulebook, purchase_in(member_id, 29000))
+    await post_purchase(engine, purchase_in(member_id, 29000))
     amounts = [3000 + 500 * i for i in range(20)]
-    postings = [outcome(ledger.post_purchase(db, rulebook, purchase_in(member_id, a))) for a in amounts]
-    postings.insert(7, outcome(members.cancel(db, member_id)))
+    postings = [outcome(post_purchase(engine, purchase_in(member_id, a))) for a in amounts]
+    postings.insert(7, outcome(cancel(engine, member_id)))
     results = await asyncio.gather(*postings)
 
     cancelled = results.pop(7)
@@ -251,16 +244,16 @@ async def test_purchases_racing_a_cancellation_leave_a_consistent_ledger(db, rul
     assert state["voided"] == state["rewards"] == issued
     # afterwards purchases stay refused, and a second cancel answers as the first
     with pytest.raises(errors.MemberNotActive):
-        await ledger.post_purchase(db, rulebook, purchase_in(member_id, 100))
-    again = await members.cancel(db, member_id)
+        await post_purchase(engine, purchase_in(member_id, 100))
+    again = await cancel(engine, member_id)
     assert (again.point_cents_forfeited, sorted(again.rewards_voided)) == (
         cancelled.point_cents_forfeited, sorted(cancelled.rewards_voided))
     await assert_sound(db)
 
 
-async def test_returns_and_redemptions_racing_a_cancellation_leave_a_consistent_ledger(db, rulebook, make_member):
+async def test_returns_and_redemptions_racing_a_cancellation_leave_a_consistent_ledger(db, engine, make_member):
     member_id = await make_member()
-    _, first = await ledger.post_purchase(db, rulebook, purchase_in(member_id, 61000, method="debit_card"))
+    _, first = await post_purchase(engine, purchase_in(member_id, 61000, method="debit_card"))
     codes = [r.code for r in first.rewards_issued]
     assert len(codes) == 2
     redeem = purchase_in(member_id, 0, lines=[{"sku": "MUG", "category": "home", "quantity": 1, "amount_cents": 2500}],
@@ -268,9 +261,9 @@ async def test_returns_and_redemptions_racing_a_cancellation_leave_a_consistent_
                                   {"method": "cash", "amount_cents": 1500}])
     ret = return_in([{"sku": "SKU-1", "quantity": 1, "amount_cents": 61000}])
     results = await asyncio.gather(
-        outcome(ledger.post_purchase(db, rulebook, redeem)),
-        outcome(ledger.post_return(db, rulebook, first.purchase_id, ret)),
-        outcome(members.cancel(db, member_id)),
+        outcome(post_purchase(engine, redeem)),
+        outcome(post_return(engine, first.purchase_id, ret)),
+        outcome(cancel(engine, member_id)),
     )
     redeemed, returned, cancelled = results
     assert not isinstance(returned, Exception), "returns are accepted even after cancelling"
@@ -288,7 +281,7 @@ async def test_returns_and_redemptions_racing_a_cancellation_leave_a_consistent_
     await assert_sound(db)
 
 
-async def test_verify_finds_nothing_wrong_while_postings_are_in_flight(db, rulebook, make_member):
+async def test_verify_finds_nothing_wrong_while_postings_are_in_flight(db, engine, make_member):
     """Each check is one statement, so it sees one snapshot: a check racing postings never reports a torn state."""
     member_ids = [await make_member() for _ in range(3)]
     bodies = [purchase_in(member_ids[i // 10], 7000 + 1000 * i, method="westique_credit_card") for i in range(30)]
@@ -298,10 +291,10 @@ async def test_verify_finds_nothing_wrong_while_postings_are_in_flight(db, ruleb
     async def load() -> None:
         try:
             for chunk in range(0, 30, 10):
-                await asyncio.gather(*(ledger.post_purchase(db, rulebook, b) for b in bodies[chunk:chunk + 10]))
-                await asyncio.gather(*(ledger.post_return(db, rulebook, b.purchase_id, return_in(
+                await asyncio.gather(*(post_purchase(engine, b) for b in bodies[chunk:chunk + 10]))
+                await asyncio.gather(*(post_return(engine, b.purchase_id, return_in(
                     [{"sku": "SKU-1", "quantity": 1, "amount_cents": 3000}])) for b in bodies[chunk:chunk + 10:2]))
-                await members.cancel(db, member_ids[chunk // 10])
+                await cancel(engine, member_ids[chunk // 10])
         finally:
             done.set()
 
@@ -320,14 +313,15 @@ async def test_verify_finds_nothing_wrong_while_postings_are_in_flight(db, ruleb
 # --- the schema itself ----------------------------------------------------------------------------
 
 
-async def test_schema_refuses_a_second_reward_with_the_same_ordinal(db, rulebook, make_member):
+async def test_schema_refuses_a_second_reward_with_the_same_ordinal(db, engine, make_member):
     member_id = await make_member()
-    _, out = await ledger.post_purchase(db, rulebook, purchase_in(member_id, 30000))
+    _, out = await post_purchase(engine, purchase_in(member_id, 30000))
     async with db.connection() as conn:
         with pytest.raises(asyncpg.UniqueViolationError):
             await conn.execute(
-                """INSERT INTO rewards (code, member_id, ordinal, value_cents, issued_at, expires_at, purchase_id)
-                   SELECT $2, member_id, ordinal, value_cents, issued_at, expires_at, purchase_id
+                """INSERT INTO rewards (code, member_id, ordinal, value_cents, cost_point_cents, issued_at, expires_at,
+                                        purchase_id)
+                   SELECT $2, member_id, ordinal, value_cents, cost_point_cents, issued_at, expires_at, purchase_id
                    FROM rewards WHERE code = $1""",
                 out.rewards_issued[0].code, unique("WRDUP"),
             )
@@ -338,9 +332,9 @@ async def test_schema_refuses_a_second_reward_with_the_same_ordinal(db, rulebook
     "UPDATE ledger SET point_cents = point_cents + 1 WHERE member_id = $1",
     "DELETE FROM ledger WHERE member_id = $1",
 ])
-async def test_schema_refuses_to_change_or_delete_ledger_entries(db, rulebook, make_member, statement):
+async def test_schema_refuses_to_change_or_delete_ledger_entries(db, engine, make_member, statement):
     member_id = await make_member()
-    await ledger.post_purchase(db, rulebook, purchase_in(member_id, 1234))
+    await post_purchase(engine, purchase_in(member_id, 1234))
     async with db.connection() as conn:
         with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
             await conn.execute(statement, member_id)

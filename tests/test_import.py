@@ -1,8 +1,6 @@
-"""`rewards import purchases`: the API's rules, idempotent by purchase_id, refusals with reasons.
-
-Also holds the set-based posting (`rewards.bulk.apply`, which the importer and group
-commit use) to the same answers as the post_purchase database function, item by item.
-"""
+"""`rewards import purchases`: the posting engine's decisions, idempotent by purchase_id, refusals
+with reasons in line order, history older than a live posting may be; and the big demo's COPY
+writer holding to what the engine's own statement writes."""
 
 from __future__ import annotations
 
@@ -18,23 +16,16 @@ import asyncpg
 import msgspec
 import pytest
 
-from rewards import bulk, ledger, rules
+from rewards.bulk_demo import copy_plan, run_bulk_demo
 from rewards.db import Database
-from rewards.demo import run_bulk_demo
-from rewards.importer import CsvHeaderError, import_purchases, split_by_member
-from rewards.rulebook import Rulebook
+from rewards.engine import Limits, PostPurchase, apply
+from rewards.engine.posting import write_plan
+from rewards.importer import IMPORTER, CsvHeaderError, import_purchases, split_by_member
 from rewards.schemas import PurchaseIn
 from rewards.verify import find_problems
-from tests.conftest import auth, purchase, unique
+from tests.conftest import auth, post_purchase, purchase, unique
 from tests.databases import scratch_database
 from tests.test_cli import rewards
-
-
-@pytest.fixture(scope="module")
-async def rulebook(db: Database) -> Rulebook:
-    book = Rulebook(db)
-    await book.load()
-    return book
 
 
 def basket(member_id: int, n: int, *, purchase_id: str | None = None, **overrides: Any) -> dict[str, Any]:
@@ -48,7 +39,7 @@ def basket(member_id: int, n: int, *, purchase_id: str | None = None, **override
     total = sum(line["amount_cents"] for line in lines)
     method = "westique_credit_card" if n % 3 == 0 else "debit_card"
     body = purchase(member_id, 0, purchase_id=purchase_id or unique(f"imp{n}"),
-                    occurred_at=datetime.now(UTC) - timedelta(days=30) + timedelta(minutes=n),
+                    occurred_at=datetime.now(UTC) - timedelta(days=5) + timedelta(minutes=n),
                     lines=lines, tenders=[{"method": method, "amount_cents": total}])
     body.update(overrides)
     return body
@@ -205,53 +196,12 @@ async def test_import_redeems_a_reward_once_like_the_api(db, client, keys, make_
     assert (await member_state(db, member_id))[0] == 4000
 
 
-async def test_bulk_apply_answers_exactly_as_the_posting_function(db, rulebook, make_member):
-    """Item by item, a batch gives the function's outcomes, balances, rewards and entries."""
-    by_batch, by_function = await make_member(), await make_member()
-
-    def script(member_id: int) -> list[PurchaseIn]:
-        bodies = [basket(member_id, n, purchase_id=f"parity-{member_id}-{n}") for n in range(10)]
-        bodies.insert(4, bodies[2])                                        # a replay
-        bodies.insert(6, {**bodies[3], "store_id": "S555"})                 # a conflict
-        bodies.append(basket(2**40, 99, purchase_id=f"parity-{member_id}-x"))  # no such member
-        return [msgspec.convert(b, PurchaseIn, strict=False) for b in bodies]
-
-    async def posting(p: PurchaseIn) -> bulk.Posting:
-        version = await rulebook.in_force(p.occurred_at)
-        return bulk.Posting.of(p, version, ledger.purchase_earning(p, version))
-
-    batch = [await posting(p) for p in script(by_batch)]
-    outcomes = await db.transaction(lambda conn: bulk.apply(conn, batch))
-    rows = []
-    function_script = script(by_function)
-    for p in function_script:
-        async with db.connection() as conn:
-            rows.append((await conn.fetch(ledger.POST_PURCHASES, *ledger._batch_args([await posting(p)])))[0])
-
-    fields = ["outcome", "qualifying_cents", "point_cents", "bonus_point_cents", "balance_after"]
-    assert [[o[f] for f in fields] for o in outcomes] == [[r[f] for f in fields] for r in rows]
-    assert [o["detail"] for o in outcomes if o["outcome"] != "idempotency_conflict"] == \
-           [r["detail"] for r in rows if r["outcome"] != "idempotency_conflict"]
-    assert [o["outcome"] for o in outcomes].count("created") == 10
-    # a refusal's arrays are NULL from the function and empty from the batch: neither is ever read
-    assert [list(o["issued_values"] or []) for o in outcomes] == [list(r["issued_values"] or []) for r in rows]
-    assert [len(o["issued_codes"] or []) for o in outcomes] == [len(r["issued_codes"] or []) for r in rows]
-    assert [list(o["redeemed"] or []) for o in outcomes] == [list(r["redeemed"] or []) for r in rows]
-    def validity(answers: list[Any], postings: list[PurchaseIn]) -> list[list[timedelta]]:
-        return [[e - p.occurred_at for e in a["issued_expires"]]
-                for a, p in zip(answers, postings, strict=True) if a["outcome"] == "created"]
-
-    assert validity(outcomes, [b.purchase for b in batch]) == validity(rows, function_script)
-    assert await member_state(db, by_batch) == await member_state(db, by_function)
-    assert await entries(db, by_batch) == await entries(db, by_function)
-
-
-async def test_concurrent_postings_through_group_commit_stay_sound(db, rulebook, make_member):
+async def test_concurrent_postings_through_group_commit_stay_sound(db, engine, make_member):
     """Forty postings at once for a few members: batched, each answered, the ledger sound."""
     members = [await make_member() for _ in range(4)]
     bodies = [msgspec.convert(basket(members[n % 4], n), PurchaseIn, strict=False) for n in range(40)]
     bodies.append(bodies[0])  # a duplicate in flight at the same time
-    results = await asyncio.gather(*(ledger.post_purchase(db, rulebook, b) for b in bodies))
+    results = await asyncio.gather(*(post_purchase(engine, b) for b in bodies))
     assert sum(created for created, _ in results) == 40
     assert results[0][1] == results[-1][1]
     for member_id in members:
@@ -297,7 +247,7 @@ async def test_split_import_gives_each_member_what_one_connection_gives(db, make
 def test_a_purchase_id_under_two_members_keeps_its_round_in_one_batch():
     def item(line_no: int, member_id: int, purchase_id: str) -> Any:
         p = msgspec.convert(basket(member_id, line_no, purchase_id=purchase_id), PurchaseIn, strict=False)
-        return (line_no, b"", bulk.Posting.of(p, rules.DEFAULT_RULES, ledger.purchase_earning(p, rules.DEFAULT_RULES)))
+        return (line_no, b"", PostPurchase.of(p, IMPORTER))
 
     round_ = [item(1, 10, "x"), item(2, 11, "y"), item(3, 12, "z"), item(4, 10, "x")]
     assert [[i[0] for i in batch] for batch in split_by_member(round_, 2)] == [[1, 3, 4], [2]]
@@ -337,51 +287,34 @@ async def test_a_purchase_id_repeated_under_another_member_is_imported_once(db, 
     assert await entries(db, cancelled) == []
 
 
-async def test_copy_text_carries_any_character_a_value_may_hold(db, rulebook, make_member):
-    """The importer's COPY escapes what COPY's text format would read as a separator."""
-    member_id = await make_member()
-    odd = "odd\\id\twith\nbreaks\r\"quotes\" and NULL"
-    body = basket(member_id, 1, purchase_id="placeholder")
-    purchase = msgspec.structs.replace(msgspec.convert(body, PurchaseIn, strict=False), purchase_id=odd)
-    version = await rulebook.in_force(purchase.occurred_at)
-    posting = bulk.Posting.of(purchase, version, ledger.purchase_earning(purchase, version))
-    outcomes = await db.transaction(lambda conn: bulk.apply(conn, [posting], answers=False))
-    assert outcomes[0].outcome == bulk.CREATED
-    row = (await db.run("SELECT body, fingerprint, rewards_redeemed FROM purchases WHERE ext_id = $1", odd))[0]
-    stored = row["body"] if isinstance(row["body"], dict) else json.loads(row["body"])
-    assert stored["purchase_id"] == odd and bytes(row["fingerprint"]) == posting.digest
-    assert list(row["rewards_redeemed"]) == []
-    assert bulk._array_text(["A\\B", 'C"D', "NULL"]) == '{"A\\\\B","C\\"D","NULL"}'
-
-
-async def test_binary_copy_stores_the_same_purchase_row_as_copy_text(db, database_url, rulebook, make_member):
-    """The big demo's binary COPY (asyncpg's own jsonb codec) stores what the importer's COPY text does."""
-    member_id = await make_member()
+async def test_the_bulk_demos_copy_writes_the_rows_the_engines_statement_writes(db, engine, database_url,
+                                                                                 make_member):
+    """One plan written twice, into two members: by the engine's statement and by the big demo's binary
+    COPY (asyncpg's own jsonb codec); every stored column is the same, odd characters included."""
+    by_statement, by_copy = await make_member(), await make_member()
     conn = await asyncpg.connect(database_url)  # its own codecs: not given back to the shared pool
     try:
         await conn.reset_type_codec("jsonb", schema="pg_catalog")
-        await conn.execute(bulk.INDEX_PROBES.replace("SET LOCAL", "SET"))
         stored = {}
-        for binary in (False, True):
-            purchase = msgspec.structs.replace(
-                msgspec.convert(basket(member_id, 1, purchase_id="placeholder"), PurchaseIn, strict=False),
-                purchase_id=unique(f"copy-{binary}-odd\\id\twith\n\"é\""))
-            version = await rulebook.in_force(purchase.occurred_at)
-            posting = bulk.Posting.of(purchase, version, ledger.purchase_earning(purchase, version))
+        when = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+        for member_id, write in ((by_statement, "statement"), (by_copy, "copy")):
+            body = basket(member_id, 3, purchase_id="placeholder", occurred_at=when)
+            purchase = msgspec.structs.replace(msgspec.convert(body, PurchaseIn, strict=False),
+                                               purchase_id=unique(f"copy-{write}-odd\\id\t\"é\""))
+            command = PostPurchase.of(purchase, IMPORTER)
             async with conn.transaction():
-                batch = bulk.Batch(conn, answers=False, binary_copy=binary)
-                await batch.load(member_ids=[member_id], purchase_ids=[], reward_codes=[], offer_codes=[])
-                assert batch.plan(posting).outcome == bulk.CREATED
-                await batch.write()
+                (outcome,) = await apply(conn, [command], engine.rulebook, Limits(),
+                                         writer=copy_plan if write == "copy" else write_plan)
+            assert outcome.created and outcome.error is None
             row = await conn.fetchrow(
-                "SELECT ext_id, body = $2::jsonb AS same_body, fingerprint, occurred_at, rules_version, "
-                "qualifying_cents, card_cents, point_cents, bonus_point_cents, rewards_redeemed "
-                "FROM purchases WHERE ext_id = $1",
-                purchase.purchase_id, posting.body.decode())
-            assert row["ext_id"] == purchase.purchase_id and row["same_body"]
-            assert bytes(row["fingerprint"]) == posting.digest and row["occurred_at"] == purchase.occurred_at
-            stored[binary] = [v for k, v in row.items() if k not in ("ext_id", "same_body", "fingerprint", "occurred_at")]
-        assert stored[True] == stored[False]
+                "SELECT ext_id, body, fingerprint, occurred_at, rules_version, qualifying_cents, card_cents, "
+                "point_cents, bonus_point_cents, balance_after, rewards_redeemed FROM purchases WHERE ext_id = $1",
+                purchase.purchase_id)
+            assert row["ext_id"] == purchase.purchase_id and bytes(row["fingerprint"]) == command.digest
+            assert json.loads(row["body"]) == json.loads(command.body)
+            stored[write] = [v for k, v in row.items() if k not in ("ext_id", "body", "fingerprint")]
+            stored[write].append(await entries(db, member_id))
+        assert stored["copy"] == stored["statement"]
     finally:
         await conn.close()
 
@@ -523,11 +456,11 @@ async def test_import_command_prints_a_summary_and_writes_rejects(database_url, 
     member_id = await make_member()
     path = write_lines(tmp_path / "cli.jsonl", [basket(member_id, n) for n in range(5)] + ["{oops"])
     code, out, err = await rewards(database_url, "import", "purchases", str(path), tmp_path=tmp_path)
-    assert code == 0, err
+    assert code == 3, err  # finished, with a purchase refused
     assert "imported: 5" in out and "rejected: 1" in out and "peak memory" in out
     assert json.loads((tmp_path / "cli.jsonl.rejected.jsonl").read_text())["line"] == 6
     code, out, _ = await rewards(database_url, "import", "purchases", str(path), tmp_path=tmp_path)
-    assert "imported: 0" in out and "already imported (same purchase_id and body): 5" in out
+    assert code == 3 and "imported: 0" in out and "already imported (same purchase_id and body): 5" in out
     assert os.path.exists(path)
 
 

@@ -213,11 +213,14 @@ async def test_members_figures_follow_enrollment_cancellation_erasure_and_return
     await program.cancel(left_early, "2024-12-01")
     joined = await program.member("2025-03-01")
     erased = await program.member("2025-02-01")
-    # $400 by card: 800 points, 2 rewards issued, 200 points left
-    bought = await program.buy(joined, 40000, "2025-03-10", method="westique_credit_card")
-    # return half: takes back 400 points; balance 200 - 400 = -200
+    # two units for $400 by card: 800 points, 2 rewards issued, 200 points left
+    bought = await program.buy(joined, 40000, "2025-03-10", method="westique_credit_card", units=2)
+    # one unit back: takes back 400 points; 200 - 400 would be -200, so the newest reward is voided
+    # first and gives its 300 back: 100 points
     returned = await program.give_back(bought["purchase_id"], 20000, "2025-03-20")
     assert returned["point_cents_reversed"] == 40000
+    assert returned["balance"]["point_cents"] == 10000
+    assert returned["rewards_voided"] == [bought["rewards_issued"][1]["code"]]
     earn = await program.buy(before, 35000, "2025-04-01")  # 350 points: one reward, 50 left
     (reward,) = earn["rewards_issued"]
     await program.cancel(before, "2025-05-01")  # forfeits 50 points, voids the unredeemed reward
@@ -236,8 +239,9 @@ async def test_members_figures_follow_enrollment_cancellation_erasure_and_return
                                 "reversed_point_cents": 40000, "forfeited_point_cents": 5000 + 12345}
     assert report["rewards"] == {
         "issued_count": 3, "issued_cents": 3000, "redeemed_count": 0, "redeemed_cents": 0,
-        # the card member's two rewards (issued March 10) expired on June 8
-        "expired_count": 2, "expired_cents": 2000, "voided_count": 1, "voided_cents": 1000,
+        # of the card member's two rewards (issued March 10), the return voided one; the other expired on
+        # June 8; the cancelled member's reward was voided
+        "expired_count": 1, "expired_cents": 1000, "voided_count": 2, "voided_cents": 2000,
         "redemption_rate": 0.0,
     }
     # the ledger entries read: the return and the two forfeits in the period

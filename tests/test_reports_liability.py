@@ -66,20 +66,24 @@ async def test_open_rewards_age_by_expiry(program: Program, four_members: People
 
 async def test_liability_shows_negative_balances_apart_and_voids_on_cancel(program: Program):
     member = await program.member("2025-01-05")
-    bought = await program.buy(member, 40000, "2025-03-10", method="westique_credit_card")  # 2 rewards, 200 left
-    await program.give_back(bought["purchase_id"], 20000, "2025-03-20")  # -400 points: -200
+    # two units by card: 2 rewards, 200 points left; both rewards spent; both units back (-800 points):
+    # no open reward to void, so the balance goes negative: -600 points
+    bought = await program.buy(member, 40000, "2025-03-10", method="westique_credit_card", units=2)
+    codes = tuple(r["code"] for r in bought["rewards_issued"])
+    await program.buy(member, 2000, "2025-03-12", rewards=codes)
+    await program.give_back(bought["purchase_id"], 40000, "2025-03-20", units=2)
     other = await program.member("2025-01-05")
     await program.buy(other, 35000, "2025-04-01")  # 1 reward, 50 points left
     await program.cancel(other, "2025-05-01")  # forfeits 50 points, voids the reward
     before_cancel = await liability(program, "2025-04-30")
     assert before_cancel["points_outstanding"]["point_cents"] == 5000
-    assert before_cancel["points_outstanding"]["negative_point_cents"] == 20000
+    assert before_cancel["points_outstanding"]["negative_point_cents"] == 60000
     assert before_cancel["points_outstanding"]["members_negative"] == 1
-    assert before_cancel["rewards_unredeemed"]["outstanding_count"] == 3
+    assert before_cancel["rewards_unredeemed"]["outstanding_count"] == 1
     after_cancel = await liability(program, "2025-05-01")
     assert after_cancel["points_outstanding"]["point_cents"] == 0
-    assert after_cancel["rewards_unredeemed"]["outstanding_count"] == 2
-    assert after_cancel["total_liability_cents"] == 2000
+    assert after_cancel["rewards_unredeemed"]["outstanding_count"] == 0
+    assert after_cancel["total_liability_cents"] == 0
 
 
 async def test_liability_csv_and_scope(program: Program, four_members: People):

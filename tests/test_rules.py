@@ -128,60 +128,149 @@ def _fields(r: Rules) -> dict:
     return {f: getattr(r, f) for f in r.__struct_fields__}
 
 
-# --- returns ------------------------------------------------------------------------------------
+# --- returns: the points follow the units ---------------------------------------------------------
 
 
-@given(any_rules, purchases())
-def test_full_return_reverses_exactly_the_earning(r: Rules, purchase: tuple) -> None:
-    lines, tenders = purchase
-    earned = rules.earning(r, _as_category_lines(lines), tenders).point_cents
-    assert rules.point_cents_to_reverse(r, lines, tenders, {}, _bought(lines)) == earned
+def _bought_lines(lines: list[tuple[str, str, int, int]]) -> list[rules.BoughtLine]:
+    return [rules.BoughtLine(*line) for line in lines]
+
+
+def _units(lines: list[tuple[str, str, int, int]]) -> dict[str, int]:
+    units: dict[str, int] = defaultdict(int)
+    for sku, _, quantity, _ in lines:
+        units[sku] += quantity
+    return dict(units)
 
 
 @st.composite
-def purchases_with_return_steps(draw: st.DrawFn) -> tuple:
-    """A purchase and a sequence of partial returns that together return everything bought."""
+def purchases_with_unit_returns(draw: st.DrawFn) -> tuple:
+    """A purchase and a sequence of returns that brings back every unit, in any order and split,
+    each return line refunding any amount the register likes (within what the sku cost), with
+    price adjustments (quantity 0) mixed in."""
     lines, tenders = draw(purchases())
-    steps_n = draw(st.integers(1, 5))
-    steps: list[dict[str, tuple[int, int]]] = [{} for _ in range(steps_n)]
-    for sku, (quantity, amount) in _bought(lines).items():
-        amount_cuts = sorted(draw(st.lists(st.integers(0, amount), min_size=steps_n - 1, max_size=steps_n - 1)))
-        qty_cuts = sorted(draw(st.lists(st.integers(0, quantity), min_size=steps_n - 1, max_size=steps_n - 1)))
-        a_bounds, q_bounds = [0, *amount_cuts, amount], [0, *qty_cuts, quantity]
-        for i in range(steps_n):
-            q, a = q_bounds[i + 1] - q_bounds[i], a_bounds[i + 1] - a_bounds[i]
-            if q or a:
-                steps[i][sku] = (q, a)
+    paid = {sku: sum(a for s_, _, _, a in lines if s_ == sku) for sku in _units(lines)}
+    pieces = [(sku, 1) for sku, n in _units(lines).items() for _ in range(n)]
+    pieces = draw(st.permutations(pieces))
+    steps: list[list[rules.ReturnedLine]] = []
+    refunded: dict[str, int] = defaultdict(int)
+    i = 0
+    while i < len(pieces):
+        size = draw(st.integers(1, len(pieces) - i))
+        step = []
+        for sku, _ in pieces[i:i + size]:
+            refund = draw(st.integers(0, paid[sku] - refunded[sku]))
+            refunded[sku] += refund
+            step.append(rules.ReturnedLine(sku, 1, refund))
+        if draw(st.booleans()):  # a price adjustment on a sku, before the units come back
+            sku = draw(st.sampled_from(sorted(paid)))
+            refund = draw(st.integers(0, paid[sku] - refunded[sku]))
+            refunded[sku] += refund
+            step.insert(0, rules.ReturnedLine(sku, 0, refund))
+        steps.append(step)
+        i += size
     return lines, tenders, steps
 
 
-@given(any_rules, purchases_with_return_steps())
+@given(any_rules, purchases())
+def test_a_return_of_every_unit_takes_back_exactly_the_earning(r: Rules, purchase: tuple) -> None:
+    lines, tenders = purchase
+    bought = _bought_lines(lines)
+    earned = rules.earning(r, _as_category_lines(lines), tenders).point_cents
+    everything = [rules.ReturnedLine(sku, n, 0) for sku, n in _units(lines).items()]
+    before = rules.nothing_returned(bought)
+    after = rules.take_back(bought, before, everything)
+    assert rules.point_cents_reversed(r, bought, tenders, before, after) == earned
+
+
+@given(any_rules, purchases_with_unit_returns())
 @example(DEFAULT_RULES, ([("A", "apparel", 2, 1000), ("B", "tax", 1, 80)],
                          [("westique_credit_card", 540), ("reward", 540)],
-                         [{"A": (1, 500)}, {"B": (1, 80)}, {"A": (1, 500)}]))
-def test_partial_returns_adding_up_to_the_whole_reverse_exactly_the_earning(r: Rules, case: tuple) -> None:
+                         [[rules.ReturnedLine("A", 1, 500)], [rules.ReturnedLine("B", 1, 80)],
+                          [rules.ReturnedLine("A", 1, 500)]]))
+def test_returns_in_any_order_and_split_take_back_exactly_the_earning(r: Rules, case: tuple) -> None:
     lines, tenders, steps = case
+    bought = _bought_lines(lines)
     earned = rules.earning(r, _as_category_lines(lines), tenders).point_cents
-    before: dict[str, tuple[int, int]] = {}
-    reversed_total = 0
+    left = rules.nothing_returned(bought)
+    total = 0
     for step in steps:
-        reversed_now = rules.point_cents_to_reverse(r, lines, tenders, before, step)
-        assert reversed_now >= 0, (before, step)
-        reversed_total += reversed_now
-        assert reversed_total <= earned
-        before = {sku: (before.get(sku, (0, 0))[0] + step.get(sku, (0, 0))[0],
-                        before.get(sku, (0, 0))[1] + step.get(sku, (0, 0))[1]) for sku in set(before) | set(step)}
-    assert before == {sku: qa for sku, qa in _bought(lines).items() if qa != (0, 0)}
-    assert reversed_total == earned
+        after = rules.take_back(bought, left, step)
+        taken = rules.point_cents_reversed(r, bought, tenders, left, after)
+        assert taken >= 0, (left, step)
+        total += taken
+        assert total <= earned
+        left = after
+    assert all(x.units == 0 and x.value_cents == 0 for x in left.lines)
+    assert total == earned
+
+
+@given(any_rules, purchases(), st.data())
+def test_what_the_register_refunds_never_changes_the_points(r: Rules, purchase: tuple, data: st.DataObject) -> None:
+    lines, tenders = purchase
+    bought = _bought_lines(lines)
+    sku = data.draw(st.sampled_from(sorted(_units(lines))))
+    k = data.draw(st.integers(1, _units(lines)[sku]))
+    paid = sum(a for s_, _, _, a in lines if s_ == sku)
+    before = rules.nothing_returned(bought)
+    taken = {rules.point_cents_reversed(r, bought, tenders, before, rules.take_back(
+        bought, before, [rules.ReturnedLine(sku, k, refund)])) for refund in {0, min(1, paid), paid // 2, paid}}
+    assert len(taken) == 1
 
 
 @given(any_rules, purchases())
-def test_returning_nothing_reverses_nothing(r: Rules, purchase: tuple) -> None:
+def test_returning_nothing_takes_back_nothing(r: Rules, purchase: tuple) -> None:
     lines, tenders = purchase
-    remaining_lines, remaining_tenders = rules.remaining_after_returns(lines, tenders, {})
-    assert remaining_lines == _as_category_lines(lines)
-    assert remaining_tenders == tenders
-    assert rules.point_cents_to_reverse(r, lines, tenders, {}, {}) == 0
+    bought = _bought_lines(lines)
+    before = rules.nothing_returned(bought)
+    assert rules.earning_left(r, bought, tenders, before) == rules.earning(r, _as_category_lines(lines), tenders)
+    assert rules.point_cents_reversed(r, bought, tenders, before, rules.take_back(bought, before, [])) == 0
+
+
+# the worked cases of the program's rules (docs/rules.md): 2 units for $100 on the Westique card
+TWO_FOR_100 = [rules.BoughtLine("A", "apparel", 2, 10000)]
+CARD = [("westique_credit_card", 10000)]
+
+
+def test_both_units_back_for_a_cent_take_back_all_20000_point_cents() -> None:
+    start = rules.nothing_returned(TWO_FOR_100)
+    after = rules.take_back(TWO_FOR_100, start, [rules.ReturnedLine("A", 2, 1)])
+    assert rules.point_cents_reversed(DEFAULT_RULES, TWO_FOR_100, CARD, start, after) == 20000
+
+
+def test_one_unit_back_takes_10000_and_the_other_the_other_10000_whatever_is_refunded() -> None:
+    start = rules.nothing_returned(TWO_FOR_100)
+    one = rules.take_back(TWO_FOR_100, start, [rules.ReturnedLine("A", 1, 10000)])
+    assert rules.point_cents_reversed(DEFAULT_RULES, TWO_FOR_100, CARD, start, one) == 10000
+    two = rules.take_back(TWO_FOR_100, one, [rules.ReturnedLine("A", 1, 0)])
+    assert rules.point_cents_reversed(DEFAULT_RULES, TWO_FOR_100, CARD, one, two) == 10000
+
+
+def test_a_units_value_is_the_line_divided_by_its_units_the_remainder_on_the_last() -> None:
+    three = [rules.BoughtLine("A", "apparel", 3, 1000)]  # 333 + 333 + 334
+    left = rules.nothing_returned(three)
+    taken = []
+    for _ in range(3):
+        after = rules.take_back(three, left, [rules.ReturnedLine("A", 1, 0)])
+        taken.append(rules.point_cents_reversed(DEFAULT_RULES, three, [("cash", 1000)], left, after))
+        left = after
+    assert taken == [333, 333, 334]
+
+
+def test_a_price_adjustment_takes_back_the_points_of_its_amount_and_no_unit() -> None:
+    start = rules.nothing_returned(TWO_FOR_100)
+    after = rules.take_back(TWO_FOR_100, start, [rules.ReturnedLine("A", 0, 2500)])
+    assert after.lines == (rules.LineLeft(2, 7500),)
+    assert rules.point_cents_reversed(DEFAULT_RULES, TWO_FOR_100, CARD, start, after) == 5000  # $25, bonus too
+
+
+@pytest.mark.parametrize(("asked", "why"), [
+    ([rules.ReturnedLine("A", 3, 0)], "units left"),
+    ([rules.ReturnedLine("A", 1, 6000), rules.ReturnedLine("A", 1, 4001)], "refunded"),
+    ([rules.ReturnedLine("Z", 1, 0)], "not bought"),
+])
+def test_a_return_asking_more_than_is_left_is_refused(asked: list, why: str) -> None:
+    with pytest.raises(rules.ReturnRefused, match=why):
+        rules.take_back(TWO_FOR_100, rules.nothing_returned(TWO_FOR_100), asked)
 
 
 # --- rewards ------------------------------------------------------------------------------------
@@ -237,12 +326,6 @@ def test_floor_per_purchase_rounds_each_purchase_down_to_whole_dollars() -> None
     floor = Rules(version=2, rounding="floor_per_purchase")
     e = rules.earning(floor, [("apparel", 1234)], [("westique_credit_card", 1234)])
     assert (e.base_point_cents, e.bonus_point_cents) == (1200, 1200)
-
-
-def test_full_return_of_a_card_purchase_takes_back_the_bonus() -> None:
-    lines = [("A", "apparel", 1, 10000), ("T", "tax", 1, 800)]
-    tenders = [("westique_credit_card", 10800)]
-    assert rules.point_cents_to_reverse(DEFAULT_RULES, lines, tenders, {}, {"A": (1, 10000), "T": (1, 800)}) == 20000
 
 
 # --- versions -----------------------------------------------------------------------------------

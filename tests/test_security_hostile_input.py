@@ -103,22 +103,24 @@ async def test_hostile_purchases_get_a_clear_4xx_naming_the_field_and_write_noth
 async def test_the_largest_purchase_allowed_posts_and_returns_exactly(
     client: AsyncTestClient, keys: dict[str, str], member: int, db: Any
 ) -> None:
-    """$10M on the Westique card: 2e9 point-cents, 66,666 rewards, and a full return; nothing overflows."""
-    body = purchase(member, 1_000_000_000, method="westique_credit_card")
+    """$50,000 (REWARDS_MAX_PURCHASE_CENTS) on the Westique card: 10M point-cents, 333 rewards; a full
+    return voids all 333, newest first, and leaves the balance at zero; nothing overflows."""
+    body = purchase(member, 5_000_000, method="westique_credit_card")
     posted = await client.post("/v1/purchases", json=body, headers=auth(keys["checkout"]), timeout=300)
     assert posted.status_code == 201, posted.text[:300]
     answer = posted.json()
-    assert answer["point_cents_earned"] == 2_000_000_000 and answer["bonus_point_cents"] == 1_000_000_000
-    assert len(answer["rewards_issued"]) == 66_666 and answer["balance"]["point_cents"] == 20_000
+    assert answer["point_cents_earned"] == 10_000_000 and answer["bonus_point_cents"] == 5_000_000
+    assert len(answer["rewards_issued"]) == 333 and answer["balance"]["point_cents"] == 10_000
     full = {"return_id": f"r-{body['purchase_id']}", "occurred_at": body["occurred_at"],
-            "lines": [{"sku": "SKU-1", "quantity": 1, "amount_cents": 1_000_000_000}]}
+            "lines": [{"sku": "SKU-1", "quantity": 1, "amount_cents": 5_000_000}]}
     returned = await client.post(f"/v1/purchases/{body['purchase_id']}/returns", json=full,
                                  headers=auth(keys["checkout"]))
     assert returned.status_code == 201, returned.text
-    assert returned.json()["point_cents_reversed"] == 2_000_000_000
-    assert returned.json()["balance"]["point_cents"] == 20_000 - 2_000_000_000
+    assert returned.json()["point_cents_reversed"] == 10_000_000
+    assert len(returned.json()["rewards_voided"]) == 333
+    assert returned.json()["balance"]["point_cents"] == 0
     [row] = await db.run("SELECT point_cents, rewards_issued FROM members WHERE id = $1", member)
-    assert (row["point_cents"], row["rewards_issued"]) == (20_000 - 2_000_000_000, 66_666)
+    assert (row["point_cents"], row["rewards_issued"]) == (0, 333)
 
 
 async def test_hostile_enrollments_get_a_clear_4xx_and_store_no_personal_data(

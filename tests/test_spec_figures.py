@@ -128,8 +128,12 @@ async def test_negative_balance_is_repaid_first_and_no_reward_while_below_300(cl
     await earn(client, keys, member, 10000)
     sale = await earn(client, keys, member, 25000)
     assert len(sale["rewards_issued"]) == 1 and sale["balance"]["point_cents"] == 5000
+    # the reward is spent (a redeemed reward cannot be taken back), so nothing is left to void
+    code = sale["rewards_issued"][0]["code"]
+    await earn(client, keys, member, 1000, tenders=[{"method": "reward", "amount_cents": 1000, "reward_code": code}])
     returned = await post_return(client, keys, sale["purchase_id"], a_return(("SKU-1", 1, 25000)))
     assert returned.json()["balance"] == {"points": -200, "point_cents": -20000}
+    assert returned.json()["rewards_voided"] == []
     assert (await balance_of(client, keys, member))["points_to_next_reward"] == 500
 
     repaid = await earn(client, keys, member, 30000)  # 300 points repay 200 first: 100 left, no reward

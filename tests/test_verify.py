@@ -13,12 +13,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from rewards import ledger, members
 from rewards.db import Database
-from rewards.rulebook import Rulebook
 from rewards.schemas import PurchaseIn, ReturnIn
 from rewards.verify import find_problems
-from tests.conftest import auth, enrollment, purchase, unique
+from tests.conftest import auth, cancel, enrollment, post_purchase, post_return, purchase, unique
 
 
 class Scratch(msgspec.Struct):
@@ -31,23 +29,22 @@ class Scratch(msgspec.Struct):
     voided_code: str
 
 
-def _purchase(member_id: int, amount: int, method: str = "cash") -> PurchaseIn:
-    return msgspec.convert(purchase(member_id, amount, method=method), PurchaseIn, strict=False)
+def _purchase(member_id: int, amount: int, method: str = "cash", units: int = 1) -> PurchaseIn:
+    lines = [{"sku": "SKU-1", "category": "apparel", "quantity": units, "amount_cents": amount}]
+    return msgspec.convert(purchase(member_id, amount, method=method, lines=lines), PurchaseIn, strict=False)
 
 
 @pytest.fixture(scope="module")
-async def scratch(db: Database, make_member: Any) -> Scratch:
-    book = Rulebook(db)
-    await book.load()
+async def scratch(engine: Any, make_member: Any) -> Scratch:
     member_id = await make_member()
-    _, first = await ledger.post_purchase(db, book, _purchase(member_id, 20000, "westique_credit_card"))
-    _, second = await ledger.post_purchase(db, book, _purchase(member_id, 1500))
+    _, first = await post_purchase(engine, _purchase(member_id, 20000, "westique_credit_card", units=4))
+    _, second = await post_purchase(engine, _purchase(member_id, 1500))
     ret = msgspec.convert({"return_id": unique("r"), "occurred_at": datetime.now(UTC).isoformat(),
                            "lines": [{"sku": "SKU-1", "quantity": 1, "amount_cents": 5000}]}, ReturnIn, strict=False)
-    await ledger.post_return(db, book, first.purchase_id, ret)
+    await post_return(engine, first.purchase_id, ret)
     cancelled_id = await make_member()
-    _, third = await ledger.post_purchase(db, book, _purchase(cancelled_id, 30000))
-    await members.cancel(db, cancelled_id)
+    _, third = await post_purchase(engine, _purchase(cancelled_id, 30000))
+    await cancel(engine, cancelled_id)
     return Scratch(member_id, first.purchase_id, first.rewards_issued[0].code, second.purchase_id, ret.return_id,
                    cancelled_id, third.rewards_issued[0].code)
 
@@ -117,8 +114,8 @@ TAMPERINGS: list[tuple[str, str, str, str]] = [
      "purchase {purchase_id}: stored", "recomputed"),
     ("an earn entry appended with its balance, for no purchase earning",
      """WITH p AS (SELECT id, member_id FROM purchases WHERE ext_id = '{redeeming_id}'),
-             e AS (INSERT INTO ledger (member_id, kind, point_cents, purchase_id, occurred_at)
-                   SELECT member_id, 'earn', 500, id, now() FROM p RETURNING member_id)
+             e AS (INSERT INTO ledger (member_id, kind, point_cents, purchase_id, occurred_at, actor_system)
+                   SELECT member_id, 'earn', 500, id, now(), 'tampering' FROM p RETURNING member_id)
         UPDATE members SET point_cents = point_cents + 500 WHERE id IN (SELECT member_id FROM e)""",
      "a purchase's earning equals its earn and card_bonus entries", "ext_id={redeeming_id},"),
     ("a return's recorded reversal changed",

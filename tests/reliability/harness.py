@@ -28,7 +28,6 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import httpx
 
-from rewards import rules
 from rewards.auth import create_key
 from rewards.db import Database, start_embedded
 from tests.databases import drop_database, fresh_database, with_database  # noqa: F401  (re-exported)
@@ -203,10 +202,35 @@ def purchase_body(member_id: int, amount_cents: int, *, card_cents: int = 0, pur
             "channel": "store", "currency": "USD", "lines": lines, "tenders": tenders}
 
 
-def earned(body: dict[str, Any], version: rules.Rules = rules.DEFAULT_RULES) -> int:
-    """What a purchase body earns, in point-cents, by the program's own arithmetic."""
-    return rules.earning(version, [(x["category"], x["amount_cents"]) for x in body["lines"]],
-                         [(t["method"], t["amount_cents"]) for t in body["tenders"]]).point_cents
+EXCLUDED = ("gift_card", "tax", "shipping")
+THRESHOLD = 30_000  # point-cents a reward costs under the default rules
+
+
+def points_of(lines: list[tuple[str, int]], tenders: list[tuple[str, int]]) -> int:
+    """Point-cents under the default rules, worked out here (never by rewards.rules): a point a dollar
+    of the eligible lines paid other than by reward, and a bonus point a dollar of that paid by card."""
+    eligible = sum(amount for category, amount in lines if category not in EXCLUDED)
+    qualifying = min(eligible, sum(amount for method, amount in tenders if method != "reward"))
+    return qualifying + min(qualifying, sum(amount for method, amount in tenders if method == "westique_credit_card"))
+
+
+def earned(body: dict[str, Any]) -> int:
+    """What a purchase body earns, in point-cents."""
+    return points_of([(x["category"], x["amount_cents"]) for x in body["lines"]],
+                     [(t["method"], t["amount_cents"]) for t in body["tenders"]])
+
+
+def earned_after_returning(body: dict[str, Any], units: int) -> int:
+    """What `purchase_body(...)` still earns once `units` of its two SKU-A units are back: a unit
+    takes half the line's amount (rounded down), the last one the rest; each tender keeps its share
+    of what is left, rounded down."""
+    line = body["lines"][0]
+    left = line["amount_cents"] - (0 if units == 0 else line["amount_cents"] // 2 if units == 1 else line["amount_cents"])
+    rest = [(x["category"], x["amount_cents"]) for x in body["lines"][1:]]
+    total = sum(x["amount_cents"] for x in body["lines"])
+    remaining = left + sum(a for _, a in rest)
+    return points_of([(line["category"], left), *rest],
+                     [(t["method"], t["amount_cents"] * remaining // total) for t in body["tenders"]])
 
 
 @dataclass
@@ -261,7 +285,11 @@ async def ledger_state(database_url: str) -> dict[str, Any]:
         returns = {r["ext_id"]: r for r in await conn.fetch(
             "SELECT r.ext_id, p.ext_id AS purchase, r.point_cents_reversed FROM purchase_returns r "
             "JOIN purchases p ON p.id = r.purchase_id")}
-        members = {r["id"]: r for r in await conn.fetch("SELECT id, point_cents, rewards_issued FROM members")}
+        members = {r["id"]: r for r in await conn.fetch(
+            """SELECT m.id, m.point_cents, m.rewards_issued,
+                      (SELECT count(*) FROM ledger l WHERE l.member_id = m.id AND l.kind = 'reward_voided'
+                         AND l.return_id IS NOT NULL) AS voided_by_returns
+               FROM members m""")}
         per_purchase = await conn.fetch("SELECT ext_id, count(*) AS n FROM purchases GROUP BY ext_id HAVING count(*) > 1")
         return {"purchases": purchases, "returns": returns, "members": members, "duplicates": per_purchase}
     finally:
@@ -283,9 +311,9 @@ def assert_balances_match(state: dict[str, Any], bodies: dict[str, dict[str, Any
         expected[body["member_id"]] = expected.get(body["member_id"], 0) + earned(body)
     for member_id, less in (reversed_by_member or {}).items():
         expected[member_id] = expected.get(member_id, 0) - less
-    threshold = rules.DEFAULT_RULES.reward_threshold_point_cents
     for member_id, total in expected.items():
         row = state["members"][member_id]
-        assert row["point_cents"] + row["rewards_issued"] * threshold == total, (member_id, dict(row), total)
+        kept = row["rewards_issued"] - row["voided_by_returns"]  # a reward a return voided gave its points back
+        assert row["point_cents"] + kept * THRESHOLD == total, (member_id, dict(row), total)
         if not reversed_by_member:  # purchases only: rewards are issued as soon as each 300 points is reached
-            assert (row["rewards_issued"], row["point_cents"]) == divmod(total, threshold), (member_id, dict(row))
+            assert (row["rewards_issued"], row["point_cents"]) == divmod(total, THRESHOLD), (member_id, dict(row))

@@ -1,0 +1,129 @@
+"""The rows a plan writes: one struct per kind of row, its fields named as the table's columns.
+
+`posting.WRITES` turns each list of them into one part of the write statement (an INSERT,
+or an UPDATE by key, from `jsonb_populate_recordset` over the table's own row type), so a
+new column is a field here and a column in `rewards/tables.py`; nothing else is aligned by
+hand. tests/engine/test_rows.py holds every field to a column of its table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import msgspec
+
+from rewards.engine.commands import Actor
+
+
+def bytea(digest: bytes) -> str:
+    """A bytea as PostgreSQL reads it from JSON text."""
+    return "\\x" + digest.hex()
+
+
+class Purchase(msgspec.Struct, kw_only=True):
+    id: int
+    ext_id: str
+    member_id: int
+    occurred_at: datetime
+    rules_version: int
+    fingerprint: str
+    body: msgspec.Raw
+    qualifying_cents: int
+    card_cents: int
+    point_cents: int
+    bonus_point_cents: int
+    balance_after: int
+    rewards_redeemed: list[str]
+    created_at: datetime
+
+
+class Return(msgspec.Struct, kw_only=True):
+    id: int
+    ext_id: str
+    purchase_id: int
+    member_id: int
+    occurred_at: datetime
+    fingerprint: str
+    body: msgspec.Raw
+    point_cents_reversed: int
+    balance_after: int
+    created_at: datetime
+
+
+class Reward(msgspec.Struct, kw_only=True):
+    """A reward as it stands after the batch: a new one is inserted so, an old one updated so."""
+
+    id: int
+    code: str
+    member_id: int
+    ordinal: int
+    value_cents: int
+    cost_point_cents: int
+    issued_at: datetime
+    expires_at: datetime
+    purchase_id: int
+    status: str = "issued"
+    redeemed_at: datetime | None = None
+    redeemed_purchase_id: int | None = None
+    voided_at: datetime | None = None
+
+
+REWARD_STATE = ("status", "redeemed_at", "redeemed_purchase_id", "voided_at")
+"""What a posting may change of a reward already written."""
+
+
+class Entry(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A ledger entry: why a member's points or a reward changed, and who changed them."""
+
+    member_id: int
+    kind: str
+    point_cents: int
+    occurred_at: datetime
+    created_at: datetime
+    purchase_id: int | None = None
+    return_id: int | None = None
+    reward_id: int | None = None
+    rules_version: int | None = None
+    actor_key_id: int | None = None
+    actor_session_id: int | None = None
+    actor_system: str | None = None
+
+
+class Member(msgspec.Struct, kw_only=True):
+    """What postings change of a member: the balance cache, the reward count, the status."""
+
+    id: int
+    status: str
+    point_cents: int
+    rewards_issued: int
+    cancelled_at: datetime | None = None
+
+
+class ConsentWithdrawn(msgspec.Struct, kw_only=True):
+    member_id: int
+    withdrawn_at: datetime
+
+
+def entry(member_id: int, kind: str, point_cents: int, when: datetime, actor: Actor, now: datetime, *,
+          purchase_id: int | None = None, return_id: int | None = None, reward_id: int | None = None,
+          rules_version: int | None = None) -> Entry:
+    return Entry(member_id=member_id, kind=kind, point_cents=point_cents, occurred_at=when, purchase_id=purchase_id,
+                 return_id=return_id, reward_id=reward_id, rules_version=rules_version, actor_key_id=actor.key_id,
+                 actor_session_id=actor.session_id, actor_system=actor.system, created_at=now)
+
+
+@dataclass(slots=True)
+class Plan:
+    """Everything a batch writes, in the order the write statement takes it."""
+
+    purchases: list[Purchase] = field(default_factory=list)
+    returns: list[Return] = field(default_factory=list)
+    new_rewards: dict[int, Reward] = field(default_factory=dict)
+    changed_rewards: dict[int, Reward] = field(default_factory=dict)
+    entries: list[Entry] = field(default_factory=list)
+    members: dict[int, Member] = field(default_factory=dict)
+    consents_withdrawn: list[ConsentWithdrawn] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries or self.purchases or self.returns or self.members or self.changed_rewards)
