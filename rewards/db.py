@@ -14,13 +14,16 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
 import msgspec
 
 from rewards.config import Settings
+
+if TYPE_CHECKING:
+    from rewards.statements import Statement
 
 T = TypeVar("T")
 
@@ -193,9 +196,19 @@ class Database:
                 await asyncio.sleep(0.002 * attempt)
         raise AssertionError("unreachable")
 
-    async def run(self, query: str, *args: object) -> list[asyncpg.Record]:
+    async def run(self, query: str | Statement, *args: object, **params: object) -> list[asyncpg.Record]:
+        """One statement on a pooled connection: SQL text with positional `args`, or a
+        `Statement` (rewards/statements.py) with its values named in `params`."""
+        if isinstance(query, str):
+            if params:
+                raise TypeError("SQL text takes its values by position")
+            sql = query
+        else:
+            if args:
+                raise TypeError(f"{query!r} takes its values by name")
+            sql, args = query.sql, tuple(query.args(params))
         async with self.connection() as conn:
-            return await conn.fetch(query, *args)
+            return await conn.fetch(sql, *args)
 
 
 def database_from_env(settings: Settings) -> Database:

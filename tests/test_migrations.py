@@ -133,7 +133,9 @@ async def test_a_database_of_the_old_runner_is_stamped_with_the_baseline_not_reb
 
     assert [r["version_num"] for r in await fetch(empty_url, "SELECT version_num FROM alembic_version")] == [HEAD]
     assert [tuple(r) for r in await fetch(empty_url, "SELECT id, name FROM members")] == [(member_id, "Ada Old")]
-    baseline_file = Path(SCRIPTS.get_revision(BASELINE).path)  # type: ignore[union-attr]
+    baseline_script = SCRIPTS.get_revision(BASELINE)
+    assert baseline_script is not None and baseline_script.path is not None
+    baseline_file = Path(baseline_script.path)
     assert (await recorded_digests(empty_url))[BASELINE] == file_digest(baseline_file)
     # the old runner's record stays, so the release before can still start against the database
     assert len(await fetch(empty_url, "SELECT name FROM schema_migrations")) == len(LEGACY_MIGRATIONS)
