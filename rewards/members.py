@@ -12,8 +12,6 @@ from rewards import coalescing, errors, rules
 from rewards.coalescing import Coalescer
 from rewards.db import Database
 from rewards.rulebook import Rulebook
-from rewards.statements import Statement
-from rewards.tables import consents, ledger, members, purchase_returns, purchases, rewards
 from rewards.schemas import (
     ActivityEntry,
     ActivityPage,
@@ -27,6 +25,8 @@ from rewards.schemas import (
     RewardOut,
     RewardStatusOut,
 )
+from rewards.statements import Statement
+from rewards.tables import consents, ledger, members, purchase_returns, purchases, rewards
 
 ADULT_AGE = {"ME": 18}  # states where a minor may not join at all, and the age of majority there
 MINIMUM_AGE = 13

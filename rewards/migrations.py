@@ -13,8 +13,8 @@ pool (the service's own pool is asyncpg's, untouched). Around Alembic's own work
   is stamped with the baseline revision 0001, which creates that same schema; one with
   only some of those files applied is refused.
 
-`sql/env.py` calls `prepare` and `configure` here, so the `alembic` command line does
-the same as `rewards migrate` (docs/migrations.md).
+`sql/env.py` calls `prepare` and `configure_options` here, so the `alembic` command line
+does the same as `rewards migrate` (docs/migrations.md).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from alembic.config import Config
 from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.script import Script, ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, func, inspect, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -40,7 +41,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from rewards.db import asyncpg_dsn
+from rewards.config import load_settings
+from rewards.db import asyncpg_dsn, resolve_database_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -128,9 +130,6 @@ def _locked(connection: Connection, work: Callable[[Connection], T]) -> T:
 
 def command_line_url() -> str:
     """The database the `alembic` command line migrates: the service's own (DATABASE_URL, or the embedded one)."""
-    from rewards.config import load_settings
-    from rewards.db import resolve_database_url
-
     return resolve_database_url(load_settings())
 
 
@@ -172,7 +171,7 @@ def prepare(connection: Connection, scripts: ScriptDirectory) -> None:
         recorded: dict[str, str] = {row.revision: row.sha256 for row in connection.execute(select(digests))}
         for revision, sha256 in sorted(recorded.items()):
             if revision not in applied:
-                continue  # left by a downgrade of Alembic's that bypassed env.py: nothing to hold it to
+                continue  # no longer applied (alembic_version changed by hand): nothing to hold it to
             now = digest(applied[revision])
             if now != sha256:
                 raise MigrationRefused(
@@ -190,10 +189,10 @@ def _applied_revisions(connection: Connection, scripts: ScriptDirectory) -> dict
     heads = MigrationContext.configure(connection).get_current_heads()
     try:
         return {script.revision: script for script in scripts.iterate_revisions(heads, "base")}
-    except CommandError as exc:
+    except RevisionError as exc:
         raise MigrationRefused(
             f"this database is at revision {', '.join(heads)}, which {scripts.dir} does not have: "
-            f"it was migrated by a newer release than this one ({exc})"
+            f"a newer release migrated it ({exc})"
         ) from exc
 
 

@@ -35,8 +35,9 @@ def run(connection: Connection) -> None:
 
 if context.is_offline_mode():
     # no database to check digests against: they are recorded when `rewards migrate` next runs
-    context.configure(dialect_name="postgresql", target_metadata=metadata, literal_binds=True,
-                      transaction_per_migration=True)
+    # named paramstyle: a % in the SQL (plpgsql's RAISE) is written as it is, not doubled
+    context.configure(dialect_name="postgresql", dialect_opts={"paramstyle": "named"}, target_metadata=metadata,
+                      literal_binds=True, transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()
 elif "connection" in config.attributes:

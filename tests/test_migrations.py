@@ -1,6 +1,7 @@
 """Migrations: the baseline builds what the old SQL files built, an old runner's database is
 stamped and not rebuilt, an applied revision cannot change, one migrator at a time, revisions
-numbered in order, and the `alembic` command line and the installed wheel migrate alike.
+numbered in order, and the `alembic` command line (online and `--sql`) and the installed
+wheel migrate alike.
 
 The old runner's files are kept in tests/legacy_sql/ for these tests only.
 """
@@ -172,6 +173,18 @@ async def test_an_applied_revision_whose_file_was_edited_is_refused_by_name(empt
     assert await migrate(empty_url, location=revisions) == []
 
 
+async def test_a_database_at_a_revision_this_release_lacks_is_refused(empty_url: str) -> None:
+    await migrate(empty_url)
+    conn = await asyncpg.connect(empty_url)
+    try:  # what a newer release leaves
+        await conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    finally:
+        await conn.close()
+
+    with pytest.raises(MigrationRefused, match="at revision 9999, which .* does not have: a newer release migrated it"):
+        await migrate(empty_url)
+
+
 async def test_a_new_revision_runs_once_and_its_digest_is_recorded_with_it(empty_url: str, revisions: Path) -> None:
     await migrate(empty_url, location=revisions)
     number = len(REVISIONS) + 1
@@ -267,6 +280,23 @@ async def test_the_alembic_command_line_lists_applies_and_checks_the_revisions(e
     check = await asyncio.to_thread(alembic, "check", database_url=empty_url)
     assert check.returncode == 0, check.stderr
     assert "No new upgrade operations detected" in check.stdout + check.stderr
+
+
+async def test_sql_written_out_builds_the_same_database_and_its_digests_are_recorded_next_time(
+    empty_url: str, database_url: str
+) -> None:
+    written = await asyncio.to_thread(alembic, "upgrade", "head", "--sql")
+    assert written.returncode == 0, written.stderr
+    conn = await asyncpg.connect(empty_url)
+    try:  # what a DBA runs
+        await conn.execute(written.stdout)
+    finally:
+        await conn.close()
+    assert "alembic_revision_digest" not in await public_tables(empty_url)
+
+    assert await migrate(empty_url) == []
+    assert sorted(await recorded_digests(empty_url)) == REVISIONS
+    assert differences(await catalog(empty_url), await catalog(database_url)) == []
 
 
 async def test_the_wheel_carries_the_revisions_and_migrates_without_the_source_tree(
