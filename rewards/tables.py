@@ -8,9 +8,9 @@ generated column, table options). Change the schema with a new revision (docs/mi
 then change this module to match.
 
 What must never happen is a constraint here, not only an `if` in Python. Constraint names are
-PostgreSQL's own defaults (`<table>_pkey`, `<table>_<column>_fkey`, `<table>_<columns>_key`,
-and `<table>_check`, `<table>_check1`… for CHECKs over several columns), written out so that a
-revision can name them and Alembic compares them by name.
+the ones PostgreSQL gave them (`<table>_pkey`, `<table>_<column>_fkey`, `<table>_<columns>_key`;
+`<table>_<column>_check` for a CHECK on one column, `<table>_check`, `<table>_check1`… for one
+over several), written out so that a revision can name them and Alembic compares them by name.
 
 Three things live only in the migrations, because Core has no object for them:
 - `ledger_is_append_only()`, the trigger function behind `ledger_append_only` and
