@@ -66,6 +66,8 @@ QUERIES: dict[str, str] = {
     "program_rules": "SELECT version, effective_from, body FROM program_rules ORDER BY version",
 }
 
+# the schema alone, not the data it comes with (a database in use has more rules versions)
+SCHEMA_KINDS = tuple(kind for kind in QUERIES if kind != "program_rules")
 # what SQLAlchemy's MetaData can describe (the rest lives only in the migrations)
 METADATA_KINDS = ("tables", "columns", "constraints", "indexes", "sequences")
 
