@@ -73,13 +73,9 @@ class Scratch:
         finally:
             await admin.close()
         if migrated:
-            from rewards.db import migrate
+            from rewards.migrations import migrate
 
-            conn = await asyncpg.connect(self.url)
-            try:
-                await migrate(conn)
-            finally:
-                await conn.close()
+            await migrate(self.url)
         return self.url
 
     async def drop(self) -> None:

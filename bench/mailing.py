@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from rewards import ledger, mailing
-from rewards.db import Database, migrate
+from rewards.db import Database
+from rewards.migrations import migrate
 from rewards.rulebook import Rulebook
 from rewards.schemas import LineIn, OfferIn, OfferUseIn, PurchaseIn, TenderIn
 
@@ -47,8 +48,8 @@ async def run(subscribers: int, rounds: int, per_round: int) -> None:
     await admin.execute(f'CREATE DATABASE "{name}"')
     db = Database(with_database(server, name), pool_size=4)
     try:
+        await migrate(db.url)
         async with db.connection() as conn:
-            await migrate(conn)
             await conn.execute(
                 """INSERT INTO subscriptions (channel, address, status, source)
                    SELECT 'email', 'guest' || g || '@example.com', 'active', 'online' FROM generate_series(1, $1) g""",

@@ -23,8 +23,9 @@ from litestar.utils.scope.state import ScopeState
 from rewards import controllers, errors, mailing_api
 from rewards.auth import Authenticator
 from rewards.config import Settings, load_settings
-from rewards.db import Database, DatabaseUnavailable, database_from_env, migrate
+from rewards.db import Database, DatabaseUnavailable, database_from_env
 from rewards.engine import Engine, limits_of
+from rewards.migrations import migrate
 from rewards.plugins import plugin_routes
 from rewards.rulebook import Rulebook
 
@@ -203,8 +204,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         db = database_from_env(settings)
-        async with db.connection() as conn:
-            await migrate(conn)
+        await migrate(db.url)
         app.state.db = db
         app.state.rulebook = Rulebook(db)
         await app.state.rulebook.load()

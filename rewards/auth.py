@@ -15,14 +15,28 @@ from dataclasses import dataclass
 
 from typing import Any
 
+from sqlalchemy import bindparam, insert, select
+
 from rewards import errors
 from rewards.db import Database
 from rewards.engine.commands import Actor
+from rewards.members import MEMBER_EXISTS
+from rewards.statements import Statement
+from rewards.tables import api_keys
 
 SCOPES = ("checkout", "guest_services", "compliance", "admin")
 GUEST = "guest"
 TOKEN_PREFIX = "wr_"
 CACHE_SECONDS = 10.0
+
+NEW_KEY = Statement(insert(api_keys).values(
+    token_hash=bindparam("token_hash"), scopes=bindparam("scopes"), member_id=bindparam("member_id"),
+    label=bindparam("label"),
+))
+KEY_BY_TOKEN = Statement(
+    select(api_keys.c.id, api_keys.c.scopes, api_keys.c.member_id)
+    .where(api_keys.c.token_hash == bindparam("token_hash"), api_keys.c.revoked_at.is_(None))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +67,10 @@ async def create_key(db: Database, scopes: list[str], *, member_id: int | None =
         raise errors.ValidationFailed(f"unknown scopes {sorted(unknown)}; choose from {SCOPES + (GUEST,)}", field="scope")
     if (GUEST in scopes) != (member_id is not None) or (GUEST in scopes and len(scopes) > 1):
         raise errors.ValidationFailed("a guest token has the guest scope alone and names its member", field="member")
-    if member_id is not None and not await db.run("SELECT 1 FROM members WHERE id = $1", member_id):
+    if member_id is not None and not await db.run(MEMBER_EXISTS, member_id=member_id):
         raise errors.NotFound(f"member {member_id} does not exist")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    await db.run(
-        "INSERT INTO api_keys (token_hash, scopes, member_id, label) VALUES ($1, $2, $3, $4)",
-        token_hash(token), sorted(set(scopes)), member_id, label,
-    )
+    await db.run(NEW_KEY, token_hash=token_hash(token), scopes=sorted(set(scopes)), member_id=member_id, label=label)
     return token
 
 
@@ -79,10 +90,7 @@ class Authenticator:
         now = time.monotonic()
         cached = self._cache.get(token)  # by the token itself: hashing it on every request costs more
         if cached is None or now - cached[0] > CACHE_SECONDS:
-            rows = await self.db.run(
-                "SELECT id, scopes, member_id FROM api_keys WHERE token_hash = $1 AND revoked_at IS NULL",
-                token_hash(token),
-            )
+            rows = await self.db.run(KEY_BY_TOKEN, token_hash=token_hash(token))
             found = Principal(rows[0]["id"], frozenset(rows[0]["scopes"]), rows[0]["member_id"]) if rows else None
             if len(self._cache) > 10_000:
                 self._cache.clear()

@@ -13,7 +13,7 @@ from typing import TypeVar
 import click
 
 from rewards.config import load_settings
-from rewards.db import Database, database_from_env, describe_url, migrate
+from rewards.db import Database, database_from_env, describe_url
 from rewards.plugins import plugin_commands
 
 T = TypeVar("T")
@@ -26,8 +26,7 @@ def with_database(work: Callable[[Database], Awaitable[T]], *, migrated: bool = 
         db = database_from_env(load_settings())
         try:
             if migrated:
-                async with db.connection() as conn:
-                    await migrate(conn)
+                await _migrate(db)
             return await work(db)
         finally:
             await db.close()
@@ -57,7 +56,7 @@ def serve(host: str | None, port: int | None, workers: int, access_log: bool) ->
     settings = load_settings()
     db = database_from_env(settings)  # starts the embedded server once, before the workers fork
     applied = asyncio.run(_migrate(db))
-    click.echo(f"database {describe_url(db.url)}; migrations applied now: {applied or 'none'}", err=True)
+    click.echo(f"database {describe_url(db.url)}; revisions applied now: {', '.join(applied) or 'none'}", err=True)
     uvicorn.run(
         "rewards.app:create_app",
         factory=True,
@@ -74,16 +73,19 @@ def serve(host: str | None, port: int | None, workers: int, access_log: bool) ->
 
 
 async def _migrate(db: Database) -> list[str]:
+    """`alembic upgrade head` on the database; the revisions applied now. A database that cannot
+    be migrated (an edited revision, a half-built old one) stops the command with the reason."""
+    from rewards.migrations import MigrationRefused, migrate
+
     try:
-        async with db.connection() as conn:
-            return await migrate(conn)
-    finally:
-        await db.close()
+        return await migrate(db.url)
+    except MigrationRefused as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command("migrate")
 def migrate_command() -> None:
-    """Apply the schema migrations in sql/ that are not applied yet."""
+    """Apply the schema revisions in sql/versions/ not applied yet (`alembic upgrade head`)."""
     db = database_from_env(load_settings())
     applied = asyncio.run(_migrate(db))
     click.echo(f"applied: {', '.join(applied)}" if applied else "the schema is up to date")

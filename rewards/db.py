@@ -1,4 +1,4 @@
-"""The database: the embedded PostgreSQL, the pool, migrations and transactions with retry.
+"""The database: the embedded PostgreSQL, the pool and transactions with retry (migrations: rewards/migrations.py).
 
 Queries are plain SQL on asyncpg connections, with prepared statements, because postings
 are the hot path; the pool is asyncpg's (SQLAlchemy's checkout cost ~100 µs of CPU per
@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import logging
 import os
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -25,7 +22,9 @@ import msgspec
 
 from rewards.config import Settings
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from rewards.statements import Statement
+
 T = TypeVar("T")
 
 EMBEDDED_DATABASE = "rewards"
@@ -46,6 +45,9 @@ UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
     asyncio.TimeoutError,
 )
+
+
+RULES_LOCK = 0x5255_4C45  # "RULE": postings hold it shared, publishing a rules version exclusively
 
 
 class DatabaseUnavailable(Exception):
@@ -197,49 +199,20 @@ class Database:
                 await asyncio.sleep(0.002 * attempt)
         raise AssertionError("unreachable")
 
-    async def run(self, query: str, *args: object) -> list[asyncpg.Record]:
+    async def run(self, query: str | Statement, *args: object, **params: object) -> list[asyncpg.Record]:
+        """One statement on a pooled connection: SQL text with positional `args`, or a
+        `Statement` (rewards/statements.py) with its values named in `params`."""
+        if isinstance(query, str):
+            if params:
+                raise TypeError("SQL text takes its values by position")
+            sql = query
+        else:
+            if args:
+                raise TypeError(f"{query!r} takes its values by name")
+            sql, args = query.sql, tuple(query.args(params))
         async with self.connection() as conn:
-            return await conn.fetch(query, *args)
+            return await conn.fetch(sql, *args)
 
-
-# --- migrations ---------------------------------------------------------------------------
-
-MIGRATION_LOCK = 0x5745_5354  # "WEST": one migrator at a time, across processes and hosts
-RULES_LOCK = 0x5255_4C45  # "RULE": postings hold it shared, publishing a rules version exclusively
-MIGRATION_TIMEOUT = 6 * 3600.0  # not the requests' 30 s: 008 rewrites the purchases (82 s over ten million)
-
-
-def migration_files() -> list[tuple[str, str]]:
-    """(name, sql) of every migration, in order: from the source tree, or packaged in the wheel."""
-    source = Path(__file__).resolve().parent.parent / "sql"
-    folder = source if source.is_dir() else resources.files("rewards") / "sql"
-    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
-    return [(p.name, p.read_text()) for p in files]
-
-
-async def migrate(conn: asyncpg.Connection) -> list[str]:
-    """Apply each migration not yet applied, once, in order, under a lock; return their names."""
-    applied_now: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
-    try:
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                   name text PRIMARY KEY, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        done = {r["name"]: r["sha256"] for r in await conn.fetch("SELECT name, sha256 FROM schema_migrations")}
-        for name, sql in migration_files():
-            digest = hashlib.sha256(sql.encode()).hexdigest()
-            if name in done:
-                if done[name] != digest:
-                    log.warning("migration %s changed since it was applied", name)
-                continue
-            async with conn.transaction():
-                await conn.execute(sql, timeout=MIGRATION_TIMEOUT)
-                await conn.execute("INSERT INTO schema_migrations (name, sha256) VALUES ($1, $2)", name, digest)
-            applied_now.append(name)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
-    return applied_now
 
 
 def database_from_env(settings: Settings) -> Database:

@@ -7,6 +7,7 @@ import base64
 from datetime import UTC, date, datetime
 
 import asyncpg
+from sqlalchemy import Integer, bindparam, insert, select, true
 
 from rewards import coalescing, errors, rules
 from rewards.coalescing import Coalescer
@@ -26,6 +27,8 @@ from rewards.schemas import (
     RewardOut,
     RewardStatusOut,
 )
+from rewards.statements import Statement
+from rewards.tables import consents, ledger, members, purchase_returns, purchases, rewards
 
 ADULT_AGE = {"ME": 18}  # states where a minor may not join at all, and the age of majority there
 MINIMUM_AGE = 13
@@ -51,28 +54,37 @@ def check_age(birth_date: date, state: str, guardian_consent: bool, today: date)
         raise errors.GuardianConsentRequired("guests aged 13 to 17 need guardian_consent to join")
 
 
+NEW_MEMBER = Statement(
+    insert(members)
+    .values({name: bindparam(name) for name in ("external_id", "name", "email", "phone", "birth_date", "state")})
+    .returning(members.c.id, members.c.status, members.c.enrolled_at)
+)
+NEW_CONSENT = Statement(insert(consents).values({
+    name: bindparam(name)
+    for name in ("member_id", "terms_version", "notice_version", "channel", "guardian_consent", "accepted_at")
+}))
+
+
 async def enroll(db: Database, enrollment: EnrollmentIn) -> EnrolledOut:
     # the gate runs before anything touches the database: a refused guest leaves no trace
     check_age(enrollment.birth_date, enrollment.state, enrollment.guardian_consent, datetime.now(UTC).date())
 
     async def work(conn: asyncpg.Connection) -> EnrolledOut:
         try:
-            row = await conn.fetchrow(
-                """INSERT INTO members (external_id, name, email, phone, birth_date, state)
-                   VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, status, enrolled_at""",
-                enrollment.external_id, enrollment.name, enrollment.email, enrollment.phone,
-                enrollment.birth_date, enrollment.state,
+            row = await NEW_MEMBER.fetchrow(
+                conn, external_id=enrollment.external_id, name=enrollment.name, email=enrollment.email,
+                phone=enrollment.phone, birth_date=enrollment.birth_date, state=enrollment.state,
             )
         except asyncpg.UniqueViolationError as exc:
             raise errors.DuplicateMember(
                 "an active member already has this email, phone or external_id",
                 constraint=exc.constraint_name,
             ) from exc
-        await conn.execute(
-            """INSERT INTO consents (member_id, terms_version, notice_version, channel, guardian_consent, accepted_at)
-               VALUES ($1, $2, $3, $4, $5, $6)""",
-            row["id"], enrollment.terms_version, enrollment.notice_version, enrollment.channel,
-            enrollment.guardian_consent, row["enrolled_at"],
+        assert row is not None  # an INSERT … RETURNING answers its row
+        await NEW_CONSENT.execute(
+            conn, member_id=row["id"], terms_version=enrollment.terms_version,
+            notice_version=enrollment.notice_version, channel=enrollment.channel,
+            guardian_consent=enrollment.guardian_consent, accepted_at=row["enrolled_at"],
         )
         return EnrolledOut(member_id=row["id"], status=row["status"], enrolled_at=row["enrolled_at"])
 
@@ -88,12 +100,18 @@ async def _member_row(conn: asyncpg.Connection, member_id: int, *, lock: bool = 
     return row
 
 
+MEMBER = Statement(select(members).where(members.c.id == bindparam("member_id")))
+LATEST_CONSENT = Statement(
+    select(consents).where(consents.c.member_id == bindparam("member_id")).order_by(consents.c.id.desc()).limit(1)
+)
+
+
 async def profile(db: Database, member_id: int) -> MemberOut:
     async with db.connection() as conn:
-        m = await _member_row(conn, member_id)
-        consent = await conn.fetchrow(
-            "SELECT * FROM consents WHERE member_id = $1 ORDER BY id DESC LIMIT 1", member_id
-        )
+        m = await MEMBER.fetchrow(conn, member_id=member_id)
+        if m is None:
+            raise errors.NotFound(f"member {member_id} does not exist")
+        consent = await LATEST_CONSENT.fetchrow(conn, member_id=member_id)
     return MemberOut(
         member_id=m["id"], status=m["status"], name=m["name"], email=m["email"], phone=m["phone"],
         birth_date=m["birth_date"], state=m["state"], external_id=m["external_id"],
@@ -160,11 +178,14 @@ async def balance(db: Database, rulebook: Rulebook, member_id: int) -> BalanceOu
     )
 
 
+REWARD = Statement(select(rewards).where(rewards.c.code == bindparam("code")))
+
+
 async def reward(db: Database, code: str) -> RewardStatusOut:
-    async with db.connection() as conn:
-        r = await conn.fetchrow("SELECT * FROM rewards WHERE code = $1", code)
-    if r is None:
+    found = await db.run(REWARD, code=code)
+    if not found:
         raise errors.NotFound(f"reward {code} does not exist")
+    r = found[0]
     return RewardStatusOut(
         code=r["code"], member_id=r["member_id"], value_cents=r["value_cents"],
         status=reward_status(r["status"], r["expires_at"], datetime.now(UTC)),  # type: ignore[arg-type]
@@ -187,23 +208,32 @@ def decode_cursor(cursor: str) -> int:
         raise errors.ValidationFailed("cursor is not one this service gave out", field="cursor") from exc
 
 
+MEMBER_EXISTS = Statement(select(true()).where(members.c.id == bindparam("member_id")))
+# a page of the member's ledger, newest first, each entry with what it refers to by its public id
+ACTIVITY = Statement(
+    select(
+        ledger.c.id, ledger.c.kind, ledger.c.point_cents, ledger.c.occurred_at, ledger.c.created_at,
+        ledger.c.rules_version, purchases.c.ext_id.label("purchase"), purchase_returns.c.ext_id.label("ret"),
+        rewards.c.code.label("reward"),
+    )
+    .select_from(
+        ledger.outerjoin(purchases, purchases.c.id == ledger.c.purchase_id)
+        .outerjoin(purchase_returns, purchase_returns.c.id == ledger.c.return_id)
+        .outerjoin(rewards, rewards.c.id == ledger.c.reward_id)
+    )
+    .where(ledger.c.member_id == bindparam("member_id"), ledger.c.id < bindparam("before"))
+    .order_by(ledger.c.id.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+
+
 async def activity(db: Database, member_id: int, *, cursor: str | None, limit: int) -> ActivityPage:
     """The member's ledger, newest first; `next_cursor` continues where this page ends."""
     before = decode_cursor(cursor) if cursor else 2**62
     async with db.connection() as conn:
-        if not await conn.fetchval("SELECT true FROM members WHERE id = $1", member_id):
+        if not await MEMBER_EXISTS.fetchval(conn, member_id=member_id):
             raise errors.NotFound(f"member {member_id} does not exist")
-        rows = await conn.fetch(
-            """SELECT l.id, l.kind, l.point_cents, l.occurred_at, l.created_at, l.rules_version,
-                      p.ext_id AS purchase, r.ext_id AS ret, w.code AS reward
-               FROM ledger l
-               LEFT JOIN purchases p ON p.id = l.purchase_id
-               LEFT JOIN purchase_returns r ON r.id = l.return_id
-               LEFT JOIN rewards w ON w.id = l.reward_id
-               WHERE l.member_id = $1 AND l.id < $2
-               ORDER BY l.id DESC LIMIT $3""",
-            member_id, before, limit + 1,
-        )
+        rows = await ACTIVITY.fetch(conn, member_id=member_id, before=before, limit=limit + 1)
     page = rows[:limit]
     return ActivityPage(
         member_id=member_id,

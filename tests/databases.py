@@ -1,4 +1,4 @@
-"""Scratch databases for tests: made on the server under test, migrated with sql/, dropped after."""
+"""Scratch databases for tests: made on the server under test, migrated with sql/versions/, dropped after."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from rewards.db import migrate
+from rewards.migrations import migrate
 
 
 def with_database(url: str, name: str) -> str:
@@ -19,20 +19,21 @@ def with_database(url: str, name: str) -> str:
     return base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
 
 
-async def fresh_database(server_url: str, prefix: str) -> str:
-    """A new, migrated database on the server of `server_url`; its URL."""
+async def empty_database(server_url: str, prefix: str) -> str:
+    """A new database on the server of `server_url`, not migrated; its URL."""
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(with_database(server_url, "postgres"))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    url = with_database(server_url, name)
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
+    return with_database(server_url, name)
+
+
+async def fresh_database(server_url: str, prefix: str) -> str:
+    """A new, migrated database on the server of `server_url`; its URL."""
+    url = await empty_database(server_url, prefix)
+    await migrate(url)
     return url
 
 
@@ -46,8 +47,9 @@ async def drop_database(url: str) -> None:
 
 
 @asynccontextmanager
-async def scratch_database(server_url: str, prefix: str) -> AsyncIterator[str]:
-    url = await fresh_database(server_url, prefix)
+async def scratch_database(server_url: str, prefix: str, *, migrated: bool = True) -> AsyncIterator[str]:
+    """A database for the block's length, migrated (or `migrated=False`: empty), dropped after."""
+    url = await (fresh_database if migrated else empty_database)(server_url, prefix)
     try:
         yield url
     finally:

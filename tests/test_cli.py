@@ -8,12 +8,10 @@ their own, so no other test ever sees a tampered ledger.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,9 @@ import asyncpg
 import pytest
 
 from tests.conftest import auth
-from tests.databases import with_database
+from tests.databases import scratch_database
 
+ROOT = Path(__file__).resolve().parent.parent
 TOKEN = re.compile(r"^wr_[A-Za-z0-9_\-]{40,}$")
 
 
@@ -46,70 +45,52 @@ async def rewards(database_url: str, *args: str, tmp_path: Path) -> tuple[int, s
     return process.returncode, out.decode(), err.decode()
 
 
-@contextlib.asynccontextmanager
-async def _empty_database(database_url: str) -> AsyncIterator[str]:
-    """An empty database on the same server, not yet migrated, dropped afterwards."""
-    name = f"rewards_cli_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = await asyncpg.connect(with_database(database_url, "postgres"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(database_url, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
 @pytest.fixture(scope="module")
 async def scratch_url(database_url: str) -> AsyncIterator[str]:
     """An empty database shared by this module's tests, in order."""
-    async with _empty_database(database_url) as url:
+    async with scratch_database(database_url, "rewards_cli", migrated=False) as url:
         yield url
 
 
 @pytest.fixture
 async def fresh_url(database_url: str) -> AsyncIterator[str]:
     """An empty database of the test's own."""
-    async with _empty_database(database_url) as url:
+    async with scratch_database(database_url, "rewards_cli", migrated=False) as url:
         yield url
 
 
 # --- migrate --------------------------------------------------------------------------------------
 
 
-async def test_migrate_applies_every_file_once_then_says_up_to_date(scratch_url: str, tmp_path: Path) -> None:
+async def test_migrate_applies_every_revision_once_then_says_up_to_date(scratch_url: str, tmp_path: Path) -> None:
+    revisions = sorted(p.name.split("_", 1)[0] for p in (ROOT / "sql" / "versions").glob("[0-9]*.py"))
     code, out, err = await rewards(scratch_url, "migrate", tmp_path=tmp_path)
-    assert code == 0, err
-    sql_files = sorted(p.name for p in (Path(__file__).resolve().parent.parent / "sql").glob("*.sql"))
-    assert out.strip() == "applied: " + ", ".join(sql_files)
+    assert (code, out.strip()) == (0, "applied: " + ", ".join(revisions)), err
 
     code, out, err = await rewards(scratch_url, "migrate", tmp_path=tmp_path)
     assert (code, out.strip()) == (0, "the schema is up to date"), err
     conn = await asyncpg.connect(scratch_url)
     try:
-        recorded = [r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations ORDER BY name")]
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == revisions[-1]
+        recorded = [r["revision"] for r in await conn.fetch("SELECT revision FROM alembic_revision_digest ORDER BY 1")]
     finally:
         await conn.close()
-    assert recorded == sql_files
+    assert recorded == revisions
 
 
-async def test_migrate_brings_a_database_of_the_earlier_005_to_the_current_one(
+async def test_migrate_refuses_a_database_whose_applied_revision_differs_and_says_which(
     fresh_url: str, tmp_path: Path
 ) -> None:
     code, _, err = await rewards(fresh_url, "migrate", tmp_path=tmp_path)
     assert code == 0, err
     conn = await asyncpg.connect(fresh_url)
-    try:
-        # what a database that applied 005 before its last edit still has
-        await conn.execute("ALTER FUNCTION post_purchases RESET enable_seqscan")
-        await conn.execute("CREATE FUNCTION post_purchase(text) RETURNS integer LANGUAGE sql AS 'SELECT 1'")
-        await conn.execute("DELETE FROM schema_migrations WHERE name = '009_post_purchases_catch_up.sql'")
-        code, out, err = await rewards(fresh_url, "migrate", tmp_path=tmp_path)
-        assert (code, out.strip()) == (0, "applied: 009_post_purchases_catch_up.sql"), err
-        config = await conn.fetchval("SELECT proconfig FROM pg_proc WHERE proname = 'post_purchases'")
-        assert "enable_seqscan=off" in config
-        assert await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'post_purchase'") == 0
+    try:  # the file as it was applied is not the file now (tests/test_migrations.py edits a real file)
+        await conn.execute("UPDATE alembic_revision_digest SET sha256 = repeat('0', 64) WHERE revision = '0001'")
     finally:
         await conn.close()
+    code, out, err = await rewards(fresh_url, "migrate", tmp_path=tmp_path)
+    assert code == 1 and out == ""
+    assert "revision 0001" in err and "was edited after it was applied" in err and "Traceback" not in err
 
 
 async def test_migrate_on_the_session_database_is_up_to_date(database_url: str, tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ from rewards.engine import Actor, Cancel, Engine, Limits, PostPurchase, PostRetu
 from rewards.rulebook import Rulebook, rules_from_row
 from rewards.rules import Rules
 from rewards.schemas import EnrollmentIn, LineIn, OfferUseIn, PurchaseIn, ReturnIn, ReturnLineIn, RulesIn, TenderIn
+from rewards.tables import metadata
 from rewards.verify import find_problems
 from tests.databases import drop_database, fresh_database
 
@@ -93,10 +94,8 @@ class Service:
     async def reset(self) -> list[Rules]:
         """An empty program with its first rules version, so every example starts alike (and
         hypothesis can replay one exactly). This is the test's own scratch database."""
+        tables = [table.name for table in metadata.sorted_tables if table.name != "program_rules"]
         async with self.db.connection() as conn:
-            tables = [r["tablename"] for r in await conn.fetch(
-                """SELECT tablename FROM pg_tables WHERE schemaname = 'public'
-                   AND tablename NOT IN ('program_rules', 'schema_migrations', 'alembic_version')""")]
             await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
             await conn.execute("DELETE FROM program_rules WHERE version > 1")
             rows = await conn.fetch("SELECT version, effective_from, body FROM program_rules")

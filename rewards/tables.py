@@ -1,0 +1,348 @@
+"""The whole schema in one place: every table, column, constraint and index, as SQLAlchemy Core.
+
+This module describes the database as the migrations in `sql/versions/` leave it, and a
+test holds the two together (tests/test_schema.py: Alembic's `compare_metadata` against a
+migrated database, and the catalog of `metadata.create_all` against the migrated one, which
+also covers what Alembic cannot compare: CHECK expressions, partial-index predicates, the
+generated column, table options). Change the schema with a new revision (docs/migrations.md),
+then change this module to match.
+
+What must never happen is a constraint here, not only an `if` in Python. Constraint names are
+the ones PostgreSQL gave them (`<table>_pkey`, `<table>_<column>_fkey`, `<table>_<columns>_key`;
+`<table>_<column>_check` for a CHECK on one column, `<table>_check`, `<table>_check1`… for one
+over several), written out so that a revision can name them and Alembic compares them by name.
+
+Three things live only in the migrations, because Core has no object for them:
+- `ledger_is_append_only()`, the trigger function behind `ledger_append_only` and
+  `subscription_events_append_only`: entries are inserted, never updated or deleted;
+- `post_purchases(...)`, the plpgsql function group commit calls to post a batch;
+- the extended statistics `purchases_card_member` (ndistinct over the card holder and the
+  rules version) that the incentive-value report's plan depends on.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    CHAR,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Computed,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB
+
+# PostgreSQL's own names for what a CREATE TABLE leaves unnamed, so new tables get the names
+# the database would give them; CHECKs and indexes are named one by one below.
+NAMING_CONVENTION = {
+    "pk": "%(table_name)s_pkey",
+    "fk": "%(table_name)s_%(column_0_N_name)s_fkey",
+    "uq": "%(table_name)s_%(column_0_N_name)s_key",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+TIMESTAMPTZ = DateTime(timezone=True)
+NOW = text("now()")
+
+
+def _id() -> Column[int]:
+    """The surrogate key every table but program_rules and offer_deliveries has."""
+    return Column("id", BigInteger, Identity(always=False), primary_key=True)
+
+
+# --- the program --------------------------------------------------------------------------
+
+# Program rules are data, not code; a posting records the version it was computed with.
+# Version 1 is inserted by the baseline revision.
+program_rules = Table(
+    "program_rules",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("effective_from", TIMESTAMPTZ, nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    CheckConstraint("version > 0", name="program_rules_version_check"),
+)
+
+members = Table(
+    "members",
+    metadata,
+    _id(),
+    Column("external_id", Text),
+    Column("status", Text, nullable=False, server_default=text("'active'")),
+    # personal information: NULL once erased
+    Column("name", Text),
+    Column("email", Text),
+    Column("phone", Text),
+    Column("birth_date", Date),
+    Column("state", CHAR(2), nullable=False),
+    Column("enrolled_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    Column("cancelled_at", TIMESTAMPTZ),
+    Column("erased_at", TIMESTAMPTZ),
+    # caches of the ledger, kept in the posting's transaction; `rewards verify` recomputes them
+    Column("point_cents", BigInteger, nullable=False, server_default=text("0")),
+    Column("rewards_issued", Integer, nullable=False, server_default=text("0")),
+    CheckConstraint("status IN ('active', 'cancelled')", name="members_status_check"),
+    CheckConstraint("rewards_issued >= 0", name="members_rewards_issued_check"),
+    CheckConstraint("(status = 'cancelled') = (cancelled_at IS NOT NULL)", name="members_check"),
+    # the erased-member check: an erased member is cancelled and keeps no personal information
+    CheckConstraint(
+        "erased_at IS NULL OR (status = 'cancelled' AND name IS NULL AND email IS NULL"
+        " AND phone IS NULL AND birth_date IS NULL AND external_id IS NULL)",
+        name="members_check1",
+    ),
+    # A balance changes at every posting: with room left on each page that update is a HOT
+    # update (no new entry in any of the members' indexes); full pages would bloat them all.
+    postgresql_with={"fillfactor": 70},
+)
+# an email, a phone, an external id belongs to one active member at a time
+Index("members_active_email", func.lower(members.c.email), unique=True,
+      postgresql_where=members.c.status == "active")
+Index("members_active_phone", members.c.phone, unique=True, postgresql_where=members.c.status == "active")
+Index("members_active_external_id", members.c.external_id, unique=True,
+      postgresql_where=members.c.status == "active")
+
+# The opt-in consent the law asks for: what was shown, when, through which channel.
+consents = Table(
+    "consents",
+    metadata,
+    _id(),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("terms_version", Text, nullable=False),
+    Column("notice_version", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("guardian_consent", Boolean, nullable=False, server_default=text("false")),
+    Column("accepted_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    Column("withdrawn_at", TIMESTAMPTZ),
+    CheckConstraint("channel IN ('store', 'online')", name="consents_channel_check"),
+)
+Index("consents_member", consents.c.member_id)
+
+# --- purchases, returns, rewards, the ledger ---------------------------------------------
+
+# What the Westique Credit Card paying part of a purchase means (it makes its buyer a card
+# holder in the incentive-value report), computed once when the purchase is written.
+CARD_PAID = "body->'tenders' @> '[{\"method\": \"westique_credit_card\"}]'"
+
+purchases = Table(
+    "purchases",
+    metadata,
+    _id(),
+    Column("ext_id", Text, nullable=False),  # the API's purchase_id: the idempotency key
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("occurred_at", TIMESTAMPTZ, nullable=False),
+    Column("rules_version", Integer, ForeignKey("program_rules.version"), nullable=False),
+    Column("fingerprint", BYTEA, nullable=False),  # digest of the canonical request
+    Column("body", JSONB, nullable=False),  # the canonical request, for returns and audits
+    Column("qualifying_cents", BigInteger, nullable=False),
+    Column("card_cents", BigInteger, nullable=False),
+    Column("point_cents", BigInteger, nullable=False),  # earned, bonus included
+    Column("bonus_point_cents", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),  # so a replay answers exactly as the first time
+    Column("rewards_redeemed", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    Column("card_paid", Boolean, Computed(CARD_PAID, persisted=True), nullable=False),
+    UniqueConstraint("ext_id"),
+    CheckConstraint("qualifying_cents >= 0", name="purchases_qualifying_cents_check"),
+    CheckConstraint("card_cents >= 0 AND card_cents <= qualifying_cents", name="purchases_check"),
+    CheckConstraint("point_cents >= 0", name="purchases_point_cents_check"),
+    CheckConstraint("bonus_point_cents >= 0 AND bonus_point_cents <= point_cents", name="purchases_check1"),
+)
+Index("purchases_member", purchases.c.member_id, purchases.c.occurred_at)
+Index("purchases_occurred", purchases.c.occurred_at)
+
+purchase_returns = Table(
+    "purchase_returns",
+    metadata,
+    _id(),
+    Column("ext_id", Text, nullable=False),  # the API's return_id: the idempotency key
+    Column("purchase_id", BigInteger, ForeignKey("purchases.id"), nullable=False),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("occurred_at", TIMESTAMPTZ, nullable=False),
+    Column("fingerprint", BYTEA, nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("point_cents_reversed", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    # false for returns posted before the points followed the units (computed by amount)
+    Column("by_units", Boolean, nullable=False, server_default=text("true")),
+    UniqueConstraint("ext_id"),
+    CheckConstraint("point_cents_reversed >= 0", name="purchase_returns_point_cents_reversed_check"),
+)
+Index("purchase_returns_purchase", purchase_returns.c.purchase_id)
+
+rewards = Table(
+    "rewards",
+    metadata,
+    _id(),
+    Column("code", Text, nullable=False),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("ordinal", Integer, nullable=False),  # the member's n-th reward
+    Column("value_cents", BigInteger, nullable=False),
+    Column("issued_at", TIMESTAMPTZ, nullable=False),
+    Column("expires_at", TIMESTAMPTZ, nullable=False),
+    Column("purchase_id", BigInteger, ForeignKey("purchases.id"), nullable=False),  # the posting that issued it
+    Column("status", Text, nullable=False, server_default=text("'issued'")),
+    Column("redeemed_at", TIMESTAMPTZ),
+    Column("redeemed_purchase_id", BigInteger, ForeignKey("purchases.id")),
+    Column("voided_at", TIMESTAMPTZ),
+    Column("cost_point_cents", BigInteger, nullable=False),  # what a return that voids it gives back
+    UniqueConstraint("code"),
+    # a reward can never be issued twice: the member's n-th reward exists once
+    UniqueConstraint("member_id", "ordinal"),
+    CheckConstraint("ordinal > 0", name="rewards_ordinal_check"),
+    CheckConstraint("value_cents > 0", name="rewards_value_cents_check"),
+    CheckConstraint("expires_at > issued_at", name="rewards_check"),
+    CheckConstraint("status IN ('issued', 'redeemed', 'voided')", name="rewards_status_check"),
+    CheckConstraint("(status = 'redeemed') = (redeemed_purchase_id IS NOT NULL AND redeemed_at IS NOT NULL)",
+                    name="rewards_check1"),
+    CheckConstraint("(status = 'voided') = (voided_at IS NOT NULL)", name="rewards_check2"),
+    CheckConstraint("cost_point_cents > 0", name="rewards_cost_point_cents_check"),
+)
+Index("rewards_purchase", rewards.c.purchase_id)
+Index("rewards_redeemed_purchase", rewards.c.redeemed_purchase_id,
+      postgresql_where=rewards.c.redeemed_purchase_id.is_not(None))
+
+# Append-only (trigger `ledger_append_only`): every change of points, and every change of a
+# reward's state, is an entry.
+ledger = Table(
+    "ledger",
+    metadata,
+    _id(),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("point_cents", BigInteger, nullable=False),
+    Column("purchase_id", BigInteger, ForeignKey("purchases.id")),
+    Column("return_id", BigInteger, ForeignKey("purchase_returns.id")),
+    Column("reward_id", BigInteger, ForeignKey("rewards.id")),
+    Column("rules_version", Integer, ForeignKey("program_rules.version")),
+    Column("occurred_at", TIMESTAMPTZ, nullable=False),  # business time (the purchase's, the cancellation's)
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    # who made the entry: one API key (staff or guest token), one guest session, or the service itself
+    Column("actor_key_id", BigInteger, ForeignKey("api_keys.id", name="ledger_actor_key_id_fkey")),
+    Column("actor_session_id", BigInteger),
+    Column("actor_system", Text),
+    CheckConstraint(
+        "kind IN ('earn', 'card_bonus', 'reward_issued', 'reward_redeemed', 'reward_voided', 'return', 'forfeit')",
+        name="ledger_kind_check",
+    ),
+    CheckConstraint("kind NOT IN ('earn', 'card_bonus') OR (point_cents > 0 AND purchase_id IS NOT NULL)",
+                    name="ledger_check"),
+    CheckConstraint("kind <> 'return' OR (point_cents < 0 AND return_id IS NOT NULL)", name="ledger_check1"),
+    CheckConstraint("kind <> 'forfeit' OR point_cents < 0", name="ledger_check2"),
+    CheckConstraint("kind NOT IN ('reward_issued', 'reward_redeemed', 'reward_voided') OR reward_id IS NOT NULL",
+                    name="ledger_check3"),
+    CheckConstraint("kind <> 'reward_issued' OR point_cents < 0", name="ledger_check4"),
+    CheckConstraint("kind <> 'reward_redeemed' OR point_cents = 0", name="ledger_redeemed_moves_no_points"),
+    # a reward voided by a return gives its points back; voided at cancellation, nothing
+    CheckConstraint("kind <> 'reward_voided' OR point_cents >= 0", name="ledger_voided_gives_back"),
+    CheckConstraint("num_nonnulls(actor_key_id, actor_session_id, actor_system) = 1", name="ledger_one_actor"),
+)
+Index("ledger_member", ledger.c.member_id, ledger.c.id)
+Index("ledger_occurred", ledger.c.occurred_at)
+# points earned are read from the purchases; the few entries that take points back, by index
+Index("ledger_taken_back", ledger.c.occurred_at, postgresql_where=ledger.c.kind.in_(["return", "forfeit"]))
+
+# --- access ------------------------------------------------------------------------------
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(),
+    Column("token_hash", BYTEA, nullable=False),  # sha256 of the token; the token itself is never stored
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("member_id", BigInteger, ForeignKey("members.id")),
+    Column("label", Text),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    Column("revoked_at", TIMESTAMPTZ),
+    UniqueConstraint("token_hash"),
+    CheckConstraint(
+        "cardinality(scopes) > 0"
+        " AND scopes <@ ARRAY['checkout', 'guest_services', 'compliance', 'admin', 'guest']",
+        name="api_keys_scopes_check",
+    ),
+    # a guest token names its member, and holds the guest scope alone
+    CheckConstraint("('guest' = ANY (scopes)) = (member_id IS NOT NULL)", name="api_keys_check"),
+    CheckConstraint("NOT ('guest' = ANY (scopes)) OR cardinality(scopes) = 1", name="api_keys_scopes_check1"),
+)
+
+# --- the mailing list and Guest Connect (texts) -------------------------------------------
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    _id(),
+    Column("channel", Text, nullable=False),
+    Column("address", Text),  # email or phone; NULL once erased
+    Column("member_id", BigInteger, ForeignKey("members.id")),
+    Column("status", Text, nullable=False),
+    # where and when the opt-in now in force was given (a renewal replaces them; the events
+    # keep every one): store, online, or sms for a START texted after a STOP
+    Column("source", Text, nullable=False),
+    Column("subscribed_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    Column("unsubscribed_at", TIMESTAMPTZ),
+    Column("erased_at", TIMESTAMPTZ),
+    CheckConstraint("channel IN ('email', 'sms')", name="subscriptions_channel_check"),
+    CheckConstraint("status IN ('active', 'unsubscribed')", name="subscriptions_status_check"),
+    CheckConstraint("source IN ('store', 'online', 'sms')", name="subscriptions_source_check"),
+    CheckConstraint("(status = 'unsubscribed') = (unsubscribed_at IS NOT NULL)", name="subscriptions_check"),
+    CheckConstraint("erased_at IS NULL OR address IS NULL", name="subscriptions_check1"),
+)
+Index("subscriptions_address", subscriptions.c.channel, func.lower(subscriptions.c.address), unique=True,
+      postgresql_where=subscriptions.c.address.is_not(None))
+Index("subscriptions_member", subscriptions.c.member_id, postgresql_where=subscriptions.c.member_id.is_not(None))
+
+# The consent record: every opt-in and opt-out, with where and when; append-only (trigger
+# `subscription_events_append_only`).
+subscription_events = Table(
+    "subscription_events",
+    metadata,
+    _id(),
+    Column("subscription_id", BigInteger, ForeignKey("subscriptions.id"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("detail", Text),  # the keyword texted, for STOP and friends
+    Column("occurred_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    CheckConstraint("kind IN ('subscribed', 'renewed', 'unsubscribed')", name="subscription_events_kind_check"),
+    CheckConstraint("source IN ('store', 'online', 'link', 'sms', 'erasure')",
+                    name="subscription_events_source_check"),
+)
+Index("subscription_events_subscription", subscription_events.c.subscription_id, subscription_events.c.id)
+
+# An offer is matched by its code; discounts used at checkout travel on the purchase body.
+offers = Table(
+    "offers",
+    metadata,
+    _id(),
+    Column("code", Text, nullable=False),
+    Column("value_cents", BigInteger, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    UniqueConstraint("code"),
+    CheckConstraint("value_cents > 0", name="offers_value_cents_check"),
+    CheckConstraint("channel IN ('email', 'sms')", name="offers_channel_check"),
+)
+
+# Offers sent: which subscription received which offer, so "offers provided" is counted.
+offer_deliveries = Table(
+    "offer_deliveries",
+    metadata,
+    Column("offer_id", BigInteger, ForeignKey("offers.id"), nullable=False),
+    Column("subscription_id", BigInteger, ForeignKey("subscriptions.id"), nullable=False),
+    Column("sent_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("offer_id", "subscription_id"),
+)
