@@ -40,7 +40,9 @@ def main() -> None:
     """Westique Rewards: the rewards program and its financial-incentive disclosures.
 
     Configuration comes from the environment: DATABASE_URL (unset: an embedded
-    PostgreSQL under REWARDS_DATA_DIR), REWARDS_HOST, REWARDS_PORT, REWARDS_POOL_SIZE.
+    PostgreSQL under REWARDS_DATA_DIR), REWARDS_HOST, REWARDS_PORT, REWARDS_POOL_SIZE,
+    REWARDS_SECRET_KEY (unset: kept in REWARDS_DATA_DIR), REWARDS_PUBLIC_URL,
+    REWARDS_TWILIO_AUTH_TOKEN; README.md lists them all.
     """
 
 
