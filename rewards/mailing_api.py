@@ -61,10 +61,10 @@ async def twilio_inbound(request: Request[Any, Any, Any], state: State) -> Respo
     and this path. A missing or wrong signature, or no `REWARDS_TWILIO_AUTH_TOKEN`, is 403
     `forbidden`. Answers TwiML: the confirmation of a stop word, the welcome back of START or
     UNSTOP, the program's HELP text; an empty `<Response/>` for any other text."""
-    form = await request.form()
     validator: RequestValidator | None = state.twilio
     if validator is None:
         raise errors.Forbidden("texts from Twilio are not accepted: REWARDS_TWILIO_AUTH_TOKEN is not set")
+    form = await request.form()
     # Twilio signs the URL it was given, which is ours as the public sees it, not as a proxy forwards it
     signed_url = state.settings.public_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if not validator.validate(signed_url, form, request.headers.get(SIGNATURE_HEADER, "")):

@@ -4,7 +4,7 @@ The token is the subscription's id signed with the service's secret key by `itsd
 (HMAC-SHA256, with a salt that keeps these signatures apart from any other we make). It names the subscription and nothing else: no address, no expiry, so a link in an
 email read years later still works, and it cannot be forged or pointed at another
 subscription without the key. What the sender of an email needs for RFC 8058 one-click is
-`url()` and `email_headers()`.
+`unsubscribe_url()` and `email_headers()`.
 
 The page's own form carries a second, short-lived token (`form_token()`), signed with another
 salt and bound to the same subscription: the link itself is the capability, and the form
@@ -44,14 +44,14 @@ class UnsubscribeLinks:
     def token(self, subscription_id: int) -> str:
         return self._links.dumps(subscription_id)
 
-    def url(self, subscription_id: int) -> str:
+    def unsubscribe_url(self, subscription_id: int) -> str:
         """The subscription's unsubscribe link, for an email's body and its List-Unsubscribe header."""
         return f"{self._base}/u/{self.token(subscription_id)}"
 
     def email_headers(self, subscription_id: int) -> dict[str, str]:
         """The headers of RFC 2369 and RFC 8058 that make mailbox providers show "Unsubscribe"
         and POST `List-Unsubscribe=One-Click` to the link when the guest presses it."""
-        return {"List-Unsubscribe": f"<{self.url(subscription_id)}>", "List-Unsubscribe-Post": ONE_CLICK}
+        return {"List-Unsubscribe": f"<{self.unsubscribe_url(subscription_id)}>", "List-Unsubscribe-Post": ONE_CLICK}
 
     def subscription_of(self, token: str) -> int:
         """The subscription a link's token names; `InvalidLink` if it is not one we signed."""

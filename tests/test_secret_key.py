@@ -119,7 +119,7 @@ async def test_links_stay_valid_across_restarts_and_workers(database_url: str, t
             assert made.status_code in (200, 201), made.text
             sid = made.json()["subscription_id"]
             key = (folder / "secret_key").read_text().strip()
-            link = UnsubscribeLinks(key, service.base_url).url(sid)
+            link = UnsubscribeLinks(key, service.base_url).unsubscribe_url(sid)
             # several requests, so both workers answer some of them
             pages = await asyncio.gather(*(http.get(link) for _ in range(20)))
             assert {page.status_code for page in pages} == {200}
@@ -135,7 +135,7 @@ async def test_links_stay_valid_across_restarts_and_workers(database_url: str, t
             assert (await http.get(again)).status_code == 200
             clicked = await http.post(again, **ONE_CLICK)
             assert clicked.status_code == 200, clicked.text
-            forged = UnsubscribeLinks("another key, made elsewhere, 0123456789", restarted.base_url).url(sid)
+            forged = UnsubscribeLinks("another key, made elsewhere, 0123456789", restarted.base_url).unsubscribe_url(sid)
             assert (await http.get(forged)).status_code == 404
     assert (folder / "secret_key").read_text().strip() == key
     rows = await db.run("SELECT status FROM subscriptions WHERE id = $1", sid)

@@ -82,19 +82,19 @@ def assert_page_headers(response: Any) -> None:
 
 async def test_the_link_names_only_the_subscription_and_is_built_on_the_public_url(client, keys, links, app):
     sid = await subscribe(client, keys, email())
-    url = links.url(sid)
+    url = links.unsubscribe_url(sid)
     assert url.startswith(app.state.settings.public_url + "/u/")
     token = url.rsplit("/", 1)[1]
     payload = token.split(".")[0]
     assert json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))) == sid
     assert links.subscription_of(token) == sid
-    assert links.url(sid) == url  # the same link every time: nothing in it expires
+    assert links.unsubscribe_url(sid) == url  # the same link every time: nothing in it expires
 
 
 async def test_email_headers_carry_the_link_and_rfc_8058_one_click(client, keys, links):
     sid = await subscribe(client, keys, email())
     headers = links.email_headers(sid)
-    assert headers == {"List-Unsubscribe": f"<{links.url(sid)}>", "List-Unsubscribe-Post": ONE_CLICK}
+    assert headers == {"List-Unsubscribe": f"<{links.unsubscribe_url(sid)}>", "List-Unsubscribe-Post": ONE_CLICK}
 
 
 # --- the page --------------------------------------------------------------------------------
@@ -103,7 +103,7 @@ async def test_email_headers_carry_the_link_and_rfc_8058_one_click(client, keys,
 async def test_the_page_shows_one_button_and_changes_nothing(client, keys, links, db):
     address = email()
     sid = await subscribe(client, keys, address)
-    response = await client.get(path_of(links.url(sid)), headers=BROWSER)
+    response = await client.get(path_of(links.unsubscribe_url(sid)), headers=BROWSER)
     assert response.status_code == 200, response.text
     assert_page_headers(response)
     page = response.text
@@ -117,7 +117,7 @@ async def test_the_page_shows_one_button_and_changes_nothing(client, keys, links
 
 
 async def test_the_pages_inline_style_is_the_one_the_policy_allows(client, keys, links):
-    response = await client.get(path_of(links.url(await subscribe(client, keys, email()))), headers=BROWSER)
+    response = await client.get(path_of(links.unsubscribe_url(await subscribe(client, keys, email()))), headers=BROWSER)
     [style] = re.findall(r"<style>(.*?)</style>", response.text, re.S)
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
     assert f"style-src 'sha256-{digest}'" in response.headers["content-security-policy"]
@@ -126,7 +126,7 @@ async def test_the_pages_inline_style_is_the_one_the_policy_allows(client, keys,
 async def test_the_pages_button_unsubscribes_and_records_the_link(client, keys, links, db):
     address = email()
     sid = await subscribe(client, keys, address)
-    url = path_of(links.url(sid))
+    url = path_of(links.unsubscribe_url(sid))
     form_token = form_token_of((await client.get(url, headers=BROWSER)).text)
     response = await client.post(url, data={"form_token": form_token},
                                  headers={**BROWSER, "Sec-Fetch-Site": "same-origin"})
@@ -143,7 +143,7 @@ async def test_the_pages_button_unsubscribes_and_records_the_link(client, keys, 
 async def test_a_hostile_address_is_shown_escaped(client, keys, links):
     address = f"<script>alert('{uuid.uuid4().hex[:6]}')</script>&\"x\"@evil.example"
     sid = await subscribe(client, keys, address)
-    url = path_of(links.url(sid))
+    url = path_of(links.unsubscribe_url(sid))
     for response in (await client.get(url, headers=BROWSER),
                      await client.post(url, content=ONE_CLICK, headers={**BROWSER, **FORM})):
         assert response.status_code == 200, response.text
@@ -159,18 +159,18 @@ async def test_one_click_post_unsubscribes_without_cookie_or_form_token(client, 
     sid = await subscribe(client, keys, email())
     client.cookies.clear()
     # as a mailbox provider sends it: form-encoded, no cookie, no Accept, no browser headers
-    response = await client.post(path_of(links.url(sid)), content=ONE_CLICK, headers=FORM)
+    response = await client.post(path_of(links.unsubscribe_url(sid)), content=ONE_CLICK, headers=FORM)
     assert response.status_code == 200, response.text  # never a redirect (RFC 8058)
     assert await status(db, sid) == "unsubscribed"
     assert await consent(db, sid) == [("subscribed", "online", None), ("unsubscribed", "link", "one-click")]
-    again = await client.post(path_of(links.url(sid)), content=ONE_CLICK, headers=FORM)
+    again = await client.post(path_of(links.unsubscribe_url(sid)), content=ONE_CLICK, headers=FORM)
     assert again.status_code == 200
     assert len(await consent(db, sid)) == 2  # unsubscribing again records nothing
 
 
 async def test_one_click_as_multipart_form_data_unsubscribes(client, keys, links, db):
     sid = await subscribe(client, keys, email())
-    response = await client.post(path_of(links.url(sid)), files={"List-Unsubscribe": (None, "One-Click")})
+    response = await client.post(path_of(links.unsubscribe_url(sid)), files={"List-Unsubscribe": (None, "One-Click")})
     assert response.status_code == 200, response.text
     assert await consent(db, sid) == [("subscribed", "online", None), ("unsubscribed", "link", "one-click")]
 
@@ -179,7 +179,7 @@ async def test_one_click_stops_only_the_links_subscription(client, keys, links, 
     address = email()
     mine, other = await subscribe(client, keys, address), await subscribe(client, keys, email())
     texts = await subscribe(client, keys, f"+1415{uuid.uuid4().int % 10**7:07d}", "sms")
-    await client.post(path_of(links.url(mine)), content=ONE_CLICK, headers=FORM)
+    await client.post(path_of(links.unsubscribe_url(mine)), content=ONE_CLICK, headers=FORM)
     assert (await status(db, mine), await status(db, other), await status(db, texts)) == \
         ("unsubscribed", "active", "active")
 
@@ -187,10 +187,10 @@ async def test_one_click_stops_only_the_links_subscription(client, keys, links, 
 async def test_a_later_opt_in_renews_after_a_link_unsubscribed(client, keys, links, db):
     address = email()
     sid = await subscribe(client, keys, address)
-    await client.post(path_of(links.url(sid)), content=ONE_CLICK, headers=FORM)
+    await client.post(path_of(links.unsubscribe_url(sid)), content=ONE_CLICK, headers=FORM)
     assert await subscribe(client, keys, address) == sid
     assert [kind for kind, _, _ in await consent(db, sid)] == ["subscribed", "unsubscribed", "renewed"]
-    page = await client.get(path_of(links.url(sid)), headers=BROWSER)
+    page = await client.get(path_of(links.unsubscribe_url(sid)), headers=BROWSER)
     assert "<button" in page.text  # the same link works for the renewed subscription
 
 
@@ -200,8 +200,8 @@ async def test_the_link_of_an_erased_subscriber_shows_nothing_to_unsubscribe(cli
     erased = await client.delete(f"/v1/members/{member}/personal-data", headers=auth(keys["guest_services"]))
     assert erased.status_code == 200, erased.text
     before = await consent(db, sid)
-    for response in (await client.get(path_of(links.url(sid)), headers=BROWSER),
-                     await client.post(path_of(links.url(sid)), content=ONE_CLICK, headers=FORM)):
+    for response in (await client.get(path_of(links.unsubscribe_url(sid)), headers=BROWSER),
+                     await client.post(path_of(links.unsubscribe_url(sid)), content=ONE_CLICK, headers=FORM)):
         assert response.status_code == 200, response.text
         assert "<h1>Nothing to unsubscribe</h1>" in response.text and address not in response.text
     assert await consent(db, sid) == before
@@ -249,8 +249,8 @@ async def test_a_link_depends_on_the_key_alone_not_on_the_public_url(client, key
     """Moving the service to another address keeps every link sent so far (once redirected there)."""
     sid = await subscribe(client, keys, email())
     moved = UnsubscribeLinks(key, "https://elsewhere.example")
-    assert moved.url(sid).startswith("https://elsewhere.example/u/")
-    assert (await client.get(path_of(moved.url(sid)), headers=BROWSER)).status_code == 200
+    assert moved.unsubscribe_url(sid).startswith("https://elsewhere.example/u/")
+    assert (await client.get(path_of(moved.unsubscribe_url(sid)), headers=BROWSER)).status_code == 200
 
 
 def expired_form_token(links: UnsubscribeLinks, sid: int, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -262,7 +262,7 @@ def expired_form_token(links: UnsubscribeLinks, sid: int, monkeypatch: pytest.Mo
 
 async def test_a_form_post_without_a_current_token_of_its_page_is_refused(client, keys, links, db, monkeypatch):
     sid, other = await subscribe(client, keys, email()), await subscribe(client, keys, email())
-    url = path_of(links.url(sid))
+    url = path_of(links.unsubscribe_url(sid))
     good = form_token_of((await client.get(url, headers=BROWSER)).text)
     same_site = {**BROWSER, "Sec-Fetch-Site": "same-origin"}
     refused = [
@@ -291,13 +291,13 @@ async def test_a_form_post_without_a_current_token_of_its_page_is_refused(client
 
 async def test_a_file_posted_as_the_form_token_is_refused(client, keys, links, db):
     sid = await subscribe(client, keys, email())
-    response = await client.post(path_of(links.url(sid)), files={"form_token": ("t.txt", b"x", "text/plain")})
+    response = await client.post(path_of(links.unsubscribe_url(sid)), files={"form_token": ("t.txt", b"x", "text/plain")})
     assert response.status_code == 403, response.text
     assert await status(db, sid) == "active"
 
 
 async def test_the_page_refuses_other_methods(client, keys, links):
-    url = path_of(links.url(await subscribe(client, keys, email())))
+    url = path_of(links.unsubscribe_url(await subscribe(client, keys, email())))
     for method in ("PUT", "DELETE", "PATCH"):
         response = await client.request(method, url)
         assert response.status_code == 405, (method, response.text)

@@ -53,7 +53,7 @@ async def test_the_unsubscribe_page_renders_styled_under_its_policy(browser: str
         made = await http.post("/v1/subscriptions", headers=auth(keys["guest_services"]),
                                json={"channel": "email", "address": address, "source": "online"})
         assert made.status_code == 201, made.text
-    link = UnsubscribeLinks(KEY, served.base_url).url(made.json()["subscription_id"])
+    link = UnsubscribeLinks(KEY, served.base_url).unsubscribe_url(made.json()["subscription_id"])
 
     done = browse(browser, link, tmp_path / "profile-dom", "--dump-dom")
     dom = done.stdout.decode()
