@@ -31,7 +31,6 @@ import msgspec
 
 from rewards import errors
 from rewards.db import Database
-from rewards.texting import Replies, keyword_of
 from rewards.schemas import (
     Email,
     OfferIn,
@@ -42,6 +41,7 @@ from rewards.schemas import (
     SubscriptionOut,
     UnsubscribeIn,
 )
+from rewards.texting import Replies, keyword_of
 
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
 _E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
