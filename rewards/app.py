@@ -19,15 +19,19 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.utils.scope.state import ScopeState
+from twilio.request_validator import RequestValidator
 
-from rewards import controllers, errors, mailing_api
+from rewards import controllers, errors, mailing_api, pages
 from rewards.auth import Authenticator
 from rewards.config import Settings, load_settings
 from rewards.db import Database, DatabaseUnavailable, database_from_env
 from rewards.engine import Engine, limits_of
 from rewards.migrations import migrate
+from rewards.pages import unsubscribe
 from rewards.plugins import plugin_routes
 from rewards.rulebook import Rulebook
+from rewards.texting import Replies
+from rewards.unsubscribe_links import UnsubscribeLinks
 
 log = logging.getLogger("rewards")
 PROBLEM = "application/problem+json"
@@ -50,7 +54,10 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Re
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def on_domain_error(_: Request[Any, Any, Any], exc: errors.DomainError) -> Response[dict[str, Any]]:
+def on_domain_error(request: Request[Any, Any, Any], exc: errors.DomainError) -> Response[Any]:
+    if pages.wants_page(request):
+        ERRORS.labels(exc.code).inc()
+        return pages.error_page(exc)
     return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
 
 
@@ -210,6 +217,11 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
         await app.state.rulebook.load()
         app.state.engine = Engine(db, app.state.rulebook, limits_of(settings))
         app.state.auth = Authenticator(db, guest_rate_limit=settings.guest_rate_limit)
+        app.state.settings = settings
+        app.state.links = UnsubscribeLinks.from_settings(settings)
+        app.state.replies = Replies(guest_services_phone=settings.guest_services_phone,
+                                    guest_services_email=settings.guest_services_email)
+        app.state.twilio = RequestValidator(settings.twilio_auth_token) if settings.twilio_auth_token else None
         # what start-up made (modules, routes, the schema) lives as long as the process: out of
         # the collector's sight, a full collection no longer walks it in the middle of a request
         gc.freeze()
@@ -219,7 +231,8 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
             await db.close()
 
     return Litestar(
-        route_handlers=[health, ready, metrics, *controllers.ROUTES, *mailing_api.ROUTES, *plugin_routes(), *(extra_routes or [])],
+        route_handlers=[health, ready, metrics, *controllers.ROUTES, *mailing_api.ROUTES, *unsubscribe.ROUTES,
+                        *plugin_routes(), *(extra_routes or [])],
         lifespan=[lifespan],
         middleware=[metrics_middleware],
         exception_handlers={
@@ -236,6 +249,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
         ),
+        template_config=pages.template_config(),
         request_max_body_size=settings.max_body_bytes,
         before_request=admit,
         debug=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ from typing import TypeVar
 
 import click
 
-from rewards.config import load_settings
+from rewards.config import load_settings, secret_key
 from rewards.db import Database, database_from_env, describe_url
 from rewards.plugins import plugin_commands
 
@@ -39,7 +40,9 @@ def main() -> None:
     """Westique Rewards: the rewards program and its financial-incentive disclosures.
 
     Configuration comes from the environment: DATABASE_URL (unset: an embedded
-    PostgreSQL under REWARDS_DATA_DIR), REWARDS_HOST, REWARDS_PORT, REWARDS_POOL_SIZE.
+    PostgreSQL under REWARDS_DATA_DIR), REWARDS_HOST, REWARDS_PORT, REWARDS_POOL_SIZE,
+    REWARDS_SECRET_KEY (unset: kept in REWARDS_DATA_DIR), REWARDS_PUBLIC_URL,
+    REWARDS_TWILIO_AUTH_TOKEN; README.md lists them all.
     """
 
 
@@ -53,7 +56,13 @@ def serve(host: str | None, port: int | None, workers: int, access_log: bool) ->
     """Run the HTTP service (migrating the database first)."""
     import uvicorn
 
+    # the workers read their settings from the environment: the public URL's default follows these
+    if host:
+        os.environ["REWARDS_HOST"] = host
+    if port:
+        os.environ["REWARDS_PORT"] = str(port)
     settings = load_settings()
+    secret_key(settings)  # made once here, not raced for by the workers; an unwritable data folder fails now
     db = database_from_env(settings)  # starts the embedded server once, before the workers fork
     applied = asyncio.run(_migrate(db))
     click.echo(f"database {describe_url(db.url)}; revisions applied now: {', '.join(applied) or 'none'}", err=True)

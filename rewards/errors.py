@@ -39,6 +39,10 @@ class NotFound(DomainError):
     status, code, title = 404, "not_found", "Not found"
 
 
+class InvalidLink(DomainError):
+    status, code, title = 404, "invalid_link", "This link is not valid"
+
+
 class MemberNotActive(DomainError):
     status, code, title = 409, "member_not_active", "The member is not active"
 

@@ -12,9 +12,14 @@ Choices, as the API documents them:
 - Unsubscribing answers 200 `unsubscribed` for any well-formed address, known or not: the
   outcome the guest asked for holds either way, and a 404 would tell the caller whether an
   address is on the list. An unknown address is not stored.
-- Texts: STOP, STOPALL, UNSUBSCRIBE, CANCEL, END and QUIT stop the sender's texts; START
-  and UNSTOP (the carriers' opt-back-in words) renew a subscription that was stopped. YES
-  is not taken as consent: it answers any question. Nothing else changes anything.
+- Texts: the carriers' keywords as `rewards.texting` reads them. Stop words stop the sender's
+  texts from either way in. START and UNSTOP renew a stopped subscription only when the text
+  comes through the carrier's signed webhook: the register's JSON endpoint is guarded by a
+  checkout key alone, and any holder of one could otherwise re-subscribe any number. HELP and
+  INFO change nothing and answer with the program's name, how to stop and Guest Services.
+- Unsubscribe links name one subscription (`rewards.unsubscribe_links`). Following one records
+  an opt-out with source `link` and detail `page` (the button on its page) or `one-click` (a
+  mailbox provider's RFC 8058 POST); an erased or already stopped subscription stays as it is.
 """
 
 from __future__ import annotations
@@ -36,12 +41,7 @@ from rewards.schemas import (
     SubscriptionOut,
     UnsubscribeIn,
 )
-
-STOP_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
-START_KEYWORDS = frozenset({"START", "UNSTOP"})
-
-STOPPED_REPLY = "Westique: you are unsubscribed and will receive no more texts. Reply START to resubscribe."
-RESTARTED_REPLY = "Westique: you are subscribed to texts again. Reply STOP to unsubscribe."
+from rewards.texting import Replies, keyword_of
 
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
 _E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
@@ -148,15 +148,17 @@ async def _renew(conn: asyncpg.Connection, subscription_id: int, source: str, *,
 
 # One statement: the status changes only if the subscription is active, and the event is
 # written only for a change, so a repeated unsubscribe records nothing.
-UNSUBSCRIBE = """
+_UNSUBSCRIBE = """
     WITH stopped AS (
         UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = now()
-        WHERE channel = $1 AND lower(address) = lower($2) AND address IS NOT NULL AND status = 'active'
+        WHERE {which} AND address IS NOT NULL AND status = 'active'
         RETURNING id
     )
     INSERT INTO subscription_events (subscription_id, kind, source, detail)
-    SELECT id, 'unsubscribed', $3, $4 FROM stopped
+    SELECT id, 'unsubscribed', {source}, {detail} FROM stopped
     RETURNING subscription_id"""
+UNSUBSCRIBE = _UNSUBSCRIBE.format(which="channel = $1 AND lower(address) = lower($2)", source="$3", detail="$4")
+UNSUBSCRIBE_BY_ID = _UNSUBSCRIBE.format(which="id = $1", source="'link'", detail="$2")
 
 
 async def _unsubscribe(db: Database, channel: str, address: str, source: str, detail: str | None = None) -> bool:
@@ -169,25 +171,81 @@ async def unsubscribe(db: Database, request: UnsubscribeIn) -> None:
     await _unsubscribe(db, request.channel, normalize_address(request.channel, request.address), "link")
 
 
-async def sms_inbound(db: Database, text: SmsInboundIn) -> SmsInboundOut:
-    """A text from a guest: the carriers' keywords stop or restart texts; anything else is ignored."""
-    sender = normalize_address("sms", text.sender, field="from")
-    keyword = text.body.strip().upper()
-    if keyword in STOP_KEYWORDS:
-        if await _unsubscribe(db, "sms", sender, "sms", keyword):
-            return SmsInboundOut(action="unsubscribed", keyword=keyword, reply=STOPPED_REPLY,
+# --- unsubscribe links -----------------------------------------------------------------------
+
+
+class LinkedSubscription(msgspec.Struct, frozen=True, kw_only=True):
+    """What an unsubscribe link's page shows: the address is None once erased."""
+
+    channel: str
+    address: str | None
+    status: str
+
+
+_LINKED = "SELECT channel, address, status FROM subscriptions WHERE id = $1"
+
+
+def _linked(row: asyncpg.Record | None) -> LinkedSubscription | None:
+    return None if row is None else LinkedSubscription(channel=row["channel"], address=row["address"],
+                                                       status=row["status"])
+
+
+async def linked_subscription(db: Database, subscription_id: int) -> LinkedSubscription | None:
+    """The subscription a link names, or None if there is none (a database that was reset)."""
+    return _linked((await db.run(_LINKED, subscription_id) or [None])[0])
+
+
+async def unsubscribe_by_link(db: Database, subscription_id: int, how: str) -> LinkedSubscription | None:
+    """Stop the subscription a link names (`how`: `page` or `one-click`, kept as the opt-out's
+    detail); the subscription as it is afterwards, or None if there is none."""
+
+    async def work(conn: asyncpg.Connection) -> LinkedSubscription | None:
+        await conn.execute(UNSUBSCRIBE_BY_ID, subscription_id, how)
+        return _linked(await conn.fetchrow(_LINKED, subscription_id))
+
+    return await db.transaction(work)
+
+
+# --- texts -----------------------------------------------------------------------------------
+
+IGNORED = ("not a keyword (the first word is not STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPT OUT, "
+           "START, UNSTOP, HELP or INFO); nothing changed")
+NOT_HERE = ("texts are restarted only by the carrier's signed webhook (POST /v1/sms/inbound/twilio) or by a new "
+            "opt-in at a register or online; nothing changed")
+
+
+async def text_received(db: Database, sender: str, body: str, replies: Replies, *, may_restart: bool,
+                        message_id: str | None = None, sender_field: str = "from") -> SmsInboundOut:
+    """A text from a guest: stop words stop texts; START and UNSTOP restart them when
+    `may_restart` (the carrier's signed webhook); HELP and INFO are answered; anything else
+    is ignored. `message_id` (the carrier's) is kept with the keyword in the consent record."""
+    number = normalize_address("sms", sender, field=sender_field)
+    keyword = keyword_of(body)
+    if keyword is None:
+        return SmsInboundOut(action="ignored", keyword=None, reply=None, detail=IGNORED)
+    word = keyword.word
+    detail = word if message_id is None else f"{word} {message_id}"
+    if keyword.kind == "stop":
+        if await _unsubscribe(db, "sms", number, "sms", detail):
+            return SmsInboundOut(action="unsubscribed", keyword=word, reply=replies.stopped,
                                  detail="the sender's texts are stopped")
         # carriers expect the confirmation whatever our list held
-        return SmsInboundOut(action="unchanged", keyword=keyword, reply=STOPPED_REPLY,
+        return SmsInboundOut(action="unchanged", keyword=word, reply=replies.stopped,
                              detail="the sender had no active text subscription")
-    if keyword in START_KEYWORDS:
-        return await _restart(db, sender, keyword)
-    return SmsInboundOut(action="ignored", keyword=None, reply=None,
-                         detail="not a keyword (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, START, UNSTOP); "
-                                "nothing changed")
+    if keyword.kind == "help":
+        return SmsInboundOut(action="help", keyword=word, reply=replies.help,
+                             detail="the program's name, how to stop and Guest Services; nothing changed")
+    if not may_restart:
+        return SmsInboundOut(action="refused", keyword=word, reply=None, detail=NOT_HERE)
+    return await _restart(db, number, word, detail, replies)
 
 
-async def _restart(db: Database, sender: str, keyword: str) -> SmsInboundOut:
+async def sms_inbound(db: Database, text: SmsInboundIn, replies: Replies) -> SmsInboundOut:
+    """A text reported by a register: it may stop texts, never restart them."""
+    return await text_received(db, text.sender, text.body, replies, may_restart=False)
+
+
+async def _restart(db: Database, sender: str, keyword: str, detail: str, replies: Replies) -> SmsInboundOut:
     async def work(conn: asyncpg.Connection) -> SmsInboundOut:
         found = await conn.fetchrow(
             """SELECT id, status FROM subscriptions
@@ -196,13 +254,13 @@ async def _restart(db: Database, sender: str, keyword: str) -> SmsInboundOut:
         )
         if found is None:
             # a first opt-in needs its consent taken at a register or online, with its source
-            return SmsInboundOut(action="unchanged", keyword=keyword, reply=None,
+            return SmsInboundOut(action="unchanged", keyword=keyword, reply=replies.not_on_the_list,
                                  detail="the sender has no text subscription to restart")
         if found["status"] == "active":
-            return SmsInboundOut(action="unchanged", keyword=keyword, reply=RESTARTED_REPLY,
+            return SmsInboundOut(action="unchanged", keyword=keyword, reply=replies.restarted,
                                  detail="the sender's texts were not stopped")
-        await _renew(conn, found["id"], "sms", detail=keyword)
-        return SmsInboundOut(action="renewed", keyword=keyword, reply=RESTARTED_REPLY,
+        await _renew(conn, found["id"], "sms", detail=detail)
+        return SmsInboundOut(action="renewed", keyword=keyword, reply=replies.restarted,
                              detail="the sender's texts are restarted")
 
     return await db.transaction(work)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from litestar import Response, post
+import re
+from typing import Any
+
+from litestar import Request, Response, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
+from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
 
-from rewards import mailing
+from rewards import errors, mailing
 from rewards.controllers import answer, scoped
 from rewards.schemas import (
     OfferIn,
@@ -37,9 +42,46 @@ async def unsubscribe(data: JSONBody[UnsubscribeIn], state: State) -> Unsubscrib
 
 @post("/v1/sms/inbound", **scoped("checkout"), status_code=200, tags=["mailing list"])
 async def sms_inbound(data: JSONBody[SmsInboundIn], state: State) -> SmsInboundOut:
-    """A guest's text: STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT stop texts; START, UNSTOP
-    restart them; anything else is ignored. `reply` is the text to send back, if any."""
-    return await mailing.sms_inbound(state.db, data)
+    """A guest's text, as a register reports it. A first word of STOP, STOPALL, UNSUBSCRIBE,
+    CANCEL, END, QUIT, REVOKE or OPT OUT (any case, punctuation ignored) stops texts; HELP and
+    INFO are answered; START and UNSTOP are `refused` here (restarting needs the carrier's
+    signed webhook or a new opt-in); anything else is ignored. `reply` is the text to send
+    back, if any."""
+    return await mailing.sms_inbound(state.db, data, state.replies)
+
+
+_MESSAGE_SID = re.compile(r"^[A-Za-z0-9]{1,64}$")
+
+
+@post("/v1/sms/inbound/twilio", status_code=200, media_type="application/xml", tags=["mailing list"],
+      summary="Texts as Twilio posts them")
+async def twilio_inbound(request: Request[Any, Any, Any], state: State) -> Response[str]:
+    """Twilio's incoming-message webhook: a form-encoded body (`From`, `To`, `Body`, `MessageSid`,
+    …) signed in `X-Twilio-Signature` with the account's auth token over `REWARDS_PUBLIC_URL`
+    and this path. A missing or wrong signature, or no `REWARDS_TWILIO_AUTH_TOKEN`, is 403
+    `forbidden`. Answers TwiML: the confirmation of a stop word, the welcome back of START or
+    UNSTOP, the program's HELP text; an empty `<Response/>` for any other text."""
+    validator: RequestValidator | None = state.twilio
+    if validator is None:
+        raise errors.Forbidden("texts from Twilio are not accepted: REWARDS_TWILIO_AUTH_TOKEN is not set")
+    form = await request.form()
+    # Twilio signs the URL it was given, which is ours as the public sees it, not as a proxy forwards it
+    signed_url = state.settings.public_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if not validator.validate(signed_url, form, request.headers.get(SIGNATURE_HEADER, "")):
+        raise errors.Forbidden(f"the {SIGNATURE_HEADER} header is missing or does not sign this request")
+    sender = form.get("From")
+    if not isinstance(sender, str):
+        raise errors.ValidationFailed("From, the sender's number, is required", field="From")
+    body = form.get("Body")
+    sid = form.get("MessageSid")
+    out = await mailing.text_received(
+        state.db, sender, body if isinstance(body, str) else "", state.replies, may_restart=True,
+        message_id=sid if isinstance(sid, str) and _MESSAGE_SID.match(sid) else None, sender_field="From",
+    )
+    twiml = MessagingResponse()
+    if out.reply is not None:
+        twiml.message(out.reply)
+    return Response(twiml.to_xml(), media_type="application/xml")
 
 
 @post("/v1/offers", **scoped("admin"), tags=["mailing list"])
@@ -50,4 +92,4 @@ async def make_offer(data: JSONBody[OfferIn], state: State) -> Response[OfferOut
     return answer(created, out)
 
 
-ROUTES = [subscribe, unsubscribe, sms_inbound, make_offer]
+ROUTES = [subscribe, unsubscribe, sms_inbound, twilio_inbound, make_offer]

@@ -283,10 +283,11 @@ class SmsInboundIn(Inbound, kw_only=True):
 
 
 class SmsInboundOut(msgspec.Struct, kw_only=True):
-    action: Literal["unsubscribed", "renewed", "unchanged", "ignored"]
-    """What the text did: `unchanged` is a keyword whose outcome already held."""
+    action: Literal["unsubscribed", "renewed", "unchanged", "help", "refused", "ignored"]
+    """What the text did: `unchanged` is a keyword whose outcome already held, `help` a HELP or
+    INFO answered, `refused` a START or UNSTOP where texts may not be restarted (`detail` says why)."""
     keyword: str | None
-    """The keyword recognised (upper case), or null for any other text."""
+    """The keyword recognised (upper case, `OPT OUT` as `OPTOUT`), or null for any other text."""
     detail: str
     reply: str | None
     """The text the SMS gateway should send back to the guest, or null for none."""

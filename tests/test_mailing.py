@@ -249,17 +249,25 @@ async def test_unsubscribe_refuses_bad_input(client, keys, db, body):
 # --- texts -----------------------------------------------------------------------------------
 
 
-STOP_VARIANTS = ["STOP", "stop", "Stop", "  STOP  ", "\tstop\n", "STOPALL", "stopall", "UNSUBSCRIBE", "Unsubscribe ",
-                 "CANCEL", "cancel", "END", " end", "QUIT", "quit"]
+# (what the guest texts, the keyword recognised): any case, spacing, punctuation, full-width
+# letters, a stop word followed by more words
+STOP_VARIANTS = [
+    ("STOP", "STOP"), ("stop", "STOP"), ("Stop", "STOP"), ("  STOP  ", "STOP"), ("\tstop\n", "STOP"),
+    ("STOPALL", "STOPALL"), ("stopall", "STOPALL"), ("UNSUBSCRIBE", "UNSUBSCRIBE"), ("Unsubscribe ", "UNSUBSCRIBE"),
+    ("CANCEL", "CANCEL"), ("cancel", "CANCEL"), ("END", "END"), (" end", "END"), ("QUIT", "QUIT"), ("quit", "QUIT"),
+    ("Stop.", "STOP"), ("stop.", "STOP"), ("STOP please", "STOP"), ("stop all", "STOP"), ("STOP!!!", "STOP"),
+    ("\uff33\uff34\uff2f\uff30", "STOP"), ("\u00a1Stop!", "STOP"), ('"stop"', "STOP"), ("S\u200bTOP", "STOP"),
+    ("stop, please stop texting me", "STOP"), ("REVOKE", "REVOKE"), ("opt out", "OPTOUT"), ("Opt-Out", "OPTOUT"),
+    ("OPTOUT", "OPTOUT"), ("\U0001f6d1 stop", "STOP"),
+]
 
 
-@pytest.mark.parametrize("body", STOP_VARIANTS)
-async def test_every_stop_keyword_unsubscribes_the_sender(client, keys, db, body):
+@pytest.mark.parametrize(("body", "keyword"), STOP_VARIANTS)
+async def test_every_stop_keyword_unsubscribes_the_sender(client, keys, db, body, keyword):
     number = phone()
     sid = (await subscribe(client, keys, "sms", number)).json()["subscription_id"]
     response = await text(client, keys, number, body)
     assert response.status_code == 200, response.text
-    keyword = body.strip().upper()
     assert response.json()["action"] == "unsubscribed"
     assert response.json()["keyword"] == keyword
     assert "unsubscribed" in response.json()["reply"]
@@ -301,7 +309,8 @@ async def test_stop_again_or_from_an_unknown_number_changes_nothing(client, keys
     assert await table_counts(db) == before
 
 
-@pytest.mark.parametrize("body", ["STOP please", "stop.", "S T O P", "", "   ", "hello", "YES", "HELP", "STOPP"])
+@pytest.mark.parametrize("body", ["S T O P", "", "   ", "...", "hello", "YES", "STOPP", "please stop", "don't stop",
+                                  "nonstop", "ST\u0000OP", "STOP"[::-1], "opt in"])
 async def test_other_texts_are_ignored_with_a_clear_answer(client, keys, db, body):
     number = phone()
     sid = (await subscribe(client, keys, "sms", number)).json()["subscription_id"]
@@ -315,34 +324,42 @@ async def test_other_texts_are_ignored_with_a_clear_answer(client, keys, db, bod
     assert await table_counts(db) == before
 
 
-@pytest.mark.parametrize("body", ["START", "start", " Unstop "])
-async def test_start_renews_a_stopped_text_subscription(client, keys, db, body):
+@pytest.mark.parametrize(("body", "keyword"), [("HELP", "HELP"), ("help me", "HELP"), ("Info?", "INFO"),
+                                               ("\uff28\uff25\uff2c\uff30", "HELP")])
+async def test_help_is_answered_with_the_program_how_to_stop_and_guest_services(client, keys, db, body, keyword):
     number = phone()
-    sid = (await subscribe(client, keys, "sms", number, "online")).json()["subscription_id"]
-    await text(client, keys, number, "STOP")
-    response = await text(client, keys, number, body)
-    assert response.status_code == 200
-    assert response.json()["action"] == "renewed" and response.json()["keyword"] == body.strip().upper()
-    row = await subscription(db, sid)
-    assert (row["status"], row["source"]) == ("active", "sms")
-    assert await events(db, sid) == [
-        ("subscribed", "online", None), ("unsubscribed", "sms", "STOP"), ("renewed", "sms", body.strip().upper())
-    ]
-
-
-async def test_start_does_not_subscribe_an_unknown_number(client, keys, db):
+    sid = (await subscribe(client, keys, "sms", number)).json()["subscription_id"]
     before = await table_counts(db)
-    response = await text(client, keys, phone(), "START")
-    assert response.status_code == 200 and response.json()["action"] == "unchanged"
+    response = await text(client, keys, number, body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["action"], answer["keyword"]) == ("help", keyword)
+    for needed in ("Westique Guest Connect", "Reply STOP", "1-800-555-0199", "guestservices@westique.example"):
+        assert needed in answer["reply"], needed
+    assert (await subscription(db, sid))["status"] == "active"
     assert await table_counts(db) == before
 
 
-async def test_start_on_an_active_subscription_records_nothing(client, keys, db):
+@pytest.mark.parametrize("body", ["START", "start", " Unstop ", "Start please"])
+async def test_start_from_a_register_never_resubscribes(client, keys, db, body):
     number = phone()
-    sid = (await subscribe(client, keys, "sms", number)).json()["subscription_id"]
-    response = await text(client, keys, number, "START")
-    assert response.json()["action"] == "unchanged"
-    assert len(await events(db, sid)) == 1
+    sid = (await subscribe(client, keys, "sms", number, "online")).json()["subscription_id"]
+    await text(client, keys, number, "STOP")
+    before = await table_counts(db)
+    response = await text(client, keys, number, body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["action"], answer["keyword"], answer["reply"]) == ("refused", body.split()[0].upper(), None)
+    assert "/v1/sms/inbound/twilio" in answer["detail"] and "opt-in" in answer["detail"]
+    assert (await subscription(db, sid))["status"] == "unsubscribed"
+    assert await table_counts(db) == before
+
+
+async def test_start_from_a_register_does_not_subscribe_an_unknown_number(client, keys, db):
+    before = await table_counts(db)
+    response = await text(client, keys, phone(), "START")
+    assert response.status_code == 200 and response.json()["action"] == "refused"
+    assert await table_counts(db) == before
 
 
 async def test_a_register_opt_in_renews_after_stop(client, keys, db):
@@ -579,7 +596,7 @@ async def test_verify_finds_every_subscription_explained_by_its_consent_record(c
     number = phone()
     await subscribe(client, keys, "sms", number)
     await text(client, keys, number, "STOP")
-    await text(client, keys, number, "START")
+    await subscribe(client, keys, "sms", number, "online")
     assert len(MAILING_CHECKS) == 2
     async with db.connection() as conn:
         for what, query in MAILING_CHECKS:

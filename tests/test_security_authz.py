@@ -19,6 +19,8 @@ from rewards.config import load_settings
 from tests.conftest import auth, purchase
 
 PUBLIC = frozenset({"public"})
+# the carrier's signature, not a token: with no REWARDS_TWILIO_AUTH_TOKEN here, every caller gets 403
+CARRIER = frozenset({"carrier"})
 PROBLEM = "application/problem+json"
 
 # SPEC §5: which scopes reach each endpoint; GUEST means the guest token of the path's member.
@@ -43,6 +45,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/subscriptions"): frozenset({"guest_services"}),
     ("POST", "/v1/subscriptions/unsubscribe"): frozenset({"guest_services"}),
     ("POST", "/v1/sms/inbound"): frozenset({"checkout"}),
+    ("POST", "/v1/sms/inbound/twilio"): CARRIER,
+    # the signed link is the credential: any caller with a bad token gets 404 invalid_link
+    ("GET", "/u/{token}"): PUBLIC,
+    ("POST", "/u/{token}"): PUBLIC,
     ("POST", "/v1/offers"): frozenset({"admin"}),
     ("GET", "/v1/reports/incentive-value"): frozenset({"compliance"}),
     ("GET", "/v1/reports/liability"): frozenset({"compliance"}),
@@ -112,6 +118,8 @@ def expected_status(route: tuple[str, str], caller: str) -> str:
     allowed = EXPECTED[route]
     if allowed == PUBLIC:
         return "allowed"
+    if allowed == CARRIER:
+        return "403"
     if caller in ("no_token", "not_bearer", "unknown_token", "revoked_token"):
         return "401"
     if caller in STAFF:
