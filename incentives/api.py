@@ -11,7 +11,8 @@ from litestar.params import QueryParameter
 
 from incentives import reports
 from incentives.render import MEDIA_TYPES
-from incentives.valuation import Period, ReportRequest
+from incentives.periods import Period
+from incentives.valuation import ReportRequest
 from rewards.controllers import scoped
 
 Program = Literal["rewards", "mailing_list"]
@@ -28,8 +29,8 @@ def _document(body: bytes, fmt: str, filename: str) -> Response[bytes]:
 async def incentive_value(
     state: State,
     program: Annotated[Program, QueryParameter(description="the program valued")],
-    from_: Annotated[date, QueryParameter(name="from", description="first day of the period (UTC), YYYY-MM-DD")],
-    to: Annotated[date, QueryParameter(description="last day of the period, included (UTC), YYYY-MM-DD")],
+    from_: Annotated[date, QueryParameter(name="from", description="first day of the period (the program's time zone), YYYY-MM-DD")],
+    to: Annotated[date, QueryParameter(description="last day of the period, included, YYYY-MM-DD")],
     fmt: Annotated[Format, QueryParameter(name="format", description="json, csv or html")] = "json",
     method: Annotated[Method, QueryParameter(description="the 11 CCR §7081(a) method")] = "expenses",
     program_expense_cents: Annotated[
@@ -42,9 +43,12 @@ async def incentive_value(
 ) -> Response[bytes]:
     """The value of members' personal information (SPEC §4), with the notice paragraph.
 
-    422 `no_estimate` when there is no estimate to state (nobody counted, or a value of $0).
+    Periods are whole days in the program's time zone (`REWARDS_TIMEZONE`). With no estimate
+    to state (nobody counted, a value of $0, a period to come) the report still answers 200
+    with every figure: `notice_text` is null and `notice_withheld` says why.
     """
-    request = ReportRequest(program=program, period=Period(from_, to), method=method,
+    period = Period(from_, to, state.settings.timezone)
+    request = ReportRequest(program=program, period=period, method=method,
                             program_expense_cents=program_expense_cents, min_cell_size=min_cell_size)
     result = await reports.incentive_value(state.db, request)
     return _document(reports.incentive_value_document(result, fmt), fmt,
@@ -54,12 +58,14 @@ async def incentive_value(
 @get("/v1/reports/liability", **scoped("compliance"), tags=["reports"])
 async def liability(
     state: State,
-    as_of: Annotated[date, QueryParameter(description="the date whose close the report describes (UTC), YYYY-MM-DD")],
+    as_of: Annotated[date | None, QueryParameter(
+        description="the date whose close the report describes, in the program's time zone (YYYY-MM-DD); "
+                    "default today, as of now; a date to come is refused")] = None,
     fmt: Annotated[Literal["json", "csv"], QueryParameter(name="format", description="json or csv")] = "json",
 ) -> Response[bytes]:
     """Points outstanding and rewards issued but not redeemed, aged by expiry, at the close of `as_of`."""
-    report = await reports.liability(state.db, as_of)
-    return _document(reports.liability_document(report, fmt), fmt, f"liability-{as_of.isoformat()}")
+    report = await reports.liability(state.db, as_of, state.settings.timezone)
+    return _document(reports.liability_document(report, fmt), fmt, f"liability-{report.as_of.isoformat()}")
 
 
 ROUTES = [incentive_value, liability]

@@ -13,8 +13,9 @@ from typing import Any
 
 import msgspec
 
-from incentives.notice import dollars, period_words
-from incentives.valuation import Bin, Valuation
+from incentives.suppression import Bin
+from incentives.valuation import Valuation
+from incentives.words import dollars, period_words
 
 FORMATS = ("json", "csv", "html")
 MEDIA_TYPES = {
@@ -54,7 +55,7 @@ def to_csv(document: msgspec.Struct, distribution: list[Bin] | None = None) -> b
     if distribution is not None:
         writer.writerow([])
         writer.writerow(["from_cents", "to_cents", "members"])
-        writer.writerows([b.from_cents, b.to_cents, b.members] for b in distribution)
+        writer.writerows([b.from_cents, "" if b.to_cents is None else b.to_cents, b.members] for b in distribution)
     return out.getvalue().encode()
 
 

@@ -205,6 +205,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
         async with db.connection() as conn:
             await migrate(conn)
         app.state.db = db
+        app.state.settings = settings
         app.state.rulebook = Rulebook(db)
         await app.state.rulebook.load()
         app.state.auth = Authenticator(db, guest_rate_limit=settings.guest_rate_limit)

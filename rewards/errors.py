@@ -79,10 +79,6 @@ class UnknownOffer(DomainError):
     status, code, title = 422, "unknown_offer", "The purchase names an offer that was never made"
 
 
-class NoEstimate(DomainError):
-    status, code, title = 422, "no_estimate", "There is no estimate of value to state"
-
-
 class RateLimited(DomainError):
     status, code, title = 429, "rate_limited", "Too many requests"
 
