@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from litestar import Response, get
+from litestar import Response, get, put
 from litestar.datastructures import State
-from litestar.params import QueryParameter
+from litestar.params import JSONBody, QueryParameter
 
-from incentives import reports
+from incentives import program_texts, reports
+from incentives.disclosures import Disclosures, DisclosuresOut
+from incentives.program_texts import DocumentIn, DocumentOut, DocumentsOut
 from incentives.render import MEDIA_TYPES
 from incentives.periods import Period
 from incentives.valuation import ReportRequest
@@ -68,4 +70,35 @@ async def liability(
     return _document(reports.liability_document(report, fmt), fmt, f"liability-{report.as_of.isoformat()}")
 
 
-ROUTES = [incentive_value, liability]
+@get("/v1/program/disclosures", **scoped("admin"), tags=["program"])
+async def get_disclosures(state: State) -> DisclosuresOut:
+    """The words the notice and the report use, as last stored (SPEC §11)."""
+    return await program_texts.current_disclosures(state.db)
+
+
+@put("/v1/program/disclosures", **scoped("admin"), status_code=201, tags=["program"])
+async def put_disclosures(data: JSONBody[Disclosures], state: State) -> DisclosuresOut:
+    """Store a new version of the disclosures: Guest Services' contacts, the categories of personal
+    information, sources, purposes, sale and sharing, Colorado Rule 6.05(F) items, and the notice's
+    sentences (templates; `incentives.disclosures` lists their placeholders)."""
+    return await program_texts.store_disclosures(state.db, data)
+
+
+@put("/v1/program/documents", **scoped("admin"), tags=["program"])
+async def put_document(data: JSONBody[DocumentIn], state: State) -> Response[DocumentOut]:
+    """Publish a version of the program terms or of the notice; once a kind has a published
+    version, enrollment must name one (422 `unknown_notice_version`, `unknown_terms_version`).
+    The same version and text again answer 200; another text for a published version is 409."""
+    created, document = await program_texts.publish(state.db, data)
+    return Response(document, status_code=201 if created else 200)
+
+
+@get("/v1/program/documents", **scoped("admin"), tags=["program"])
+async def get_documents(
+    state: State, kind: Annotated[Literal["terms", "notice"] | None, QueryParameter(description="terms or notice")] = None,
+) -> DocumentsOut:
+    """The published versions of the terms and the notice, oldest first."""
+    return await program_texts.documents(state.db, kind)
+
+
+ROUTES = [incentive_value, liability, get_disclosures, put_disclosures, put_document, get_documents]

@@ -57,21 +57,21 @@ class Category(Strict, kw_only=True):
 class SaleAndSharing(Strict, kw_only=True):
     sold: bool
     shared_for_targeted_advertising: bool
-    categories_sold_or_shared: SomeWords = []
-    third_party_categories: SomeWords = []  # who receives personal information, sold or not
+    categories_sold_or_shared: SomeWords = msgspec.field(default_factory=list)
+    third_party_categories: SomeWords = msgspec.field(default_factory=list)  # who receives personal information, sold or not
     data_brokers: bool = False  # whether personal information goes to data brokers
 
 
 class Partner(Strict, kw_only=True):
     name: Short
     benefits: Words
-    categories: SomeWords = []
+    categories: SomeWords = msgspec.field(default_factory=list)
 
 
 class ColoradoLoyalty(Strict, kw_only=True):
     """4 CCR 904-3, Rule 6.05(F)(1): (a) and (b) are `sale_and_sharing`; (c) to (e) are here."""
 
-    partners: Annotated[list[Partner], Meta(max_length=50)] = []
+    partners: Annotated[list[Partner], Meta(max_length=50)] = msgspec.field(default_factory=list)
     deletion_impact: Words
     sensitive_data: Words
 
@@ -79,8 +79,8 @@ class ColoradoLoyalty(Strict, kw_only=True):
 class Labels(Strict, kw_only=True):
     """How the notice names what the rules store as codes (`gift_card`: "gift cards")."""
 
-    categories: dict[Short, Short] = {}
-    tenders: dict[Short, Short] = {}
+    categories: dict[Short, Short] = msgspec.field(default_factory=dict)
+    tenders: dict[Short, Short] = msgspec.field(default_factory=dict)
 
 
 class NoticeTemplates(Strict, kw_only=True):
@@ -109,7 +109,7 @@ class Disclosures(Strict, kw_only=True):
     purposes: Annotated[list[Words], Meta(min_length=1, max_length=30)]
     sale_and_sharing: SaleAndSharing
     colorado_loyalty: ColoradoLoyalty
-    labels: Labels = Labels()
+    labels: Labels = msgspec.field(default_factory=Labels)
     notice: Notices
 
 

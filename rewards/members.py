@@ -49,11 +49,32 @@ def check_age(birth_date: date, state: str, guardian_consent: bool, today: date)
         raise errors.GuardianConsentRequired("guests aged 13 to 17 need guardian_consent to join")
 
 
+# Once a kind of document (terms, notice) has a published version, enrollment must name one in
+# effect (a register may still show the previous one); the consent then points at its text.
+CONSENTED_DOCUMENTS = """
+    SELECT kind, max(id) FILTER (WHERE version = CASE kind WHEN 'terms' THEN $1 ELSE $2 END
+                                   AND effective_from <= now()) AS id
+    FROM program_documents GROUP BY kind"""
+
+
+async def consented_documents(conn: asyncpg.Connection, enrollment: EnrollmentIn) -> dict[str, int | None]:
+    found = {r["kind"]: r["id"] for r in await conn.fetch(CONSENTED_DOCUMENTS, enrollment.terms_version,
+                                                          enrollment.notice_version)}
+    if "notice" in found and found["notice"] is None:
+        raise errors.UnknownNoticeVersion(f"notice_version {enrollment.notice_version} is not a published notice "
+                                          "in effect", field="notice_version")
+    if "terms" in found and found["terms"] is None:
+        raise errors.UnknownTermsVersion(f"terms_version {enrollment.terms_version} is not published terms in "
+                                         "effect", field="terms_version")
+    return found
+
+
 async def enroll(db: Database, enrollment: EnrollmentIn) -> EnrolledOut:
     # the gate runs before anything touches the database: a refused guest leaves no trace
     check_age(enrollment.birth_date, enrollment.state, enrollment.guardian_consent, datetime.now(UTC).date())
 
     async def work(conn: asyncpg.Connection) -> EnrolledOut:
+        documents = await consented_documents(conn, enrollment)
         try:
             row = await conn.fetchrow(
                 """INSERT INTO members (external_id, name, email, phone, birth_date, state)
@@ -67,10 +88,11 @@ async def enroll(db: Database, enrollment: EnrollmentIn) -> EnrolledOut:
                 constraint=exc.constraint_name,
             ) from exc
         await conn.execute(
-            """INSERT INTO consents (member_id, terms_version, notice_version, channel, guardian_consent, accepted_at)
-               VALUES ($1, $2, $3, $4, $5, $6)""",
+            """INSERT INTO consents (member_id, terms_version, notice_version, channel, guardian_consent, accepted_at,
+                                    terms_document_id, notice_document_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
             row["id"], enrollment.terms_version, enrollment.notice_version, enrollment.channel,
-            enrollment.guardian_consent, row["enrolled_at"],
+            enrollment.guardian_consent, row["enrolled_at"], documents.get("terms"), documents.get("notice"),
         )
         return EnrolledOut(member_id=row["id"], status=row["status"], enrolled_at=row["enrolled_at"])
 
