@@ -60,7 +60,11 @@ def warnings(c: Circumstances) -> list[str]:
             "on; the digest stays the same only while no input row changes.")
     if c.first_joined is None:
         found.append(f"No {joined} is on record at all: the program has no {who} yet.")
-    elif c.first_joined > period.lower and c.first_joined < c.as_of:
+    elif c.first_joined >= c.as_of and c.snapshot_time >= period.lower:
+        found.append(
+            f"The period ends before the first {joined} on record "
+            f"({day(c.first_joined.astimezone(period.tz).date())}): none of its {period.days} days hold {who}.")
+    elif c.first_joined > period.lower:
         first_day = c.first_joined.astimezone(period.tz).date()
         found.append(
             f"The period starts on {day(period.start)}, before the first {joined} on record "

@@ -5,8 +5,11 @@ be worked out from other published figures to be one. So, with k set:
 - fewer than k members counted in all: every figure drawn from their values and activity
   is withheld (the distribution, the segments, the chart, spend, points, rewards, the
   annualised value and the member-years); only the member counts remain, to say why;
-- a segment (card holders, others) smaller than k is withheld, and so is the other one,
-  since the whole less one segment would give it away;
+- fewer than k members with any value at all: the total value is theirs (the mean times
+  the count), so the distribution, the value totals (rewards), the annualised value and
+  the chart are withheld, and with them the notice;
+- a segment (card holders, others) smaller than k, or with 1 to k-1 members of any value,
+  is withheld, and so is the other one, since the whole less one segment would give it away;
 - an order statistic (a percentile or the maximum) is a value some member has: it is
   published only when at least k members have exactly that value;
 - the share with $0 is published only when both the members at $0 and the others are
@@ -27,6 +30,11 @@ class Bin:
     from_cents: int
     to_cents: int | None
     members: int
+
+
+def few(members: int, k: int | None) -> bool:
+    """A group of 1 to k-1 members: small enough to single someone out."""
+    return bool(k) and 0 < members < (k or 0)
 
 
 def shown_value(value: int | None, holders: int, k: int | None) -> int | None:

@@ -327,7 +327,8 @@ def digest(request: ReportRequest, read: Read) -> str:
 
 
 def withheld_reason(program: str, period: Period, snapshot_time: datetime, counted: int, member_seconds: int,
-                    total_cents: Fraction, yearly: int | None, method: str, k: int | None) -> str | None:
+                    total_cents: Fraction, yearly: int | None, method: str, k: int | None,
+                    few_valued: bool = False) -> str | None:
     """Why there is no notice paragraph to publish, in words; None when there is one."""
     who = "members" if program == "rewards" else "subscribers"
     when = period_words(period.start, period.end)
@@ -340,6 +341,9 @@ def withheld_reason(program: str, period: Period, snapshot_time: datetime, count
     if k and counted < k:
         return (f"Only {counted:,} {who} were counted {when}, fewer than the minimum cell size of {k:,}: the "
                 "estimate is withheld, so there is no notice to publish.")
+    if few_valued:
+        return (f"Fewer than the minimum cell size of {k:,} {who} counted {when} have any value under the {method} "
+                "method: the estimate would be theirs alone, so it is withheld and there is no notice to publish.")
     if member_seconds <= 0:
         return (f"The {counted:,} {who} counted {when} have no time "
                 f"{'enrolled' if program == 'rewards' else 'subscribed'} in the period on record, so no value "
@@ -359,20 +363,25 @@ def assemble(request: ReportRequest, read: Read, notice_text: object) -> Valuati
     expense = request.program_expense_cents or 0
     share = Fraction(expense, counted) if counted and expense else Fraction(0)
     hide_all = bool(k) and counted < (k or 0)
-    segment_sizes = {name: (read.segments.get(name) or NO_SEGMENT).counted for name in SEGMENTS}
-    hide_segments = hide_all or bool(k) and any(n < (k or 0) for n in segment_sizes.values())
+    # the value comes from fewer than k members: its total (the mean times the count) is theirs
+    few_valued = suppression.few(counted - everyone.zero, k)
+    hide_values = hide_all or few_valued
+    figures_by = {name: read.segments.get(name) or NO_SEGMENT for name in SEGMENTS}
+    segment_sizes = {name: f.counted for name, f in figures_by.items()}
+    hide_segments = hide_values or any(suppression.few(f.counted, k) or suppression.few(f.counted - f.zero, k)
+                                       for f in figures_by.values())
     withheld: list[str] = []
 
-    if hide_all:
+    if hide_values:
         overall, _ = distribution(NO_SEGMENT, share, k)
-        withheld += ["members.member_years", "spend", "points", "rewards", "value_per_member_cents",
-                     "annualized_value_per_member_cents"]
+        withheld += (["members.member_years", "spend", "points"] if hide_all else []) + [
+            "rewards", "value_per_member_cents", "annualized_value_per_member_cents"]
     else:
         overall, hidden = distribution(everyone, share, k)
         withheld += [f"value_per_member_cents.{name}" for name in hidden]
     segments = {}
     for name in SEGMENTS:
-        segments[name], hidden = _segment(read.segments.get(name) or NO_SEGMENT, share, k, hidden=hide_segments)
+        segments[name], hidden = _segment(figures_by[name], share, k, hidden=hide_segments)
         withheld += [f"by_segment.{name}.{h}" for h in hidden]
     if hide_segments:
         withheld.append("by_segment")
@@ -387,7 +396,7 @@ def assemble(request: ReportRequest, read: Read, notice_text: object) -> Valuati
     method = METHODS_BY_CODE[request.method]
 
     reason = withheld_reason(request.program, period, read.snapshot_time, counted, read.member_seconds, total,
-                             yearly, request.method, k)
+                             yearly, request.method, k, few_valued)
     zero = everyone.zero if not share else 0
     facts = NoticeFacts(
         program=request.program, method=request.method, regulation=method.regulation, period=period,
@@ -400,8 +409,8 @@ def assemble(request: ReportRequest, read: Read, notice_text: object) -> Valuati
 
     raw = [Bin(half_up(b.from_cents + share), None if b.to_cents is None else half_up(b.to_cents + share),
                b.members) for b in read.histogram]
-    histogram = [] if hide_all else suppression.merge_bins(raw, k)
-    if k and not hide_all and histogram != raw:
+    histogram = [] if hide_values else suppression.merge_bins(raw, k)
+    if k and not hide_values and histogram != raw:
         withheld.append("chart")
 
     points = read.points or {}
@@ -416,12 +425,12 @@ def assemble(request: ReportRequest, read: Read, notice_text: object) -> Valuati
         spend=SpendOut(**{key: None if hide_all else value for key, value in read.spend.items()}),
         points=PointsOut(**{key: None if hide_all else points.get(key) for key in (
             "earned_point_cents", "bonus_point_cents", "reversed_point_cents", "forfeited_point_cents")}),
-        rewards=RewardsOut(**{key: None if hide_all else value for key, value in rewards.items()},
-                           redemption_rate=None if hide_all else ratio(rewards["redeemed_count"],
-                                                                         rewards["issued_count"])),
+        rewards=RewardsOut(**{key: None if hide_values else value for key, value in rewards.items()},
+                           redemption_rate=None if hide_values else ratio(rewards["redeemed_count"],
+                                                                            rewards["issued_count"])),
         value_per_member_cents=overall,
         by_segment=BySegmentOut(**segments),
-        annualized_value_per_member_cents=None if hide_all else yearly,
+        annualized_value_per_member_cents=None if hide_values else yearly,
         notice_text=text,
         notice_withheld=reason,
         warnings=warnings(Circumstances(
@@ -437,5 +446,5 @@ def assemble(request: ReportRequest, read: Read, notice_text: object) -> Valuati
             rows_read=read.rows_read, digest=digest(request, read),
         ),
     )
-    return Valuation(report=report, histogram=histogram, value_per_100_spend_cents=None if hide_all else per_100,
+    return Valuation(report=report, histogram=histogram, value_per_100_spend_cents=None if hide_values else per_100,
                      notice_facts=facts, first_purchase=read.first_purchase, last_purchase=read.last_purchase)
