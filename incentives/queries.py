@@ -248,12 +248,14 @@ population AS (SELECT unit, member_id FROM units WHERE counted),
 spans AS (
     SELECT coalesce(s.member_id, -s.id) AS unit,
            tstzrange(e.occurred_at, greatest(e.occurred_at, least(
-               (SELECT min(o.occurred_at) FROM subscription_events o WHERE o.subscription_id = s.id
-                AND o.kind = 'unsubscribed' AND (o.occurred_at, o.id) > (e.occurred_at, e.id)), s.erased_at))) AS span
+               coalesce((SELECT min(o.occurred_at) FROM subscription_events o WHERE o.subscription_id = s.id
+                         AND o.kind = 'unsubscribed' AND (o.occurred_at, o.id) > (e.occurred_at, e.id)), 'infinity'),
+               coalesce(s.erased_at, 'infinity')))) AS span
     FROM subscriptions s JOIN subscription_events e ON e.subscription_id = s.id AND e.kind IN ('subscribed', 'renewed')
     UNION ALL
     SELECT coalesce(s.member_id, -s.id),
-           tstzrange(s.subscribed_at, greatest(s.subscribed_at, least(s.unsubscribed_at, s.erased_at)))
+           tstzrange(s.subscribed_at, greatest(s.subscribed_at, least(coalesce(s.unsubscribed_at, 'infinity'),
+                                                                      coalesce(s.erased_at, 'infinity'))))
     FROM subscriptions s WHERE NOT EXISTS (SELECT 1 FROM subscription_events e WHERE e.subscription_id = s.id)
 ),
 time_subscribed AS (

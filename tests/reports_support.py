@@ -200,3 +200,4 @@ async def build_four_members(p: Program) -> People:
     await p.buy(b, 1000, "2025-03-05", rewards=(code_b,))
     await p.buy(c, 15000, "2025-04-01")
     return {"card": a, "cash": b, "small": c, "none": d}
+

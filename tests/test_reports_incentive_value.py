@@ -13,45 +13,20 @@ import io
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 from rewards.verify import find_problems
+from tests.reference import LA, cents_half_up, local, years_enrolled
 
 if TYPE_CHECKING:
     from tests.reports_support import People, Program
 
 pytest_plugins = ("tests.reports_support",)  # the private database and its hand-built programs
 
-LA = ZoneInfo("America/Los_Angeles")
 SPEC_KEYS = {
     "program", "period", "method", "members", "spend", "points", "rewards", "value_per_member_cents",
     "by_segment", "annualized_value_per_member_cents", "notice_text", "notice_withheld", "warnings", "suppression",
     "reproducibility",
 }
-
-
-def local(text: str) -> datetime:
-    """An instant given in Los Angeles wall-clock time."""
-    return datetime.fromisoformat(text).replace(tzinfo=LA)
-
-
-def years_enrolled(spans: list[tuple[datetime, datetime | None]], start: date, end: date, as_of: datetime) -> Fraction:
-    """Reference member-years: each span clipped to the period (LA days) and to as_of, measured on the
-    LA wall clock, over 365 days."""
-    lower = datetime.combine(start, datetime.min.time(), tzinfo=LA)
-    upper = datetime.combine(end + timedelta(days=1), datetime.min.time(), tzinfo=LA)
-    total = 0
-    for enrolled, cancelled in spans:
-        begin = max(enrolled, lower)
-        finish = min(cancelled or upper, upper, as_of)
-        if finish > begin:
-            wall = begin.astimezone(LA).replace(tzinfo=None), finish.astimezone(LA).replace(tzinfo=None)
-            total += round((wall[1] - wall[0]).total_seconds())
-    return Fraction(total, 365 * 86400)
-
-
-def cents_half_up(value: Fraction) -> int:
-    return int(value + Fraction(1, 2))
 
 
 async def test_four_members_give_every_figure_of_the_issue_example(program: Program, four_members: People):
