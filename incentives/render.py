@@ -68,7 +68,7 @@ def to_csv(document: msgspec.Struct, distribution: list[Bin] | None = None) -> b
 STYLE = """
 :root { --ink: #1c2430; --muted: #5b6573; --rule: #d8dde3; --accent: #2f6f9f; --warn: #8a5a00; --stop: #9b2c2c; }
 * { box-sizing: border-box; }
-body { font: 15px/1.5 Georgia, 'Times New Roman', serif; color: var(--ink); margin: 0 auto; max-width: 60em;
+body { font: 15px/1.5 'DejaVu Sans', 'Helvetica Neue', Arial, sans-serif; color: var(--ink); margin: 0 auto; max-width: 60em;
        padding: 2.2em 2em 3em; background: #fff; }
 h1 { font-size: 1.85em; margin: .1em 0 .2em; line-height: 1.2; }
 h2 { font-size: 1.2em; margin: 1.8em 0 .6em; padding-bottom: .25em; border-bottom: 2px solid var(--ink); }
@@ -301,7 +301,8 @@ def to_html(valuation: Valuation) -> bytes:
         business=d.business_name, who_one=who_many[:-1], who_many=who_many,
         period_words=period_words(r.period.from_, r.period.to),
         period_words_long=f"{day(r.period.from_)} to {day(r.period.to)} ({r.period.days:,} days)",
-        as_of_words=instant(repro.as_of, r.period.time_zone),
+        as_of_words=f"the close of {day(r.period.to)} ({r.period.time_zone})"
+        if repro.as_of >= facts.period.upper else instant(repro.as_of, r.period.time_zone),
         method_basis=METHODS_BY_CODE[r.method.code].basis, money=_money, number=_number, years=_years,
         elements=elements, assumptions=_assumptions(valuation), histogram=valuation.histogram,
         chart=Markup(chart_svg(valuation.histogram, who=who_many)),  # noqa: S704 - built from escaped parts
