@@ -16,6 +16,6 @@ def ratio(numerator: int | Fraction, denominator: int) -> float | None:
     """A share or a rate, to four decimals (half up); None when there is nothing to divide by."""
     if denominator == 0:
         return None
-    exact = Fraction(numerator, denominator)
-    exact = Decimal(exact.numerator) / Decimal(exact.denominator)
+    share = Fraction(numerator, denominator)
+    exact = Decimal(share.numerator) / Decimal(share.denominator)
     return float(exact.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))

@@ -40,13 +40,13 @@ class Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     pass
 
 
-class GuestServices(Strict, kw_only=True):
+class GuestServices(Strict, frozen=True, kw_only=True):
     phone: Short
     email: Short
     hours: Short | None = None
 
 
-class Category(Strict, kw_only=True):
+class Category(Strict, frozen=True, kw_only=True):
     """A category of personal information, the examples that make it concrete, and who it concerns."""
 
     name: Short
@@ -54,7 +54,7 @@ class Category(Strict, kw_only=True):
     programs: Annotated[list[Program], Meta(min_length=1, max_length=2)]
 
 
-class SaleAndSharing(Strict, kw_only=True):
+class SaleAndSharing(Strict, frozen=True, kw_only=True):
     sold: bool
     shared_for_targeted_advertising: bool
     categories_sold_or_shared: SomeWords = msgspec.field(default_factory=list)
@@ -62,13 +62,13 @@ class SaleAndSharing(Strict, kw_only=True):
     data_brokers: bool = False  # whether personal information goes to data brokers
 
 
-class Partner(Strict, kw_only=True):
+class Partner(Strict, frozen=True, kw_only=True):
     name: Short
     benefits: Words
     categories: SomeWords = msgspec.field(default_factory=list)
 
 
-class ColoradoLoyalty(Strict, kw_only=True):
+class ColoradoLoyalty(Strict, frozen=True, kw_only=True):
     """4 CCR 904-3, Rule 6.05(F)(1): (a) and (b) are `sale_and_sharing`; (c) to (e) are here."""
 
     partners: Annotated[list[Partner], Meta(max_length=50)] = msgspec.field(default_factory=list)
@@ -76,14 +76,14 @@ class ColoradoLoyalty(Strict, kw_only=True):
     sensitive_data: Words
 
 
-class Labels(Strict, kw_only=True):
+class Labels(Strict, frozen=True, kw_only=True):
     """How the notice names what the rules store as codes (`gift_card`: "gift cards")."""
 
     categories: dict[Short, Short] = msgspec.field(default_factory=dict)
     tenders: dict[Short, Short] = msgspec.field(default_factory=dict)
 
 
-class NoticeTemplates(Strict, kw_only=True):
+class NoticeTemplates(Strict, frozen=True, kw_only=True):
     """The notice paragraph of one program, one list of sentences per element of 11 CCR §7016(b)."""
 
     summary: Sentences  # (b)(1) a succinct summary of the incentive
@@ -95,12 +95,12 @@ class NoticeTemplates(Strict, kw_only=True):
     reasonably_related: Sentences  # (b)(5) how the incentive is reasonably related to that value
 
 
-class Notices(Strict, kw_only=True):
+class Notices(Strict, frozen=True, kw_only=True):
     rewards: NoticeTemplates
     mailing_list: NoticeTemplates
 
 
-class Disclosures(Strict, kw_only=True):
+class Disclosures(Strict, frozen=True, kw_only=True):
     business_name: Short
     program_names: dict[Program, Short]
     guest_services: GuestServices
@@ -123,7 +123,8 @@ class NoticeWords(string.Template):
     """`{name}` placeholders, `{{` for a literal brace: string.Template with braces as delimiters."""
 
     delimiter = "{"
-    pattern = r"""\{(?:(?P<escaped>\{)|(?P<named>[a-z_][a-z0-9_]*)\}|(?P<braced>(?!))|(?P<invalid>))"""
+    # a string: string.Template compiles it (a compiled pattern would be refused)
+    pattern = r"""\{(?:(?P<escaped>\{)|(?P<named>[a-z_][a-z0-9_]*)\}|(?P<braced>(?!))|(?P<invalid>))"""  # type: ignore[assignment]
 
 
 COMMON = frozenset({

@@ -113,7 +113,7 @@ class Read:
     """Everything the report's queries returned, from one snapshot."""
 
     members: dict[str, int]  # at_start, at_end, enrolled, cancelled, erased
-    member_seconds: int  # time the counted were enrolled in the period up to as_of, program clock
+    member_seconds: int | Fraction  # time the counted were enrolled in the period up to as_of, program clock
     counted_without_time: int
     spend: dict[str, int]
     points: dict[str, int] | None  # None: the program earns no points
@@ -271,7 +271,7 @@ class Valuation:
 # --- arithmetic ----------------------------------------------------------------------------
 
 
-def annualized(total_cents: Fraction | int, member_seconds: int) -> int | None:
+def annualized(total_cents: Fraction | int, member_seconds: int | Fraction) -> int | None:
     """The value per member-year: the total over the time enrolled, 365 days a year."""
     if member_seconds <= 0:
         return None
@@ -326,7 +326,7 @@ def digest(request: ReportRequest, read: Read) -> str:
     return hashlib.sha256(msgspec.json.encode(inputs, order="sorted")).hexdigest()
 
 
-def withheld_reason(program: str, period: Period, snapshot_time: datetime, counted: int, member_seconds: int,
+def withheld_reason(program: str, period: Period, snapshot_time: datetime, counted: int, member_seconds: int | Fraction,
                     total_cents: Fraction, yearly: int | None, method: str, k: int | None,
                     few_valued: bool = False) -> str | None:
     """Why there is no notice paragraph to publish, in words; None when there is one."""
