@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from incentives.arithmetic import half_up
 from incentives.disclosures import Disclosures, NoticeTemplates, NoticeWords
 from incentives.valuation import NoticeFacts
 from incentives.words import dollars, listing, percent, period_words, short_dollars
@@ -116,5 +115,3 @@ def paragraph(facts: NoticeFacts) -> str:
     """The notice paragraph for the program, its elements in the order of §7016(b)."""
     return " ".join(sentence for sentences in elements(facts).values() for sentence in sentences)
 
-
-__all__ = ["ELEMENTS", "categories", "dollars", "elements", "half_up", "paragraph", "placeholders"]

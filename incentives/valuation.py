@@ -333,8 +333,8 @@ def withheld_reason(program: str, period: Period, snapshot_time: datetime, count
     who = "members" if program == "rewards" else "subscribers"
     when = period_words(period.start, period.end)
     if snapshot_time < period.lower:
-        return (f"The period has not begun: there is nothing yet to estimate from, so no notice is published "
-                f"for it. Run the report for a period that has started.")
+        return ("The period has not begun: there is nothing yet to estimate from, so no notice is published "
+                "for it. Run the report for a period that has started.")
     if counted == 0:
         return (f"Nobody was counted {when}: there is no good-faith estimate of the value of {who}' data, and "
                 "without one the incentive may not be offered (11 CCR §7080(b)).")

@@ -6,8 +6,6 @@ hand with 2025 dates; the purchases that redeem offers go through the API.
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date, datetime
 from fractions import Fraction
 from typing import TYPE_CHECKING

@@ -19,7 +19,7 @@ from incentives.arithmetic import half_up, ratio
 from incentives.disclosures import Disclosures, problems
 from incentives.periods import Period
 from incentives.suppression import Bin
-from incentives.valuation import Read, ReportRequest, SegmentFigures
+from incentives.valuation import Read, ReportRequest
 from rewards.rules import DEFAULT_RULES, Rules
 
 YEAR_2025 = Period(date(2025, 1, 1), date(2025, 12, 31))
