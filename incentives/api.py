@@ -5,13 +5,16 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from litestar import Response, get
+from litestar import Response, get, put
 from litestar.datastructures import State
-from litestar.params import QueryParameter
+from litestar.params import JSONBody, QueryParameter
 
-from incentives import reports
+from incentives import program_texts, reports
+from incentives.disclosures import Disclosures, DisclosuresOut
+from incentives.program_texts import DocumentIn, DocumentOut, DocumentsOut
 from incentives.render import MEDIA_TYPES
-from incentives.valuation import Period, ReportRequest
+from incentives.periods import Period
+from incentives.valuation import ReportRequest
 from rewards.controllers import scoped
 
 Program = Literal["rewards", "mailing_list"]
@@ -28,8 +31,8 @@ def _document(body: bytes, fmt: str, filename: str) -> Response[bytes]:
 async def incentive_value(
     state: State,
     program: Annotated[Program, QueryParameter(description="the program valued")],
-    from_: Annotated[date, QueryParameter(name="from", description="first day of the period (UTC), YYYY-MM-DD")],
-    to: Annotated[date, QueryParameter(description="last day of the period, included (UTC), YYYY-MM-DD")],
+    from_: Annotated[date, QueryParameter(name="from", description="first day of the period (the program's time zone), YYYY-MM-DD")],
+    to: Annotated[date, QueryParameter(description="last day of the period, included, YYYY-MM-DD")],
     fmt: Annotated[Format, QueryParameter(name="format", description="json, csv or html")] = "json",
     method: Annotated[Method, QueryParameter(description="the 11 CCR §7081(a) method")] = "expenses",
     program_expense_cents: Annotated[
@@ -42,9 +45,12 @@ async def incentive_value(
 ) -> Response[bytes]:
     """The value of members' personal information (SPEC §4), with the notice paragraph.
 
-    422 `no_estimate` when there is no estimate to state (nobody counted, or a value of $0).
+    Periods are whole days in the program's time zone (`REWARDS_TIMEZONE`). With no estimate
+    to state (nobody counted, a value of $0, a period to come) the report still answers 200
+    with every figure: `notice_text` is null and `notice_withheld` says why.
     """
-    request = ReportRequest(program=program, period=Period(from_, to), method=method,
+    period = Period(from_, to, state.settings.timezone)
+    request = ReportRequest(program=program, period=period, method=method,
                             program_expense_cents=program_expense_cents, min_cell_size=min_cell_size)
     result = await reports.incentive_value(state.db, request)
     return _document(reports.incentive_value_document(result, fmt), fmt,
@@ -54,12 +60,45 @@ async def incentive_value(
 @get("/v1/reports/liability", **scoped("compliance"), tags=["reports"])
 async def liability(
     state: State,
-    as_of: Annotated[date, QueryParameter(description="the date whose close the report describes (UTC), YYYY-MM-DD")],
+    as_of: Annotated[date | None, QueryParameter(
+        description="the date whose close the report describes, in the program's time zone (YYYY-MM-DD); "
+                    "default today, as of now; a date to come is refused")] = None,
     fmt: Annotated[Literal["json", "csv"], QueryParameter(name="format", description="json or csv")] = "json",
 ) -> Response[bytes]:
     """Points outstanding and rewards issued but not redeemed, aged by expiry, at the close of `as_of`."""
-    report = await reports.liability(state.db, as_of)
-    return _document(reports.liability_document(report, fmt), fmt, f"liability-{as_of.isoformat()}")
+    report = await reports.liability(state.db, as_of, state.settings.timezone)
+    return _document(reports.liability_document(report, fmt), fmt, f"liability-{report.as_of.isoformat()}")
 
 
-ROUTES = [incentive_value, liability]
+@get("/v1/program/disclosures", **scoped("admin"), tags=["program"])
+async def get_disclosures(state: State) -> DisclosuresOut:
+    """The words the notice and the report use, as last stored (SPEC §11)."""
+    return await program_texts.current_disclosures(state.db)
+
+
+@put("/v1/program/disclosures", **scoped("admin"), status_code=201, tags=["program"])
+async def put_disclosures(data: JSONBody[Disclosures], state: State) -> DisclosuresOut:
+    """Store a new version of the disclosures: Guest Services' contacts, the categories of personal
+    information, sources, purposes, sale and sharing, Colorado Rule 6.05(F) items, and the notice's
+    sentences (templates; `incentives.disclosures` lists their placeholders)."""
+    return await program_texts.store_disclosures(state.db, data)
+
+
+@put("/v1/program/documents", **scoped("admin"), tags=["program"])
+async def put_document(data: JSONBody[DocumentIn], state: State) -> Response[DocumentOut]:
+    """Publish a version of the program terms or of the notice; once a kind has a published
+    version, enrollment must name one (422 `unknown_notice_version`, `unknown_terms_version`).
+    The same version and text again answer 200; another text for a published version is 409."""
+    created, document = await program_texts.publish(state.db, data)
+    return Response(document, status_code=201 if created else 200)
+
+
+@get("/v1/program/documents", **scoped("admin"), tags=["program"])
+async def get_documents(
+    state: State, kind: Annotated[Literal["terms", "notice"] | None, QueryParameter(description="terms or notice")] = None,
+) -> DocumentsOut:
+    """The published versions of the terms and the notice, oldest first."""
+    return await program_texts.documents(state.db, kind)
+
+
+ROUTES = [incentive_value, liability, get_disclosures, put_disclosures, put_document, get_documents]

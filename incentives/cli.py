@@ -8,21 +8,31 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
 from incentives import reports
-from incentives.notice import dollars
+from incentives.methods import METHODS
+from incentives.periods import Period
 from incentives.render import FORMATS
-from incentives.valuation import METHODS, PROGRAMS, Period, ReportRequest
+from incentives.valuation import PROGRAMS, ReportRequest
+from incentives.words import dollars
+from rewards.config import DEFAULT_TIMEZONE
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
-def last_year(today: date | None = None) -> Period:
-    """The previous calendar year: what the notice's figures usually describe."""
-    year = (today or datetime.now(UTC).date()).year - 1
-    return Period(date(year, 1, 1), date(year, 12, 31))
+def last_year(today: date | None = None, zone: str = DEFAULT_TIMEZONE) -> Period:
+    """The previous calendar year in the program's time zone: what the notice's figures usually describe."""
+    year = (today or datetime.now(UTC).astimezone(ZoneInfo(zone)).date()).year - 1
+    return Period(date(year, 1, 1), date(year, 12, 31), zone)
+
+
+def _zone() -> str:
+    from rewards.config import load_settings
+
+    return load_settings().timezone
 
 
 def _run(work):  # type: ignore[no-untyped-def]
@@ -50,7 +60,8 @@ def report() -> None:
 
 @report.command("incentive-value")
 @click.option("--program", type=click.Choice(PROGRAMS), default="rewards", show_default=True)
-@click.option("--from", "from_", type=DATE, default=None, help="First day of the period (UTC) [last year's Jan 1].")
+@click.option("--from", "from_", type=DATE, default=None,
+              help="First day of the period, in REWARDS_TIMEZONE [last year's Jan 1].")
 @click.option("--to", "to", type=DATE, default=None, help="Last day of the period, included [last year's Dec 31].")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
@@ -65,30 +76,40 @@ def incentive_value(program: str, from_: datetime | None, to: datetime | None, f
                     method: str, program_expense_cents: int | None, min_cell_size: int | None) -> None:
     """The value of members' personal information for a period, with the notice paragraph.
 
-    Without --from and --to: last calendar year. Exits 1 with `no_estimate` when there is
-    no estimate to state.
+    Without --from and --to: last calendar year. With no estimate to state the report is
+    still written, without a notice paragraph; the reason and any warnings go to stderr.
     """
-    default = last_year()
-    period = Period(from_.date() if from_ else default.start, to.date() if to else default.end)
+    zone = _zone()
+    default = last_year(zone=zone)
+    period = Period(from_.date() if from_ else default.start, to.date() if to else default.end, zone)
     request = ReportRequest(program=program, period=period, method=method,
                             program_expense_cents=program_expense_cents, min_cell_size=min_cell_size)
     result = _run(lambda db: reports.incentive_value(db, request))
     _write(reports.incentive_value_document(result, fmt), out)
     r = result.report
+    yearly = r.annualized_value_per_member_cents
     click.echo(
-        f"{r.program} {period.start}..{period.end}: {dollars(r.annualized_value_per_member_cents or 0)} per "
+        f"{r.program} {period.start}..{period.end} ({zone}): "
+        f"{'no estimate' if yearly is None else dollars(yearly)} per "
         f"{'member' if program == 'rewards' else 'subscriber'} per year ({r.members.counted:,} counted, "
         f"method {method}); digest {r.reproducibility.digest[:16]}",
         err=True,
     )
+    if r.notice_withheld:
+        click.echo(f"notice withheld: {r.notice_withheld}", err=True)
+    for warning in r.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @report.command("liability")
-@click.option("--as-of", "as_of", type=DATE, required=True, help="The date whose close the report describes (UTC).")
+@click.option("--as-of", "as_of", type=DATE, default=None,
+              help="The date whose close the report describes, in REWARDS_TIMEZONE [today, as of now].")
 @click.option("--format", "fmt", type=click.Choice(("json", "csv")), default="json", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None)
-def liability(as_of: datetime, fmt: str, out: Path | None) -> None:
+def liability(as_of: datetime | None, fmt: str, out: Path | None) -> None:
     """Points outstanding and rewards issued but not redeemed, aged by expiry."""
-    result = _run(lambda db: reports.liability(db, as_of.date()))
+    zone = _zone()
+    result = _run(lambda db: reports.liability(db, as_of.date() if as_of else None, zone))
     _write(reports.liability_document(result, fmt), out)
-    click.echo(f"liability at the close of {as_of.date()}: {dollars(result.total_liability_cents)}", err=True)
+    moment = f"the close of {result.as_of}" if result.closed else f"now ({result.as_of}, not closed)"
+    click.echo(f"liability at {moment}: {dollars(result.total_liability_cents)}", err=True)

@@ -7,17 +7,22 @@ Rewards issued but not redeemed are those issued by the cutoff and neither redee
 voided by then, aged by their expiry: already expired (no longer owed: breakage), then
 expiring within 30, 31-60, 61-90 days, and later. Everything is dated by business time,
 so a past date's report does not change when later postings arrive.
+
+The close of a date is local midnight after it in the program's time zone. Without a date
+the report is as of now (today, not closed: `closed` false, the cutoff is the moment of
+the read); a date still to come is refused, since its close has not happened.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from fractions import Fraction
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
 
-from incentives.valuation import half_up
+from incentives.arithmetic import half_up
 from rewards.rules import Rules
 
 BUCKETS = ("expired", "within_30_days", "within_60_days", "within_90_days", "later")
@@ -61,6 +66,8 @@ class RewardRate(msgspec.Struct, kw_only=True):
 
 class LiabilityReport(msgspec.Struct, kw_only=True):
     as_of: date
+    time_zone: str
+    closed: bool  # false for today: the figures are those of the moment of the read (`cutoff`)
     cutoff: datetime
     reward_rate: RewardRate
     points_outstanding: PointsOutstanding
@@ -69,9 +76,9 @@ class LiabilityReport(msgspec.Struct, kw_only=True):
     rows_read: dict[str, int]
 
 
-def cutoff(as_of: date) -> datetime:
-    """The close of the as-of date: the first instant of the next day, UTC."""
-    return datetime.combine(as_of + timedelta(days=1), time(0), tzinfo=UTC)
+def close_of(as_of: date, zone: str) -> datetime:
+    """The close of the as-of date: the first instant of the next day in the program's time zone."""
+    return datetime.combine(as_of + timedelta(days=1), time(0), tzinfo=ZoneInfo(zone))
 
 
 def point_value_cents(point_cents: int, version: Rules) -> int:
@@ -79,7 +86,8 @@ def point_value_cents(point_cents: int, version: Rules) -> int:
     return half_up(Fraction(point_cents * version.reward_value_cents, version.reward_threshold_point_cents))
 
 
-def assemble(as_of: date, points: asyncpg.Record | dict, buckets: list, version: Rules) -> LiabilityReport:
+def assemble(as_of: date, zone: str, cutoff: datetime, closed: bool, points: asyncpg.Record | dict, buckets: list,
+             version: Rules) -> LiabilityReport:
     found = {b["bucket"]: Bucket(count=b["count"], cents=b["cents"]) for b in buckets}
     aged = Aged(**{name: found.get(name, Bucket(count=0, cents=0)) for name in BUCKETS})
     outstanding = [found[n] for n in BUCKETS if n != "expired" and n in found]
@@ -87,7 +95,9 @@ def assemble(as_of: date, points: asyncpg.Record | dict, buckets: list, version:
     value = point_value_cents(points["point_cents"], version)
     return LiabilityReport(
         as_of=as_of,
-        cutoff=cutoff(as_of),
+        time_zone=zone,
+        closed=closed,
+        cutoff=cutoff,
         reward_rate=RewardRate(rules_version=version.version, reward_threshold_points=version.reward_threshold_points,
                                reward_value_cents=version.reward_value_cents),
         points_outstanding=PointsOutstanding(

@@ -1,162 +1,117 @@
-"""The notice paragraph: the good-faith estimate, in the words of the retailer's notice.
+"""The notice paragraph: the stored disclosures' sentences, filled in with the report's figures.
 
-11 CCR §7016(b)(5) asks the notice of financial incentive for a good-faith estimate of the
-value of the consumer's data and a description of the method used to calculate it; §7016(b)
-also asks how to opt in and how to withdraw. §7080(b): a business that cannot calculate a
-good-faith estimate may not offer the incentive, so with no estimate there is no paragraph:
-`paragraph` refuses with `NoEstimate`.
+11 CCR §7016(b) asks the notice of financial incentive for (1) a succinct summary of the
+incentive, (2) its material terms, including the categories of personal information it
+implicates and the value of the consumer's data, (3) how to opt in, (4) the right to
+withdraw at any time and how, and (5) how the incentive is reasonably related to the value
+of the data, with (A) a good-faith estimate of that value and (B) a description of the
+method used to calculate it. The words of each element come from the stored disclosures
+(`incentives.disclosures`); this module only supplies the figures they quote: the
+estimate, the program's own numbers from the rules in force ($10 per 300 points, the card
+bonus, the expiry, what does not qualify), the categories, Guest Services' phone and email.
+
+The report withholds the paragraph (`notice_withheld`) when there is no estimate to state;
+this module is then not called.
 """
 
 from __future__ import annotations
 
-from datetime import date
 from fractions import Fraction
 
-from incentives.valuation import DAYS_PER_YEAR, NoticeFacts, Period, half_up
-from rewards.errors import NoEstimate
+from incentives.disclosures import Disclosures, NoticeTemplates, NoticeWords
+from incentives.valuation import NoticeFacts
+from incentives.words import dollars, listing, percent, period_words, short_dollars
+from rewards import rules as program_rules
+from rewards.rules import Rules
+
+ELEMENTS = ("summary", "material_terms", "opt_in", "withdrawal", "estimate", "method", "reasonably_related")
 
 
-def dollars(cents: int | Fraction) -> str:
-    """$1,234.56 (exact cents rounded half up)."""
-    whole = half_up(cents)
-    return f"${whole // 100:,}.{whole % 100:02d}"
+def _points(point_cents: int) -> str:
+    whole, part = divmod(point_cents, 100)
+    return f"{whole:,}" if not part else f"{whole:,}.{part:02d}"
 
 
-def short_dollars(cents: int) -> str:
-    """$10 for whole dollars, $10.50 otherwise: how the notice names a Reward."""
-    return f"${cents // 100:,}" if cents % 100 == 0 else dollars(cents)
+def _earning(points: int) -> str:
+    return f"{points:,} point{'' if points == 1 else 's'}"
 
 
-def percent(share: Fraction) -> str:
-    return f"{half_up(share * 100)}%"
+def categories(disclosures: Disclosures, program: str) -> str:
+    """The categories of personal information the program uses, with their examples."""
+    return "; ".join(f"{c.name} ({c.examples})" for c in disclosures.categories if program in c.programs)
 
 
-def _day(d: date) -> str:
-    return f"{d:%B} {d.day}, {d.year}"
+def rules_words(version: Rules, disclosures: Disclosures) -> dict[str, str]:
+    """The program's own numbers, as the notice quotes them, from the rules in force."""
+    labels = disclosures.labels
+    lines = [("merchandise", 10_000)]
+    base = program_rules.earning(version, lines, [("cash", 10_000)]).point_cents
+    tender = version.bonus_tenders[0] if version.bonus_tenders else "westique_credit_card"
+    card = program_rules.earning(version, lines, [(tender, 10_000)]).point_cents
+    rate = Fraction(version.reward_value_cents, version.reward_threshold_point_cents)
+    return {
+        "reward_value": short_dollars(version.reward_value_cents),
+        "threshold_points": f"{version.reward_threshold_points:,}",
+        "base_earning": _earning(version.points_per_dollar),
+        "card_bonus": _earning(version.card_bonus_points_per_dollar),
+        "bonus_tenders": listing([labels.tenders.get(t, t.replace("_", " ")) for t in version.bonus_tenders]),
+        "validity_days": f"{version.reward_validity_days:,}",
+        "excluded": listing([labels.categories.get(c, c.replace("_", " ")) for c in version.excluded_categories]),
+        "points_per_100": _points(base),
+        "points_per_100_card": _points(card),
+        "worth_per_100": dollars(base * rate),
+        "worth_per_100_card": dollars(card * rate),
+    }
 
 
-def period_words(period: Period) -> str:
-    """'in 2025' for a calendar year, otherwise 'from March 1, 2025 to March 31, 2025'."""
-    if (period.start.month, period.start.day, period.end.month, period.end.day) == (1, 1, 12, 31) \
-            and period.start.year == period.end.year:
-        return f"in {period.start.year}"
-    return f"from {_day(period.start)} to {_day(period.end)}"
+def placeholders(facts: NoticeFacts) -> dict[str, str | None]:
+    """Every placeholder's words; None for a figure that is withheld or does not exist."""
+    d = facts.disclosures
+    values: dict[str, str | None] = {
+        "business_name": d.business_name,
+        "program_name": d.program_names.get(facts.program),  # type: ignore[call-overload]
+        "guest_services_phone": d.guest_services.phone,
+        "guest_services_email": d.guest_services.email,
+        "categories": categories(d, facts.program),
+        "estimate": None if facts.annualized_cents is None else dollars(facts.annualized_cents),
+        "counted": f"{facts.counted:,}",
+        "period": period_words(facts.period.start, facts.period.end),
+        "member_years": f"{float(facts.member_years):,.2f}",
+        "regulation": facts.regulation,
+        "program_expense": None if facts.program_expense_cents is None else dollars(facts.program_expense_cents),
+        "share_zero": None if facts.share_zero is None else percent(facts.share_zero),
+        "p90": None if not facts.p90_cents else dollars(facts.p90_cents),
+        "value_per_100_spend": None if facts.value_per_100_spend_cents is None
+        else dollars(facts.value_per_100_spend_cents),
+    }
+    if facts.program == "rewards":
+        values |= rules_words(facts.rules, d)
+    return values
 
 
-def _refuse_without_estimate(facts: NoticeFacts, who: str) -> None:
-    if facts.suppressed:
-        raise NoEstimate(
-            f"fewer {who}s than the minimum cell size were counted {period_words(facts.period)}: "
-            "the estimate is withheld, so there is no notice to publish"
-        )
-    if facts.counted == 0:
-        raise NoEstimate(f"no {who} was counted {period_words(facts.period)}: there is no estimate of value "
-                         "(11 CCR §7080(b): no estimate, no incentive)")
-    if not facts.annualized_cents:
-        raise NoEstimate(
-            f"the {facts.counted} {who}s counted {period_words(facts.period)} have a value of $0.00 under the "
-            f"{facts.method} method: there is no estimate to state (11 CCR §7080(b)); choose another method "
-            "or period"
-        )
+def _sentences(templates: list[str], values: dict[str, str | None]) -> list[str]:
+    """Each sentence filled in; a sentence quoting a figure that is None is left out."""
+    out = []
+    for template in templates:
+        words = NoticeWords(template)
+        names = words.get_identifiers()
+        if all(values.get(name) is not None for name in names):
+            out.append(words.substitute({name: values[name] for name in names}))
+    return out
 
 
-def _per_year(facts: NoticeFacts) -> str:
-    return "" if facts.period.days == DAYS_PER_YEAR else ", and expressed per year"
-
-
-def _rewards_paragraph(facts: NoticeFacts) -> str:
-    reward = short_dollars(facts.reward_value_cents)
-    when = period_words(facts.period)
-    n = f"{facts.counted:,} member{'s' if facts.counted != 1 else ''}"
-    basis = {
-        "expenses": f"the value of the {reward} Rewards redeemed by the {n} enrolled {when}",
-        "rewards_issued": f"the value of the {reward} Rewards issued to the {n} enrolled {when}",
-        "expenses_plus_program": (
-            f"the value of the {reward} Rewards redeemed by the {n} enrolled {when}, plus "
-            f"{dollars(facts.program_expense_cents or 0)} of program operating expenses"
-        ),
-    }[facts.method]
-    sentences = [
-        "Westique Rewards is a financial incentive that we offer in exchange for the personal information "
-        "you give us when you join and shop as a member.",
-        f"In good faith, we estimate the value of a member's personal information to Westique at "
-        f"{dollars(facts.annualized_cents or 0)} per member per year.",
-        f"We calculated this estimate from the expenses of providing the program's incentive "
-        f"({facts.regulation}): {basis}, divided by the number of members{_per_year(facts)}.",
-    ]
-    varies = [f"The value varies depending on the number of {reward} Rewards redeemed"]
-    details = []
-    if facts.share_zero:
-        details.append(f"{percent(facts.share_zero)} of members redeemed none")
-    if facts.p90_cents:
-        details.append(f"one member in ten received {dollars(facts.p90_cents)} or more")
-    sentences.append(varies[0] + (": " + ", while ".join(details) if details else "") + ".")
-    base, card = facts.earning_per_100
-    worth = Fraction(base * facts.reward_value_cents, facts.reward_threshold_point_cents)
-    worth_card = Fraction(card * facts.reward_value_cents, facts.reward_threshold_point_cents)
-    spend = (
-        f"Every $100 of qualifying purchases earns {base // 100:,} points, worth {dollars(worth)} toward a "
-        f"{reward} Reward ({card // 100:,} points, worth {dollars(worth_card)}, when paid with the Westique "
-        "Credit Card)"
-    )
-    if facts.value_per_100_spend_cents is not None:
-        spend += (f"; {when}, members redeemed {dollars(facts.value_per_100_spend_cents)} in Rewards for every "
-                  "$100 of qualifying purchases")
-    sentences.append(spend + ".")
-    sentences.append(
-        "To join, enroll at any Westique register or online and accept the program terms; membership is free."
-    )
-    sentences.append(
-        "You may withdraw at any time by cancelling your membership at a register, online or through Guest "
-        f"Services; when you do, points not yet converted to a Reward are forfeited and unredeemed {reward} "
-        "Rewards are voided."
-    )
-    return " ".join(sentences)
-
-
-def _mailing_paragraph(facts: NoticeFacts) -> str:
-    when = period_words(facts.period)
-    n = f"{facts.counted:,} subscriber{'s' if facts.counted != 1 else ''}"
-    basis = {
-        "expenses": f"the offer discounts redeemed by the {n} on our list {when}",
-        "rewards_issued": f"the value of the offers sent to the {n} on our list {when}",
-        "expenses_plus_program": (
-            f"the offer discounts redeemed by the {n} on our list {when}, plus "
-            f"{dollars(facts.program_expense_cents or 0)} of mailing list operating expenses"
-        ),
-    }[facts.method]
-    sentences = [
-        "Westique's email and text offers are a financial incentive that we offer in exchange for your email "
-        "address or mobile number.",
-        f"In good faith, we estimate the value of a subscriber's personal information to Westique at "
-        f"{dollars(facts.annualized_cents or 0)} per subscriber per year.",
-        f"We calculated this estimate from the expenses of providing the incentive ({facts.regulation}): "
-        f"{basis}, divided by the number of subscribers{_per_year(facts)}.",
-    ]
-    details = []
-    if facts.share_zero:
-        details.append(f"{percent(facts.share_zero)} of subscribers redeemed no offer")
-    if facts.p90_cents:
-        details.append(f"one subscriber in ten received {dollars(facts.p90_cents)} or more")
-    varies = "The value varies depending on the offers you receive and redeem"
-    if details:
-        varies += ": " + ", while ".join(details)
-    if facts.value_per_100_spend_cents is not None:
-        varies += (f"; {when}, subscribers saved {dollars(facts.value_per_100_spend_cents)} in offer discounts "
-                   "for every $100 of qualifying purchases")
-    sentences.append(varies + ".")
-    sentences.append(
-        "To subscribe, give your email address or mobile number at any Westique register or sign up online."
-    )
-    sentences.append(
-        "You may unsubscribe at any time with the link in any of our emails, or by texting STOP in reply to "
-        "any of our texts; a later sign-up subscribes you again."
-    )
-    return " ".join(sentences)
+def elements(facts: NoticeFacts) -> dict[str, list[str]]:
+    """The paragraph's sentences, by element of §7016(b)."""
+    templates: NoticeTemplates = getattr(facts.disclosures.notice, facts.program)
+    values = placeholders(facts)
+    found = {}
+    for name in ELEMENTS:
+        chosen = templates.method[facts.method] if name == "method" else getattr(templates, name)  # type: ignore[index]
+        found[name] = _sentences(chosen, values)
+    return found
 
 
 def paragraph(facts: NoticeFacts) -> str:
-    """The notice paragraph for the program; refuses (`NoEstimate`, 422) when there is no estimate."""
-    who = "member" if facts.program == "rewards" else "subscriber"
-    _refuse_without_estimate(facts, who)
-    return _rewards_paragraph(facts) if facts.program == "rewards" else _mailing_paragraph(facts)
+    """The notice paragraph for the program, its elements in the order of §7016(b)."""
+    return " ".join(sentence for sentences in elements(facts).values() for sentence in sentences)
+

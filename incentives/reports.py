@@ -6,17 +6,19 @@ both call these, so the two give the same figures byte for byte.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from incentives import liability as liability_report
 from incentives import notice, queries, render, valuation
 from incentives.valuation import ReportRequest, Valuation
+from incentives.words import day
 from rewards.db import Database
 from rewards.errors import ValidationFailed
 
 
 async def incentive_value(db: Database, request: ReportRequest) -> Valuation:
-    """The incentive-value report; `NoEstimate` (422) when there is no estimate to state."""
+    """The incentive-value report: every figure, and the notice paragraph or why it is withheld."""
     problems = valuation.check_request(request)
     if problems:
         field, message = problems[0]
@@ -34,10 +36,27 @@ def incentive_value_document(result: Valuation, fmt: str) -> bytes:
     return render.to_json(result.report)
 
 
-async def liability(db: Database, as_of: date) -> liability_report.LiabilityReport:
+def liability_date(as_of: date | None, zone: str, now: datetime | None = None) -> tuple[date, datetime, bool]:
+    """The date reported (today when none is given), its cutoff and whether that day is closed.
+
+    A date still to come is refused: its close has not happened, and the report would
+    describe it as closed with today's figures.
+    """
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    today = now.astimezone(ZoneInfo(zone)).date()
+    as_of = as_of or today
+    if as_of > today:
+        raise ValidationFailed(f"as_of {as_of.isoformat()} is in the future: the close of {day(as_of)} has not "
+                               f"happened yet (today is {day(today)}, {zone})", field="as_of")
+    close = liability_report.close_of(as_of, zone).astimezone(UTC)
+    return as_of, min(close, now), close <= now
+
+
+async def liability(db: Database, as_of: date | None, zone: str) -> liability_report.LiabilityReport:
+    as_of, cutoff, closed = liability_date(as_of, zone)
     async with db.connection() as conn:
-        points, buckets, version = await queries.read_liability(conn, liability_report.cutoff(as_of))
-    return liability_report.assemble(as_of, points, buckets, version)
+        points, buckets, version = await queries.read_liability(conn, cutoff)
+    return liability_report.assemble(as_of, zone, cutoff, closed, points, buckets, version)
 
 
 def liability_document(report: liability_report.LiabilityReport, fmt: str) -> bytes:

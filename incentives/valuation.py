@@ -2,112 +2,55 @@
 
 Nothing here touches the database. `incentives.queries` computes every sum, count and
 percentile in SQL over the whole population; this module names them, rounds them once
-(half up, to whole cents), applies the method's program expense, suppresses small cells,
-annualises, and shapes the report that SPEC §4 describes.
+(half up, to whole cents), applies the method's program expense, suppresses small cells
+(`incentives.suppression`), annualises by time enrolled, draws up the warnings
+(`incentives.caveats`), and shapes the report that SPEC §4 describes.
 
 Choices, stated once:
-- A period is whole UTC days, `from` and `to` included: [from 00:00Z, to + 1 day 00:00Z).
+- A period is whole days in the program's time zone, `from` and `to` included
+  (`incentives.periods`).
 - Percentiles are `percentile_disc`: each is a value some member actually has (for the
   rewards program, a whole number of $10 Rewards), never an interpolation between two
   members such as "$12.50" that describes nobody; and it is exact over integers, so two
   runs can never differ in the last digit.
+- The annualised value is the period's total value divided by member-years: the time each
+  member counted was enrolled within the period, up to `as_of`, on the program's clock,
+  over 365 days. A member enrolled for a quarter of a year counts 0.25.
 - Money is integer cents, rounded half up once, at the end; shares and rates are
   fractions rounded to four decimals.
-- `as_of` is the end of the period, or the snapshot's time while the period is still open:
-  a closed period's figures depend only on rows dated inside it, so asking again gives the
-  same figures, the same `as_of` and the same digest until something dated inside the
-  period is recorded.
+- `as_of` is the end of the period, or the snapshot's time while the period is still open.
+  The digest covers the request and the input rows only, never `as_of`: the same rows give
+  the same digest while the period runs and after it ends, and (digest, as_of) together
+  reproduce every figure.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import UTC, date, datetime
 from fractions import Fraction
-from typing import Literal
 
 import msgspec
 
-Program = Literal["rewards", "mailing_list"]
-MethodCode = Literal["expenses", "rewards_issued", "expenses_plus_program"]
+from incentives import suppression
+from incentives.arithmetic import half_up, ratio
+from incentives.caveats import Circumstances, warnings
+from incentives.disclosures import Disclosures
+from incentives.methods import METHODS, METHODS_BY_CODE
+from incentives.periods import SECONDS_PER_YEAR, Period
+from incentives.suppression import Bin
+from incentives.words import dollars, period_words
+from rewards.rules import Rules
+
 PROGRAMS: tuple[str, ...] = ("rewards", "mailing_list")
-METHODS: tuple[str, ...] = ("expenses", "rewards_issued", "expenses_plus_program")
 PERCENTILES: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9, 0.99)
 SEGMENTS: tuple[str, ...] = ("card_holders", "others")
-DAYS_PER_YEAR = 365
 LONGEST_PERIOD_DAYS = 3660
-
-# Where each method sits in 11 CCR §7081(a): (a)(6) is "expenses related to the offer,
-# provision, or imposition of any financial incentive"; (a)(5) is "expenses related to the
-# sale, collection, or retention of consumers' personal information".
-REGULATION = {
-    "expenses": "11 CCR §7081(a)(6)",
-    "rewards_issued": "11 CCR §7081(a)(6)",
-    "expenses_plus_program": "11 CCR §7081(a)(5) and (a)(6)",
-}
-
-DESCRIPTIONS = {
-    ("rewards", "expenses"): (
-        "Expenses of providing the incentive: the face value of the $10 Rewards that members redeemed "
-        "in the period. Every member enrolled at any time in the period counts once, at $0 if they "
-        "redeemed nothing; a member's value is the Rewards they redeemed in the period."
-    ),
-    ("rewards", "rewards_issued"): (
-        "Expenses of providing the incentive, counted when earned: the face value of the $10 Rewards "
-        "issued to members in the period, whether or not they were redeemed. Every member enrolled at "
-        "any time in the period counts once, at $0 if they earned no Reward."
-    ),
-    ("rewards", "expenses_plus_program"): (
-        "Expenses of providing the incentive plus the cost of running the program: the face value of the "
-        "$10 Rewards redeemed in the period, plus the program expense the business supplied for the "
-        "period (systems, staff, communications), shared equally among the members enrolled at any "
-        "time in the period."
-    ),
-    ("mailing_list", "expenses"): (
-        "Expenses of providing the incentive: the offer discounts that subscribers redeemed on their "
-        "purchases in the period (offers on the purchase, matched to offers the business sent). Every "
-        "subscriber subscribed at any time in the period counts once (a member with an email and a "
-        "text subscription once), at $0 if they redeemed no offer."
-    ),
-    ("mailing_list", "rewards_issued"): (
-        "Expenses of providing the incentive, counted when offered: the value of the offers sent to "
-        "subscribers in the period, whether or not they were redeemed. Every subscriber subscribed at "
-        "any time in the period counts once."
-    ),
-    ("mailing_list", "expenses_plus_program"): (
-        "Expenses of providing the incentive plus the cost of running the mailing list: the offer "
-        "discounts subscribers redeemed in the period, plus the program expense the business supplied "
-        "for the period, shared equally among the subscribers subscribed at any time in the period."
-    ),
-}
+__all__ = ["METHODS", "PROGRAMS", "Bin", "Period", "ReportRequest", "Read", "assemble", "half_up", "ratio"]
 
 
 # --- the request ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Period:
-    """Whole UTC days, both ends included."""
-
-    start: date
-    end: date
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days + 1
-
-    @property
-    def lower(self) -> datetime:
-        """The first instant of the period."""
-        return datetime.combine(self.start, time(0), tzinfo=UTC)
-
-    @property
-    def upper(self) -> datetime:
-        """The first instant after the period (the bound is exclusive)."""
-        return datetime.combine(self.end + timedelta(days=1), time(0), tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -156,24 +99,22 @@ class SegmentFigures:
     counted: int
     total_cents: int
     percentiles: tuple[int, ...]  # at PERCENTILES, percentile_disc
+    holders: tuple[int, ...]  # how many members have each of those values
     max_cents: int
+    max_holders: int
     zero: int
 
 
-@dataclass(frozen=True)
-class Bin:
-    """Members whose value lies in [from_cents, to_cents] (a single value when they are equal)."""
-
-    from_cents: int
-    to_cents: int
-    members: int
+NO_SEGMENT = SegmentFigures(0, 0, (0,) * len(PERCENTILES), (0,) * len(PERCENTILES), 0, 0, 0)
 
 
 @dataclass(frozen=True)
 class Read:
     """Everything the report's queries returned, from one snapshot."""
 
-    members: dict[str, int]
+    members: dict[str, int]  # at_start, at_end, enrolled, cancelled, erased
+    member_seconds: int | Fraction  # time the counted were enrolled in the period up to as_of, program clock
+    counted_without_time: int
     spend: dict[str, int]
     points: dict[str, int] | None  # None: the program earns no points
     rewards: dict[str, int]
@@ -182,10 +123,14 @@ class Read:
     rules_versions: list[int]
     rows_read: dict[str, int]
     table_digests: dict[str, str]
-    earning_per_100: tuple[int, int]  # point-cents $100 earns: paid otherwise, paid with the card
-    reward_threshold_point_cents: int
-    reward_value_cents: int
+    rules: Rules  # in force at as_of: the numbers the notice quotes
+    disclosures: Disclosures
+    disclosures_version: int
     snapshot_time: datetime
+    first_joined: datetime | None = None
+    first_purchase: datetime | None = None
+    last_purchase: datetime | None = None
+    unmatched: int = 0
 
 
 # --- the report (the JSON's shape) ----------------------------------------------------------
@@ -194,6 +139,8 @@ class Read:
 class PeriodOut(msgspec.Struct, kw_only=True):
     from_: date = msgspec.field(name="from")
     to: date
+    time_zone: str
+    days: int
 
 
 class MethodOut(msgspec.Struct, kw_only=True):
@@ -209,11 +156,12 @@ class MembersOut(msgspec.Struct, kw_only=True):
     cancelled: int
     erased: int
     counted: int
+    member_years: float | None
 
 
 class SpendOut(msgspec.Struct, kw_only=True):
-    qualifying_cents: int
-    card_cents: int
+    qualifying_cents: int | None
+    card_cents: int | None
 
 
 class PointsOut(msgspec.Struct, kw_only=True):
@@ -224,14 +172,14 @@ class PointsOut(msgspec.Struct, kw_only=True):
 
 
 class RewardsOut(msgspec.Struct, kw_only=True):
-    issued_count: int
-    issued_cents: int
-    redeemed_count: int
-    redeemed_cents: int
-    expired_count: int
-    expired_cents: int
-    voided_count: int
-    voided_cents: int
+    issued_count: int | None
+    issued_cents: int | None
+    redeemed_count: int | None
+    redeemed_cents: int | None
+    expired_count: int | None
+    expired_cents: int | None
+    voided_count: int | None
+    voided_cents: int | None
     redemption_rate: float | None
 
 
@@ -258,9 +206,15 @@ class BySegmentOut(msgspec.Struct, kw_only=True):
     others: SegmentOut
 
 
+class SuppressionOut(msgspec.Struct, kw_only=True):
+    min_cell_size: int | None
+    withheld: list[str]  # the figures withheld (dotted keys), and "chart" when its bars were merged
+
+
 class ReproducibilityOut(msgspec.Struct, kw_only=True):
     as_of: datetime
     rules_versions: list[int]
+    disclosures_version: int
     rows_read: dict[str, int]
     digest: str
 
@@ -276,18 +230,11 @@ class IncentiveReport(msgspec.Struct, kw_only=True):
     value_per_member_cents: DistributionOut
     by_segment: BySegmentOut
     annualized_value_per_member_cents: int | None
-    notice_text: str
+    notice_text: str | None
+    notice_withheld: str | None
+    warnings: list[str]
+    suppression: SuppressionOut
     reproducibility: ReproducibilityOut
-
-
-@dataclass(frozen=True)
-class Valuation:
-    """The report and what the renderers draw beside it (not part of the JSON)."""
-
-    report: IncentiveReport
-    histogram: list[Bin]
-    value_per_100_spend_cents: Fraction | None
-    notice_facts: NoticeFacts
 
 
 @dataclass(frozen=True)
@@ -299,150 +246,205 @@ class NoticeFacts:
     regulation: str
     period: Period
     counted: int
+    member_years: Fraction
     annualized_cents: int | None
-    mean_cents: Fraction | None
-    share_zero: Fraction | None
-    median_cents: int | None
+    share_zero: Fraction | None  # None: withheld, or nobody counted
     p90_cents: int | None
     value_per_100_spend_cents: Fraction | None
-    earning_per_100: tuple[int, int]
-    reward_threshold_point_cents: int
-    reward_value_cents: int
     program_expense_cents: int | None
-    suppressed: bool = False
+    rules: Rules
+    disclosures: Disclosures
+
+
+@dataclass(frozen=True)
+class Valuation:
+    """The report and what the renderers draw beside it (not part of the JSON)."""
+
+    report: IncentiveReport
+    histogram: list[Bin]
+    value_per_100_spend_cents: Fraction | None
+    notice_facts: NoticeFacts
+    first_purchase: datetime | None = None
+    last_purchase: datetime | None = None
 
 
 # --- arithmetic ----------------------------------------------------------------------------
 
 
-def half_up(value: Fraction | int | Decimal) -> int:
-    """Whole cents, halves rounded up (all values here are non-negative)."""
-    return _half_up(Fraction(value))
-
-
-def _half_up(value: Fraction) -> int:
-    return math.floor(value + Fraction(1, 2))
-
-
-def ratio(numerator: int, denominator: int) -> float | None:
-    """A share or a rate, to four decimals (half up); None when there is nothing to divide by."""
-    if denominator == 0:
+def annualized(total_cents: Fraction | int, member_seconds: int | Fraction) -> int | None:
+    """The value per member-year: the total over the time enrolled, 365 days a year."""
+    if member_seconds <= 0:
         return None
-    exact = Decimal(numerator) / Decimal(denominator)
-    return float(exact.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+    return half_up(Fraction(total_cents) * SECONDS_PER_YEAR / member_seconds)
 
 
-def annualized(mean_cents: Fraction, days: int) -> int:
-    """The per-member value over a year of DAYS_PER_YEAR days (a calendar year of 365 days: as is)."""
-    return _half_up(mean_cents * DAYS_PER_YEAR / days)
+_STATISTICS = ("p25", "median", "p75", "p90", "p99")
 
 
-def distribution(figures: SegmentFigures | None, share_cents: Fraction) -> tuple[DistributionOut, Fraction | None]:
-    """The distribution of one segment, each member's value raised by `share_cents` (the program expense).
+def distribution(figures: SegmentFigures, share_cents: Fraction, k: int | None) -> tuple[DistributionOut, list[str]]:
+    """A segment's distribution, each member's value raised by `share_cents` (the program expense),
+    and the names of the figures withheld because fewer than k members have that value.
 
     Adding the same amount to every member moves every percentile, the mean and the
     maximum by that amount, so the order statistics SQL computed stay exact.
     """
-    if figures is None or figures.counted == 0:
+    if figures.counted == 0:
         return DistributionOut(mean=None, median=None, p25=None, p75=None, p90=None, p99=None, max=None,
-                               share_zero=None), None
-    mean = Fraction(figures.total_cents, figures.counted) + share_cents
-    p25, p50, p75, p90, p99 = (_half_up(p + share_cents) for p in figures.percentiles)
+                               share_zero=None), []
+    shown = {name: suppression.shown_value(half_up(p + share_cents), holders, k)
+             for name, p, holders in zip(_STATISTICS, figures.percentiles, figures.holders, strict=True)}
+    shown["max"] = suppression.shown_value(half_up(figures.max_cents + share_cents), figures.max_holders, k)
     zero = figures.zero if share_cents == 0 else 0
-    return DistributionOut(
-        mean=_half_up(mean), median=p50, p25=p25, p75=p75, p90=p90, p99=p99,
-        max=_half_up(figures.max_cents + share_cents), share_zero=ratio(zero, figures.counted),
-    ), mean
+    share = ratio(zero, figures.counted) if suppression.share_shown(zero, figures.counted, k) else None
+    withheld = [name for name, value in shown.items() if value is None] + ([] if share is not None else ["share_zero"])
+    mean = half_up(Fraction(figures.total_cents, figures.counted) + share_cents)
+    return DistributionOut(mean=mean, share_zero=share, **shown), withheld
 
 
-def segment(figures: SegmentFigures | None, share_cents: Fraction, *, suppressed: bool) -> SegmentOut:
-    if suppressed:
+def _segment(figures: SegmentFigures, share_cents: Fraction, k: int | None, *, hidden: bool
+             ) -> tuple[SegmentOut, list[str]]:
+    if hidden:
         return SegmentOut(counted=None, mean=None, median=None, p25=None, p75=None, p90=None, p99=None,
-                          max=None, share_zero=None, suppressed=True)
-    shown, _ = distribution(figures, share_cents)
-    return SegmentOut(counted=figures.counted if figures else 0, **msgspec.structs.asdict(shown))
+                          max=None, share_zero=None, suppressed=True), []
+    shown, withheld = distribution(figures, share_cents, k)
+    return SegmentOut(counted=figures.counted, **msgspec.structs.asdict(shown)), withheld
 
 
-def suppressed_segments(read: Read, min_cell_size: int | None) -> bool:
-    """Whether the segments are withheld: one below the minimum cell size withholds both,
-    since the total less the other segment would give it away."""
-    if not min_cell_size:
-        return False
-    return any((read.segments.get(name).counted if read.segments.get(name) else 0) < min_cell_size
-               for name in SEGMENTS)
-
-
-def digest(request: ReportRequest, read: Read, as_of_time: datetime) -> str:
+def digest(request: ReportRequest, read: Read) -> str:
     """SHA-256 of the request and of each table's rows read (each digested in SQL: a hash of every
-    row read, of the columns the figures use, added up; incentives.queries)."""
+    row read, of the columns the figures use, added up; incentives.queries) and of the
+    disclosures version the notice's words come from. Not of `as_of`: see the module's docstring."""
     inputs = {
         "program": request.program,
-        "period": [request.period.start.isoformat(), request.period.end.isoformat()],
+        "period": [request.period.start.isoformat(), request.period.end.isoformat(), request.period.zone],
         "method": request.method,
         "program_expense_cents": request.program_expense_cents,
-        "as_of": as_of_time.isoformat(),
         "tables": read.table_digests,
         "rows": read.rows_read,
+        "disclosures_version": read.disclosures_version,
     }
     return hashlib.sha256(msgspec.json.encode(inputs, order="sorted")).hexdigest()
 
 
+def withheld_reason(program: str, period: Period, snapshot_time: datetime, counted: int, member_seconds: int | Fraction,
+                    total_cents: Fraction, yearly: int | None, method: str, k: int | None,
+                    few_valued: bool = False) -> str | None:
+    """Why there is no notice paragraph to publish, in words; None when there is one."""
+    who = "members" if program == "rewards" else "subscribers"
+    when = period_words(period.start, period.end)
+    if snapshot_time < period.lower:
+        return ("The period has not begun: there is nothing yet to estimate from, so no notice is published "
+                "for it. Run the report for a period that has started.")
+    if counted == 0:
+        return (f"Nobody was counted {when}: there is no good-faith estimate of the value of {who}' data, and "
+                "without one the incentive may not be offered (11 CCR §7080(b)).")
+    if k and counted < k:
+        return (f"Only {counted:,} {who} were counted {when}, fewer than the minimum cell size of {k:,}: the "
+                "estimate is withheld, so there is no notice to publish.")
+    if few_valued:
+        return (f"Fewer than the minimum cell size of {k:,} {who} counted {when} have any value under the {method} "
+                "method: the estimate would be theirs alone, so it is withheld and there is no notice to publish.")
+    if member_seconds <= 0:
+        return (f"The {counted:,} {who} counted {when} have no time "
+                f"{'enrolled' if program == 'rewards' else 'subscribed'} in the period on record, so no value "
+                "per year can be stated.")
+    if total_cents == 0 or not yearly:
+        return (f"The {counted:,} {who} counted {when} have a value of {dollars(0)} under the {method} method: "
+                "there is no estimate to state, and with no estimate the incentive may not be offered "
+                "(11 CCR §7080(b)). Choose another method or period.")
+    return None
+
+
 def assemble(request: ReportRequest, read: Read, notice_text: object) -> Valuation:
-    """The report from what SQL read; `notice_text(facts) -> str` words the notice (or refuses)."""
-    period = request.period
-    everyone = read.segments.get("all")
-    counted = everyone.counted if everyone else 0
+    """The report from what SQL read; `notice_text(facts) -> str` words the notice."""
+    period, k = request.period, request.min_cell_size
+    everyone = read.segments.get("all") or NO_SEGMENT
+    counted = everyone.counted
     expense = request.program_expense_cents or 0
     share = Fraction(expense, counted) if counted and expense else Fraction(0)
-    total_suppressed = bool(request.min_cell_size) and counted < (request.min_cell_size or 0)
-    if total_suppressed:
-        overall, mean = distribution(None, share)
+    hide_all = bool(k) and counted < (k or 0)
+    # the value comes from fewer than k members: its total (the mean times the count) is theirs
+    few_valued = suppression.few(counted - everyone.zero, k)
+    hide_values = hide_all or few_valued
+    figures_by = {name: read.segments.get(name) or NO_SEGMENT for name in SEGMENTS}
+    segment_sizes = {name: f.counted for name, f in figures_by.items()}
+    hide_segments = hide_values or any(suppression.few(f.counted, k) or suppression.few(f.counted - f.zero, k)
+                                       for f in figures_by.values())
+    withheld: list[str] = []
+
+    if hide_values:
+        overall, _ = distribution(NO_SEGMENT, share, k)
+        withheld += (["members.member_years", "spend", "points"] if hide_all else []) + [
+            "rewards", "value_per_member_cents", "annualized_value_per_member_cents"]
     else:
-        overall, mean = distribution(everyone, share)
-    hide_segments = total_suppressed or suppressed_segments(read, request.min_cell_size)
-    yearly = annualized(mean, period.days) if mean is not None else None
+        overall, hidden = distribution(everyone, share, k)
+        withheld += [f"value_per_member_cents.{name}" for name in hidden]
+    segments = {}
+    for name in SEGMENTS:
+        segments[name], hidden = _segment(figures_by[name], share, k, hidden=hide_segments)
+        withheld += [f"by_segment.{name}.{h}" for h in hidden]
+    if hide_segments:
+        withheld.append("by_segment")
+
+    total = Fraction(everyone.total_cents + (expense if counted else 0))
+    yearly = annualized(total, read.member_seconds) if counted else None
+    member_years = Fraction(read.member_seconds, SECONDS_PER_YEAR)
     redeemed = read.rewards["redeemed_cents"]
     qualifying = read.spend["qualifying_cents"]
     per_100 = Fraction(redeemed * 10_000, qualifying) if qualifying else None
     when = as_of(period, read.snapshot_time)
+    method = METHODS_BY_CODE[request.method]
+
+    reason = withheld_reason(request.program, period, read.snapshot_time, counted, read.member_seconds, total,
+                             yearly, request.method, k, few_valued)
+    zero = everyone.zero if not share else 0
     facts = NoticeFacts(
-        program=request.program, method=request.method, regulation=REGULATION[request.method], period=period,
-        counted=counted, annualized_cents=yearly, mean_cents=mean,
-        share_zero=None if total_suppressed or not counted else Fraction(everyone.zero if not share else 0, counted),
-        median_cents=overall.median, p90_cents=overall.p90, value_per_100_spend_cents=per_100,
-        earning_per_100=read.earning_per_100, reward_threshold_point_cents=read.reward_threshold_point_cents,
-        reward_value_cents=read.reward_value_cents, program_expense_cents=request.program_expense_cents,
-        suppressed=total_suppressed,
+        program=request.program, method=request.method, regulation=method.regulation, period=period,
+        counted=counted, member_years=member_years, annualized_cents=yearly,
+        share_zero=Fraction(zero, counted) if counted and overall.share_zero is not None else None,
+        p90_cents=overall.p90, value_per_100_spend_cents=per_100, program_expense_cents=request.program_expense_cents,
+        rules=read.rules, disclosures=read.disclosures,
     )
-    text = notice_text(facts)  # type: ignore[operator]
+    text = None if reason else notice_text(facts)  # type: ignore[operator]
+
+    raw = [Bin(half_up(b.from_cents + share), None if b.to_cents is None else half_up(b.to_cents + share),
+               b.members) for b in read.histogram]
+    histogram = [] if hide_values else suppression.merge_bins(raw, k)
+    if k and not hide_values and histogram != raw:
+        withheld.append("chart")
+
     points = read.points or {}
+    rewards = dict(read.rewards)
     report = IncentiveReport(
         program=request.program,
-        period=PeriodOut(from_=period.start, to=period.end),
-        method=MethodOut(code=request.method, regulation=REGULATION[request.method],
-                         description=DESCRIPTIONS[(request.program, request.method)]),
-        members=MembersOut(**read.members),
-        spend=SpendOut(**read.spend),
-        points=PointsOut(
-            earned_point_cents=points.get("earned_point_cents"),
-            bonus_point_cents=points.get("bonus_point_cents"),
-            reversed_point_cents=points.get("reversed_point_cents"),
-            forfeited_point_cents=points.get("forfeited_point_cents"),
-        ),
-        rewards=RewardsOut(**read.rewards,
-                           redemption_rate=ratio(read.rewards["redeemed_count"], read.rewards["issued_count"])),
+        period=PeriodOut(from_=period.start, to=period.end, time_zone=period.zone, days=period.days),
+        method=MethodOut(code=method.code, regulation=method.regulation,
+                         description=method.description[request.program]),
+        members=MembersOut(**read.members, counted=counted,
+                           member_years=None if hide_all else ratio(read.member_seconds, SECONDS_PER_YEAR)),
+        spend=SpendOut(**{key: None if hide_all else value for key, value in read.spend.items()}),
+        points=PointsOut(**{key: None if hide_all else points.get(key) for key in (
+            "earned_point_cents", "bonus_point_cents", "reversed_point_cents", "forfeited_point_cents")}),
+        rewards=RewardsOut(**{key: None if hide_values else value for key, value in rewards.items()},
+                           redemption_rate=None if hide_values else ratio(rewards["redeemed_count"],
+                                                                            rewards["issued_count"])),
         value_per_member_cents=overall,
-        by_segment=BySegmentOut(**{
-            name: segment(read.segments.get(name), share, suppressed=hide_segments) for name in SEGMENTS
-        }),
-        annualized_value_per_member_cents=yearly,
+        by_segment=BySegmentOut(**segments),
+        annualized_value_per_member_cents=None if hide_values else yearly,
         notice_text=text,
+        notice_withheld=reason,
+        warnings=warnings(Circumstances(
+            program=request.program, period=period, snapshot_time=read.snapshot_time, as_of=when,
+            first_joined=read.first_joined, first_purchase=read.first_purchase, last_purchase=read.last_purchase,
+            counted=counted, counted_without_time=read.counted_without_time, unmatched=read.unmatched,
+            rules_versions=read.rules_versions, rules_quoted=read.rules.version, min_cell_size=k,
+            smallest_segment=min((n for n in (counted, *segment_sizes.values()) if n > 0), default=0),
+        )),
+        suppression=SuppressionOut(min_cell_size=k, withheld=withheld),
         reproducibility=ReproducibilityOut(
-            as_of=when, rules_versions=read.rules_versions, rows_read=read.rows_read,
-            digest=digest(request, read, when),
+            as_of=when, rules_versions=read.rules_versions, disclosures_version=read.disclosures_version,
+            rows_read=read.rows_read, digest=digest(request, read),
         ),
     )
-    histogram = [] if total_suppressed else [
-        Bin(_half_up(b.from_cents + share), _half_up(b.to_cents + share), b.members) for b in read.histogram
-    ]
-    return Valuation(report=report, histogram=histogram, value_per_100_spend_cents=per_100, notice_facts=facts)
+    return Valuation(report=report, histogram=histogram, value_per_100_spend_cents=None if hide_values else per_100,
+                     notice_facts=facts, first_purchase=read.first_purchase, last_purchase=read.last_purchase)

@@ -213,6 +213,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
         db = database_from_env(settings)
         await migrate(db.url)
         app.state.db = db
+        app.state.settings = settings
         app.state.rulebook = Rulebook(db)
         await app.state.rulebook.load()
         app.state.engine = Engine(db, app.state.rulebook, limits_of(settings))

@@ -10,11 +10,13 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import platformdirs
 
 log = logging.getLogger("rewards")
+DEFAULT_TIMEZONE = "America/Los_Angeles"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +54,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """`REWARDS_GUEST_SERVICES_PHONE`: the number the HELP text gives for Guest Services."""
     guest_services_email: str = "guestservices@westique.example"
     """`REWARDS_GUEST_SERVICES_EMAIL`: the address the HELP text gives for Guest Services."""
+    timezone: str = DEFAULT_TIMEZONE
+    """`REWARDS_TIMEZONE`: the program's time zone (IANA name); report periods are whole days in it."""
 
 
 def _int(name: str, default: int) -> int:
@@ -90,6 +94,11 @@ def load_settings() -> Settings:
     pool_size = _int("REWARDS_POOL_SIZE", 10)
     if pool_size < 2:
         raise ValueError("REWARDS_POOL_SIZE must be at least 2: a report reads on two connections at once")
+    timezone = os.environ.get("REWARDS_TIMEZONE") or DEFAULT_TIMEZONE
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"REWARDS_TIMEZONE {timezone!r} is not a time zone name such as America/Los_Angeles") from exc
     data_dir = os.environ.get("REWARDS_DATA_DIR") or platformdirs.user_data_dir("westique-rewards")
     key = os.environ.get("REWARDS_SECRET_KEY") or None
     if key is not None and len(key) < MIN_SECRET_KEY_LENGTH:
@@ -110,6 +119,7 @@ def load_settings() -> Settings:
         twilio_auth_token=os.environ.get("REWARDS_TWILIO_AUTH_TOKEN") or None,
         guest_services_phone=os.environ.get("REWARDS_GUEST_SERVICES_PHONE") or "1-800-555-0199",
         guest_services_email=os.environ.get("REWARDS_GUEST_SERVICES_EMAIL") or "guestservices@westique.example",
+        timezone=timezone,
     )
 
 

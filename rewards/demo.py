@@ -37,7 +37,7 @@ def _member(rng: random.Random, n: int, seed: int) -> EnrollmentIn:
     return EnrollmentIn(
         name=f"{first} {last}", email=f"{first}.{last}.{seed}.{n}@example.com".lower(),
         phone=f"+1555{seed % 1000:03d}{n:07d}"[:15], birth_date=date(rng.randint(1945, 2004), rng.randint(1, 12), 15),
-        state=rng.choice(STATES), terms_version="2026-01", notice_version="2026-01",
+        state=rng.choice(STATES), terms_version="2023-10-30", notice_version="2023-10-30",
         channel=rng.choice(["store", "online"]),
     )
 

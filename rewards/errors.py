@@ -83,8 +83,16 @@ class UnknownOffer(DomainError):
     status, code, title = 422, "unknown_offer", "The purchase names an offer that was never made"
 
 
-class NoEstimate(DomainError):
-    status, code, title = 422, "no_estimate", "There is no estimate of value to state"
+class UnknownNoticeVersion(DomainError):
+    status, code, title = 422, "unknown_notice_version", "The notice version named is not a published one"
+
+
+class UnknownTermsVersion(DomainError):
+    status, code, title = 422, "unknown_terms_version", "The terms version named is not a published one"
+
+
+class DocumentVersionExists(DomainError):
+    status, code, title = 409, "document_version_exists", "This version is published with another text"
 
 
 class RateLimited(DomainError):

@@ -61,8 +61,29 @@ NEW_MEMBER = Statement(
 )
 NEW_CONSENT = Statement(insert(consents).values({
     name: bindparam(name)
-    for name in ("member_id", "terms_version", "notice_version", "channel", "guardian_consent", "accepted_at")
+    for name in ("member_id", "terms_version", "notice_version", "channel", "guardian_consent", "accepted_at",
+                 "terms_document_id", "notice_document_id")
 }))
+
+
+# Once a kind of document (terms, notice) has a published version, enrollment must name one in
+# effect (a register may still show the previous one); the consent then points at its text.
+CONSENTED_DOCUMENTS = """
+    SELECT kind, max(id) FILTER (WHERE version = CASE kind WHEN 'terms' THEN $1 ELSE $2 END
+                                   AND effective_from <= now()) AS id
+    FROM program_documents GROUP BY kind"""
+
+
+async def consented_documents(conn: asyncpg.Connection, enrollment: EnrollmentIn) -> dict[str, int | None]:
+    found = {r["kind"]: r["id"] for r in await conn.fetch(CONSENTED_DOCUMENTS, enrollment.terms_version,
+                                                          enrollment.notice_version)}
+    if "notice" in found and found["notice"] is None:
+        raise errors.UnknownNoticeVersion(f"notice_version {enrollment.notice_version} is not a published notice "
+                                          "in effect", field="notice_version")
+    if "terms" in found and found["terms"] is None:
+        raise errors.UnknownTermsVersion(f"terms_version {enrollment.terms_version} is not published terms in "
+                                         "effect", field="terms_version")
+    return found
 
 
 async def enroll(db: Database, enrollment: EnrollmentIn) -> EnrolledOut:
@@ -70,6 +91,7 @@ async def enroll(db: Database, enrollment: EnrollmentIn) -> EnrolledOut:
     check_age(enrollment.birth_date, enrollment.state, enrollment.guardian_consent, datetime.now(UTC).date())
 
     async def work(conn: asyncpg.Connection) -> EnrolledOut:
+        documents = await consented_documents(conn, enrollment)
         try:
             row = await NEW_MEMBER.fetchrow(
                 conn, external_id=enrollment.external_id, name=enrollment.name, email=enrollment.email,
@@ -85,6 +107,7 @@ async def enroll(db: Database, enrollment: EnrollmentIn) -> EnrolledOut:
             conn, member_id=row["id"], terms_version=enrollment.terms_version,
             notice_version=enrollment.notice_version, channel=enrollment.channel,
             guardian_consent=enrollment.guardian_consent, accepted_at=row["enrolled_at"],
+            terms_document_id=documents.get("terms"), notice_document_id=documents.get("notice"),
         )
         return EnrolledOut(member_id=row["id"], status=row["status"], enrolled_at=row["enrolled_at"])
 

@@ -78,6 +78,35 @@ program_rules = Table(
     CheckConstraint("version > 0", name="program_rules_version_check"),
 )
 
+# The words of the notice and the report (incentives/disclosures.py describes them), and the
+# published terms and notice that enrollment consents to. Append-only (triggers
+# `program_disclosures_append_only`, `program_documents_append_only`): a change is a new version.
+program_disclosures = Table(
+    "program_disclosures",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("body", JSONB, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    CheckConstraint("version > 0", name="program_disclosures_version_check"),
+)
+
+program_documents = Table(
+    "program_documents",
+    metadata,
+    _id(),
+    Column("kind", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("sha256", Text, nullable=False),  # of the text's UTF-8: what a consent accepted
+    Column("effective_from", TIMESTAMPTZ, nullable=False),
+    Column("published_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    UniqueConstraint("kind", "version", name="program_documents_kind_version_key"),
+    CheckConstraint("kind IN ('terms', 'notice')", name="program_documents_kind_check"),
+    CheckConstraint("version ~ '^[A-Za-z0-9._-]{1,32}$'", name="program_documents_version_check"),
+    CheckConstraint("length(text) > 0", name="program_documents_text_check"),
+    CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="program_documents_sha256_check"),
+)
+
 members = Table(
     "members",
     metadata,
@@ -128,6 +157,10 @@ consents = Table(
     Column("guardian_consent", Boolean, nullable=False, server_default=text("false")),
     Column("accepted_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
     Column("withdrawn_at", TIMESTAMPTZ),
+    # the published texts the consent accepted (NULL for consents given before documents were published)
+    Column("terms_document_id", BigInteger, ForeignKey("program_documents.id", name="consents_terms_document_id_fkey")),
+    Column("notice_document_id", BigInteger,
+           ForeignKey("program_documents.id", name="consents_notice_document_id_fkey")),
     CheckConstraint("channel IN ('store', 'online')", name="consents_channel_check"),
 )
 Index("consents_member", consents.c.member_id)

@@ -95,7 +95,7 @@ def enrollment(**overrides: Any) -> dict[str, Any]:
     tag = uuid.uuid4().int % 10**7
     body = {
         "name": "Jamie Rivera", "email": f"jamie.{tag}.{n}@example.com", "phone": f"+1555{tag:07d}",
-        "birth_date": "1988-06-15", "state": "CA", "terms_version": "2026-01", "notice_version": "2026-01",
+        "birth_date": "1988-06-15", "state": "CA", "terms_version": "2023-10-30", "notice_version": "2023-10-30",
         "channel": "online", "guardian_consent": False,
     }
     body.update(overrides)

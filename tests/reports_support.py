@@ -173,6 +173,12 @@ class Program:
 async def program(report_client: AsyncTestClient, report_db: Database, report_database_url: str) -> Program:
     db = report_db
     await db.run(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    # the disclosures are append-only: a test that stored others leaves the install's defaults stored again
+    await db.run("""INSERT INTO program_disclosures (version, body)
+                    SELECT max(version) + 1, (SELECT body FROM program_disclosures WHERE version = 1)
+                    FROM program_disclosures
+                    HAVING (SELECT body FROM program_disclosures ORDER BY version DESC LIMIT 1)
+                           <> (SELECT body FROM program_disclosures WHERE version = 1)""")
     keys = {scope: await create_key(db, [scope]) for scope in ("checkout", "guest_services", "compliance", "admin")}
     return Program(client=report_client, db=db, keys=keys, url=report_database_url)
 
@@ -188,8 +194,9 @@ async def four_members(program: Program) -> People:
 
 async def build_four_members(p: Program) -> People:
     """The issue's example, in 2025: one pays $600 by card and redeems two rewards, one pays $300
-    cash and redeems one, one pays $150, one buys nothing. 5 rewards issued, 3 redeemed."""
-    a, b, c, d = [await p.member("2025-01-05") for _ in range(4)]
+    cash and redeems one, one pays $150, one buys nothing. 5 rewards issued, 3 redeemed. All four
+    enrolled before 2025 and stay: each counts one member-year in 2025."""
+    a, b, c, d = [await p.member("2024-12-01") for _ in range(4)]
     first = await p.buy(a, 60000, "2025-02-01", method="westique_credit_card")
     codes_a = [r["code"] for r in first["rewards_issued"]]
     assert len(codes_a) == 4
@@ -199,3 +206,4 @@ async def build_four_members(p: Program) -> People:
     await p.buy(b, 1000, "2025-03-05", rewards=(code_b,))
     await p.buy(c, 15000, "2025-04-01")
     return {"card": a, "cash": b, "small": c, "none": d}
+

@@ -58,7 +58,12 @@ async def ledger_of(db: Any, member_id: int) -> list[dict[str, Any]]:
 
 
 async def test_enroll_records_member_and_consent(client, keys, db):
-    body = enrollment(channel="store", terms_version="T-7", notice_version="N-3", external_id=unique("ext"))
+    terms, notice = unique("T"), unique("N")  # published first: enrollment names published versions
+    for kind, version in (("terms", terms), ("notice", notice)):
+        published = await client.put("/v1/program/documents", headers=auth(keys["admin"]),
+                                     json={"kind": kind, "version": version, "text": f"the {kind} {version}"})
+        assert published.status_code == 201, published.text
+    body = enrollment(channel="store", terms_version=terms, notice_version=notice, external_id=unique("ext"))
     response = await client.post("/v1/members", json=body, headers=auth(keys["guest_services"]))
     assert response.status_code == 201, response.text
     member_id = response.json()["member_id"]
@@ -70,14 +75,18 @@ async def test_enroll_records_member_and_consent(client, keys, db):
     assert (shown["name"], shown["email"], shown["phone"], shown["birth_date"], shown["state"]) == (
         body["name"], body["email"], body["phone"], body["birth_date"], "CA")
     assert shown["external_id"] == body["external_id"]
-    assert shown["consent"]["terms_version"] == "T-7"
-    assert shown["consent"]["notice_version"] == "N-3"
+    assert shown["consent"]["terms_version"] == terms
+    assert shown["consent"]["notice_version"] == notice
     assert shown["consent"]["channel"] == "store"
     assert shown["consent"]["withdrawn_at"] is None
-    consents = await db.run("SELECT terms_version, notice_version, channel, accepted_at FROM consents "
-                            "WHERE member_id = $1", member_id)
-    assert [(c["terms_version"], c["notice_version"], c["channel"]) for c in consents] == [("T-7", "N-3", "store")]
+    consents = await db.run(
+        """SELECT c.terms_version, c.notice_version, c.channel, c.accepted_at, t.text AS terms, n.text AS notice
+           FROM consents c JOIN program_documents t ON t.id = c.terms_document_id
+           JOIN program_documents n ON n.id = c.notice_document_id WHERE c.member_id = $1""", member_id)
+    assert [(c["terms_version"], c["notice_version"], c["channel"]) for c in consents] == [(terms, notice, "store")]
     assert consents[0]["accepted_at"] is not None
+    # the consent points at the very texts accepted
+    assert (consents[0]["terms"], consents[0]["notice"]) == (f"the terms {terms}", f"the notice {notice}")
 
 
 async def test_unknown_member_is_not_found(client, keys):

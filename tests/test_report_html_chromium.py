@@ -1,9 +1,10 @@
-"""End to end: the report's HTML page, loaded in headless Chromium, draws its chart.
+"""End to end: the report's HTML page for counsel, loaded in headless Chromium, draws its chart.
 
 Debian's `chromium` opens the page the API served (saved to a file, as a compliance
 officer saves it to print) twice: once to dump the DOM it built, once to take a
-screenshot, whose pixels must hold the bars in their colour. Under CI the browser is
-installed by .ci/run, and its absence fails the test instead of skipping it.
+screenshot at 1280 px, whose pixels must hold the bars in their colour. The screenshot
+is kept in tests/artifacts/ (not committed) for a person to look at. Under CI the browser
+is installed by .ci/run, and its absence fails the test instead of skipping it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ pytest_plugins = ("tests.reports_support",)  # the private database and its hand
 IN_CI = bool(os.environ.get("CI"))
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]
-WIDTH, HEIGHT = 1000, 1100
+WIDTH, HEIGHT = 1280, 5000  # the whole page, down to the sign-off lines
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
 @pytest.fixture
@@ -115,16 +117,20 @@ async def test_report_page_draws_its_chart_in_chromium(browser: str, program: Pr
     assert "<svg" in dom and 'class="distribution"' in dom
     bars = re.findall(r'<rect class="bar" [^>]*height="([0-9.]+)"', dom)
     assert len(bars) == 3  # $0 (2 members), $10 (1), $20 (1)
-    assert sorted(float(h) for h in bars) == [108.0, 108.0, 216.0]
+    assert sorted(float(h) for h in bars) == [101.0, 101.0, 202.0]
     assert "$7.50" in dom
+    for words in ("Good-faith estimate", "The notice paragraph", "Assumptions and limitations", "Warnings",
+                  "Personal information the program uses", "Prepared by", "Approved by counsel"):
+        assert words in dom, words
 
-    shot = tmp_path / "page.png"
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "counsel-page-1280.png"
     browse(browser, page, tmp_path / "profile-shot", f"--screenshot={shot}")
     width, height, bpp, rows = png_pixels(shot.read_bytes())
     assert (width, height) == (WIDTH, HEIGHT)
     colour = tuple(int(BAR_COLOUR[i:i + 2], 16) for i in (1, 3, 5))
     painted = sum(count_pixels(row, bytes(colour) + (b"\xff" if bpp == 4 else b""), bpp) for row in rows)
-    # three bars 172.8 px wide, 216 + 108 + 108 px high: about 74,000 pixels of the bar colour
-    assert painted > 60_000, painted
+    # three bars 174 px wide, 202 + 101 + 101 px high: about 70,000 pixels of the bar colour
+    assert painted > 55_000, painted
     blank = sum(1 for row in rows if row == rows[0] and len(set(row)) == 1)
     assert blank < height, "the screenshot is blank"

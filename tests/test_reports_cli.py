@@ -63,11 +63,13 @@ def test_cli_method_and_program_expense(built: dict[str, Any]):
     assert json.loads(result.stdout)["value_per_member_cents"]["mean"] == 3250
 
 
-def test_cli_refuses_without_an_estimate(built: dict[str, Any]):
+def test_cli_without_an_estimate_writes_the_report_and_says_why(built: dict[str, Any]):
     result = run(built["url"], "report", "incentive-value", "--from", "2019-01-01", "--to", "2019-12-31")
-    assert result.exit_code == 1
-    assert "no_estimate" in result.stderr
-    assert result.stdout == ""
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["notice_text"] is None and report["members"]["counted"] == 0
+    assert "notice withheld: Nobody was counted" in result.stderr
+    assert "warning: The period ends before the first enrollment" in result.stderr
 
 
 def test_cli_liability(built: dict[str, Any]):
@@ -76,7 +78,9 @@ def test_cli_liability(built: dict[str, Any]):
     report = json.loads(result.stdout)
     assert report["total_liability_cents"] == 2500
     assert report["rewards_unredeemed"]["aged"]["within_30_days"] == {"count": 2, "cents": 2000}
-    assert "$25.00" in result.stderr
+    assert "$25.00" in result.stderr and "the close of 2025-04-15" in result.stderr
+    future = run(built["url"], "report", "liability", "--as-of", "2999-01-01")
+    assert future.exit_code == 1 and "validation_error" in future.stderr and "in the future" in future.stderr
 
 
 def test_without_dates_the_report_is_last_calendar_year():

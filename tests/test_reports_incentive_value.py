@@ -2,16 +2,20 @@
 
 Each test empties its private database first (tests/reports_support.py), so every figure
 below is exact: it is what the members, purchases, returns and cancellations the test
-made must give, and nothing else.
+made must give, and nothing else. Reference figures (member-years, annualised values) are
+computed here with their own arithmetic, on the program's calendar (zoneinfo).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from rewards.verify import find_problems
+from tests.reference import LA, cents_half_up, local, years_enrolled
 
 if TYPE_CHECKING:
     from tests.reports_support import People, Program
@@ -20,7 +24,8 @@ pytest_plugins = ("tests.reports_support",)  # the private database and its hand
 
 SPEC_KEYS = {
     "program", "period", "method", "members", "spend", "points", "rewards", "value_per_member_cents",
-    "by_segment", "annualized_value_per_member_cents", "notice_text", "reproducibility",
+    "by_segment", "annualized_value_per_member_cents", "notice_text", "notice_withheld", "warnings", "suppression",
+    "reproducibility",
 }
 
 
@@ -29,11 +34,14 @@ async def test_four_members_give_every_figure_of_the_issue_example(program: Prog
 
     assert set(report) == SPEC_KEYS
     assert report["program"] == "rewards"
-    assert report["period"] == {"from": "2025-01-01", "to": "2025-12-31"}
+    assert report["period"] == {"from": "2025-01-01", "to": "2025-12-31", "time_zone": "America/Los_Angeles",
+                                "days": 365}
     assert report["method"]["code"] == "expenses"
     assert report["method"]["regulation"] == "11 CCR §7081(a)(6)"
     assert "redeemed" in report["method"]["description"]
-    assert report["members"] == {"at_start": 0, "at_end": 4, "enrolled": 4, "cancelled": 0, "erased": 0, "counted": 4}
+    # enrolled on December 1, 2024 and never cancelled: a whole year each
+    assert report["members"] == {"at_start": 4, "at_end": 4, "enrolled": 0, "cancelled": 0, "erased": 0,
+                                 "counted": 4, "member_years": 4.0}
     assert report["spend"] == {"qualifying_cents": 105000, "card_cents": 60000}
     assert report["points"] == {"earned_point_cents": 165000, "bonus_point_cents": 60000,
                                 "reversed_point_cents": 0, "forfeited_point_cents": 0}
@@ -52,25 +60,78 @@ async def test_four_members_give_every_figure_of_the_issue_example(program: Prog
         "others": {"counted": 3, "mean": 333, "median": 0, "p25": 0, "p75": 1000, "p90": 1000, "p99": 1000,
                    "max": 1000, "share_zero": 0.6667, "suppressed": False},
     }
-    assert report["annualized_value_per_member_cents"] == 750  # a calendar year of 365 days: as is
+    assert report["annualized_value_per_member_cents"] == 750  # $30 over 4 member-years
+    assert report["notice_withheld"] is None
+    assert report["suppression"] == {"min_cell_size": None, "withheld": []}
     repro = report["reproducibility"]
-    assert repro["as_of"] == "2026-01-01T00:00:00Z"
+    assert repro["as_of"] == "2026-01-01T08:00:00Z"  # midnight in Los Angeles
     assert repro["rules_versions"] == [1]
+    assert repro["disclosures_version"] >= 1
     # the points earned are read with the purchases; of the ledger, only the entries that take
     # points back (returns, forfeits), and there are none
     assert repro["rows_read"] == {"members": 4, "purchases": 5, "ledger": 0, "rewards": 5, "program_rules": 1}
     assert len(repro["digest"]) == 64 and int(repro["digest"], 16) >= 0
+    # honest caveats: purchases only from February 1 to April 1, and groups of one member
+    warnings = " ".join(report["warnings"])
+    assert "dated from February 1, 2025 to April 1, 2025 only" in warnings
+    assert "set min_cell_size before publishing" in warnings
+    assert "still running" not in warnings and "before the first enrollment" not in warnings
 
     text = report["notice_text"]
     assert "$7.50 per member per year" in text
     assert "11 CCR §7081(a)(6)" in text
-    assert "50% of members redeemed none" in text
-    assert "one member in ten received $20.00 or more" in text
+    assert "50% redeemed no Reward" in text
+    assert "one in ten received $20.00 or more" in text
     assert "100 points, worth $3.33" in text and "200 points, worth $6.67" in text
     assert "$2.86 in Rewards for every $100" in text  # $30 redeemed / $1,050 qualifying
-    assert "enroll" in text and "withdraw at any time" in text
     async with program.db.connection() as conn:
         assert await find_problems(conn) == []
+
+
+async def test_notice_states_each_element_of_7016b_from_stored_words(program: Program, four_members: People):
+    text = (await program.figures())["notice_text"]
+    # (1) a succinct summary in the program's own numbers, the card bonus included
+    assert "receive a $10 Reward for every 300 points" in text
+    assert "1 point for every $1 of qualifying purchases" in text
+    assert "a bonus of 1 point for every $1 paid with the Westique Credit Card" in text
+    # (2) material terms: the categories of personal information, the expiry, what does not qualify
+    assert "name, email address, phone number" in text
+    assert "birth date" in text and "state of residence" in text
+    assert "purchase history" in text
+    assert "expire 90 days after they are issued" in text
+    assert "gift cards, tax and shipping do not earn points" in text
+    # (3) how to opt in
+    assert "To join, enroll at any Westique register, online or through Guest Services" in text
+    # (4) the right to withdraw at any time, and how: Guest Services' phone and email
+    assert "withdraw at any time" in text
+    assert "1-800-555-0142" in text and "guestservices@westique.example" in text
+    # (5)(A) the good-faith estimate, (B) the method, and why the incentive is reasonably related
+    assert "In good faith, we estimate the value of a member's personal information to Westique at $7.50" in text
+    assert "from the expenses of providing the incentive (11 CCR §7081(a)(6))" in text
+    assert "4.00 member-years" in text
+    assert "reasonably related to the value of your information" in text
+    # in the order of §7016(b)
+    marks = ["$10 Reward for every 300 points", "categories of personal information", "To join",
+             "withdraw at any time", "In good faith", "We calculated", "reasonably related"]
+    assert [text.index(m) for m in marks] == sorted(text.index(m) for m in marks)
+
+
+async def test_notice_words_follow_the_stored_disclosures(program: Program, four_members: People):
+    admin = {"Authorization": f"Bearer {program.keys['admin']}"}
+    stored = (await program.client.get("/v1/program/disclosures", headers=admin)).json()
+    changed = stored["disclosures"]
+    changed["guest_services"] = {"phone": "1-888-555-0199", "email": "privacy@westique.example"}
+    changed["notice"]["rewards"]["opt_in"] = ["Sign up at a register or at westique.example/join; it is free."]
+    put = await program.client.put("/v1/program/disclosures", json=changed, headers=admin)
+    assert put.status_code == 201, put.text
+    assert put.json()["version"] == stored["version"] + 1
+    report = await program.figures()
+    text = report["notice_text"]
+    assert "1-888-555-0199" in text and "privacy@westique.example" in text
+    assert "1-800-555-0142" not in text
+    assert "Sign up at a register or at westique.example/join; it is free." in text
+    assert "To join, enroll" not in text
+    assert report["reproducibility"]["disclosures_version"] == put.json()["version"]
 
 
 async def test_the_figures_reconcile_with_the_ledger(program: Program, four_members: People):
@@ -86,18 +147,23 @@ async def test_the_figures_reconcile_with_the_ledger(program: Program, four_memb
     assert report["value_per_member_cents"]["mean"] * members == report["rewards"]["redeemed_cents"]
 
 
-async def test_rewards_issued_method_values_rewards_when_earned(program: Program, four_members: People):
+async def test_rewards_issued_is_cited_as_another_method_not_an_expense(program: Program, four_members: People):
     report = await program.figures(method="rewards_issued")
     assert report["method"]["code"] == "rewards_issued"
-    assert report["method"]["regulation"] == "11 CCR §7081(a)(6)"
-    # values: $40, $10, $0, $0
+    assert report["method"]["regulation"] == "11 CCR §7081(a)(8)"
+    description = report["method"]["description"]
+    assert "expired unused" in description and "It is not an expense" in description
+    # values: $40, $10, $0, $0: the card member's two expired rewards count
     assert report["value_per_member_cents"] == {
         "mean": 1250, "median": 0, "p25": 0, "p75": 1000, "p90": 4000, "p99": 4000, "max": 4000, "share_zero": 0.5,
     }
     assert report["by_segment"]["card_holders"]["mean"] == 4000
     assert report["annualized_value_per_member_cents"] == 1250
-    assert "$12.50 per member per year" in report["notice_text"]
-    assert "Rewards issued to the 4 members" in report["notice_text"]
+    text = report["notice_text"]
+    assert "$12.50 per member per year" in text
+    assert "(11 CCR §7081(a)(8))" in text and "§7081(a)(6)" not in text
+    assert "including Rewards that expired unused" in text and "It is not an expense" in text
+    assert "50% were issued no Reward" in text
 
 
 async def test_program_expense_method_shares_the_expense_equally(program: Program, four_members: People):
@@ -112,7 +178,7 @@ async def test_program_expense_method_shares_the_expense_equally(program: Progra
     assert report["by_segment"]["others"]["mean"] == 2833  # (3500 + 2500 + 2500) / 3
     assert report["rewards"]["redeemed_cents"] == 3000  # the figures themselves do not change
     assert "$32.50 per member per year" in report["notice_text"]
-    assert "$100.00 of program operating expenses" in report["notice_text"]
+    assert "plus $100.00 of the program's operating expenses" in report["notice_text"]
 
 
 async def test_program_expense_goes_with_its_method_only(program: Program, four_members: People):
@@ -123,51 +189,111 @@ async def test_program_expense_goes_with_its_method_only(program: Program, four_
     assert stray.status_code == 422 and stray.json()["field"] == "program_expense_cents"
 
 
-async def test_a_part_of_a_year_is_annualised_by_its_days(program: Program, four_members: People):
-    # February: only the card member's two rewards were redeemed ($20 over 4 members = $5.00 in 28 days)
+async def test_a_part_of_a_year_is_annualised_by_member_years(program: Program, four_members: People):
+    # February: only the card member's two rewards were redeemed ($20 over 4 members, 28 days each)
     report = await program.figures(start="2025-02-01", end="2025-02-28")
     assert report["rewards"]["redeemed_cents"] == 2000
     assert report["value_per_member_cents"]["mean"] == 500
-    assert report["annualized_value_per_member_cents"] == 6518  # 500 * 365 / 28 = 6517.86
+    assert report["members"]["member_years"] == round(4 * 28 / 365, 4)
+    assert report["annualized_value_per_member_cents"] == cents_half_up(Fraction(2000 * 365, 4 * 28))  # 6518
     assert "from February 1, 2025 to February 28, 2025" in report["notice_text"]
-    assert "expressed per year" in report["notice_text"]
-    assert report["reproducibility"]["as_of"] == "2025-03-01T00:00:00Z"
+    assert report["reproducibility"]["as_of"] == "2025-03-01T08:00:00Z"
 
 
-async def test_min_cell_size_withholds_both_segments_when_one_is_small(program: Program, four_members: People):
-    report = await program.figures(min_cell_size=2)
-    # one card holder: withheld; the others too, since all less card holders would give it away
-    for name in ("card_holders", "others"):
-        assert report["by_segment"][name] == {
-            "counted": None, "mean": None, "median": None, "p25": None, "p75": None, "p90": None, "p99": None,
-            "max": None, "share_zero": None, "suppressed": True,
-        }
-    assert report["value_per_member_cents"]["mean"] == 750
-    unsuppressed = await program.figures(min_cell_size=1)
-    assert unsuppressed["by_segment"]["card_holders"]["counted"] == 1
+async def test_a_member_enrolled_for_a_quarter_counts_a_quarter_of_a_member_year(program: Program):
+    whole_year = await program.member("2024-11-01")
+    # from midnight March 1 to 6 AM May 31, Los Angeles time: 91 days and 6 hours, a quarter of 365 days
+    # (daylight saving starts on March 9 in between: the program's calendar counts days, not hours)
+    quarter = await program.member(local("2025-03-01T00:00").isoformat())
+    first = await program.buy(whole_year, 60000, "2025-02-01")
+    await program.buy(whole_year, 2000, "2025-03-02", rewards=tuple(r["code"] for r in first["rewards_issued"]))
+    second = await program.buy(quarter, 30000, "2025-03-10")
+    await program.buy(quarter, 1000, "2025-03-20", rewards=(second["rewards_issued"][0]["code"],))
+    await program.cancel(quarter, local("2025-05-31T06:00").isoformat())
+
+    report = await program.figures()
+    spans = [(datetime(2024, 11, 1, 12, tzinfo=UTC), None), (local("2025-03-01T00:00"), local("2025-05-31T06:00"))]
+    expected_years = years_enrolled(spans, date(2025, 1, 1), date(2025, 12, 31), local("2026-01-01T00:00"))
+    assert expected_years == Fraction(5, 4)
+    assert report["members"]["member_years"] == 1.25
+    assert report["members"]["counted"] == 2
+    # the distribution is per member counted, whatever their time: $20 and $10
+    assert report["value_per_member_cents"]["mean"] == 1500
+    # the value per year is the total over the member-years: $30 / 1.25
+    assert report["annualized_value_per_member_cents"] == cents_half_up(Fraction(3000) / expected_years) == 2400
+    assert "$24.00 per member per year" in report["notice_text"]
+    assert "1.25 member-years" in report["notice_text"]
 
 
-async def test_min_cell_size_above_the_population_refuses_the_estimate(program: Program, four_members: People):
-    response = await program.report(min_cell_size=5)
-    assert response.status_code == 422
-    assert response.json()["code"] == "no_estimate"
-    assert "minimum cell size" in response.json()["detail"]
+async def test_periods_are_los_angeles_days(program: Program):
+    member = await program.member("2024-11-01")
+    # 23:30 on March 31 in Los Angeles is already April 1 in UTC; 00:30 on April 1 is April 1 in both
+    await program.buy(member, 30000, local("2025-03-31T23:30").isoformat())
+    await program.buy(member, 15000, local("2025-04-01T00:30").isoformat())
+    march = await program.figures(start="2025-03-01", end="2025-03-31")
+    april = await program.figures(start="2025-04-01", end="2025-04-30")
+    assert march["period"]["time_zone"] == "America/Los_Angeles"
+    assert march["spend"]["qualifying_cents"] == 30000
+    assert april["spend"]["qualifying_cents"] == 15000
+    assert march["reproducibility"]["as_of"] == "2025-04-01T07:00:00Z"  # midnight, daylight time
 
 
-async def test_no_members_in_the_period_means_no_estimate(program: Program, four_members: People):
-    response = await program.report(start="2019-01-01", end="2019-12-31")
-    assert response.status_code == 422
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["code"] == "no_estimate"
-
-
-async def test_a_value_of_zero_is_no_estimate(program: Program):
-    member = await program.member("2025-01-05")
+async def test_a_value_of_zero_answers_every_figure_and_withholds_the_notice(program: Program):
+    member = await program.member("2024-12-01")
     await program.buy(member, 5000, "2025-02-01")  # earns points, no reward redeemed
     response = await program.report()
-    assert response.status_code == 422
-    assert response.json()["code"] == "no_estimate"
-    assert "$0.00" in response.json()["detail"]
+    assert response.status_code == 200
+    report = response.json()
+    assert set(report) == SPEC_KEYS
+    assert report["notice_text"] is None
+    assert "$0.00" in report["notice_withheld"] and "11 CCR §7080(b)" in report["notice_withheld"]
+    assert report["spend"] == {"qualifying_cents": 5000, "card_cents": 0}
+    assert report["members"]["counted"] == 1 and report["members"]["member_years"] == 1.0
+    assert report["value_per_member_cents"]["mean"] == 0
+    assert report["annualized_value_per_member_cents"] == 0
+
+
+async def test_nobody_counted_answers_200_without_a_notice(program: Program, four_members: People):
+    response = await program.report(start="2019-01-01", end="2019-12-31")
+    assert response.status_code == 200
+    report = response.json()
+    assert report["members"]["counted"] == 0 and report["members"]["member_years"] == 0.0
+    assert report["notice_text"] is None
+    assert "Nobody was counted" in report["notice_withheld"] and "§7080(b)" in report["notice_withheld"]
+    assert report["annualized_value_per_member_cents"] is None
+    assert any("before the first enrollment on record (December 1, 2024)" in w for w in report["warnings"])
+
+
+async def test_a_future_period_has_no_publishable_notice(program: Program, four_members: People):
+    year = datetime.now(LA).year + 4
+    for params in ({}, {"method": "expenses_plus_program", "program_expense_cents": 500000}):
+        response = await program.report(start=f"{year}-01-01", end=f"{year}-12-31", **params)
+        assert response.status_code == 200
+        report = response.json()
+        assert report["notice_text"] is None
+        assert "has not begun" in report["notice_withheld"]
+        assert any(w.startswith("The period has not begun") for w in report["warnings"])
+
+
+async def test_an_open_period_has_the_same_digest_twice_and_says_it_is_running(program: Program):
+    today = datetime.now(LA).date()
+    start, end = today - timedelta(days=40), today + timedelta(days=40)
+    member = await program.member((datetime.now(UTC) - timedelta(days=60)).isoformat())
+    bought = await program.buy(member, 30000, (datetime.now(UTC) - timedelta(days=20)).isoformat())
+    await program.buy(member, 1000, (datetime.now(UTC) - timedelta(days=10)).isoformat(),
+                      rewards=(bought["rewards_issued"][0]["code"],))
+    first = await program.figures(start=start.isoformat(), end=end.isoformat())
+    second = await program.figures(start=start.isoformat(), end=end.isoformat())
+    assert first["reproducibility"]["digest"] == second["reproducibility"]["digest"]
+    assert first["reproducibility"]["as_of"] < second["reproducibility"]["as_of"]  # as of the read, beside it
+    assert any(w.startswith("The period is still running") for w in first["warnings"])
+    # member-years so far: from the period's start to the read, not to the period's end
+    assert 0.1 < first["members"]["member_years"] <= round(41 / 365, 4)
+    assert first["notice_text"] is not None
+    # a row that changes changes the digest
+    await program.buy(member, 2500, (datetime.now(UTC) - timedelta(days=1)).isoformat())
+    third = await program.figures(start=start.isoformat(), end=end.isoformat())
+    assert third["reproducibility"]["digest"] != first["reproducibility"]["digest"]
 
 
 async def test_same_period_twice_gives_identical_report(program: Program, four_members: People):
@@ -227,13 +353,18 @@ async def test_members_figures_follow_enrollment_cancellation_erasure_and_return
     await program.buy(erased, 12345, "2025-02-15")  # 123.45 points, forfeited on erasure
     await program.erase(erased, "2025-06-01")
 
-    # nobody redeemed anything, so the default method has no estimate; the figures are the same
-    # under every method, and the issued one has an estimate ($30 over 3 members)
-    assert (await program.report()).json()["code"] == "no_estimate"
+    # nobody redeemed anything: the default method has no estimate, yet every figure is there
+    zero = await program.figures()
+    assert zero["notice_text"] is None and zero["members"]["counted"] == 3
     report = await program.figures(method="rewards_issued")
     assert report["value_per_member_cents"]["mean"] == 1000
+    spans = [(datetime(2024, 6, 1, 12, tzinfo=UTC), datetime(2025, 5, 1, 12, tzinfo=UTC)),
+             (datetime(2025, 3, 1, 12, tzinfo=UTC), None),
+             (datetime(2025, 2, 1, 12, tzinfo=UTC), datetime(2025, 6, 1, 12, tzinfo=UTC))]
+    years = years_enrolled(spans, date(2025, 1, 1), date(2025, 12, 31), local("2026-01-01T00:00"))
     assert report["members"] == {"at_start": 1, "at_end": 1, "enrolled": 2, "cancelled": 2, "erased": 1,
-                                 "counted": 3}
+                                 "counted": 3, "member_years": float(round(Fraction(years), 4))}
+    assert report["annualized_value_per_member_cents"] == cents_half_up(Fraction(3000) / years)
     assert report["spend"] == {"qualifying_cents": 40000 + 35000 + 12345, "card_cents": 40000}
     assert report["points"] == {"earned_point_cents": 80000 + 35000 + 12345, "bonus_point_cents": 40000,
                                 "reversed_point_cents": 40000, "forfeited_point_cents": 5000 + 12345}
@@ -260,15 +391,18 @@ async def test_csv_has_every_figure_as_a_row_and_the_distribution(program: Progr
     rows = dict(csv.reader(io.StringIO(figures_part)))
     assert rows.pop("key") == "value"
     assert rows["members.counted"] == "4"
+    assert rows["members.member_years"] == "4.0"
+    assert rows["period.time_zone"] == "America/Los_Angeles"
     assert rows["value_per_member_cents.mean"] == "750"
     assert rows["by_segment.others.share_zero"] == "0.6667"
     assert rows["rewards.redemption_rate"] == "0.6"
     assert rows["reproducibility.rows_read.purchases"] == "5"
     assert rows["reproducibility.rules_versions"] == "1"
+    assert rows["notice_withheld"] == ""
     assert "$7.50 per member per year" in rows["notice_text"]
     json_report = await program.figures()
     assert rows["reproducibility.digest"] == json_report["reproducibility"]["digest"]
-    assert len(rows) == 65  # every leaf of the JSON
+    assert len(rows) == 73  # every leaf of the JSON
     distribution = list(csv.reader(io.StringIO(distribution_part)))
     assert distribution[0] == ["from_cents", "to_cents", "members"]
     assert distribution[1:] == [["0", "0", "2"], ["1000", "1000", "1"], ["2000", "2000", "1"]]
@@ -284,6 +418,11 @@ async def test_html_page_has_figures_notice_and_an_inline_chart(program: Program
     assert page.count('<rect class="bar"') == 3  # $0: 2 members, $10: 1, $20: 1
     assert "<script" not in page and "src=" not in page and "<link" not in page  # nothing external
     assert (await program.figures())["reproducibility"]["digest"] in page
+    # for counsel: dates in words, the method, assumptions, warnings, categories, sign-off lines
+    for words in ("January 1, 2025 to December 31, 2025", "Assumptions and limitations", "Warnings",
+                  "Personal information the program uses", "Prepared by", "Approved by counsel",
+                  "(b)(5)(B) Method of calculation", "purchase history", "America/Los_Angeles"):
+        assert words in page, words
 
 
 async def test_the_report_needs_the_compliance_scope(program: Program, four_members: People):
@@ -306,3 +445,4 @@ async def test_the_reports_are_in_the_openapi_document(program: Program):
     parameters = {p["name"] for p in schema["paths"]["/v1/reports/incentive-value"]["get"]["parameters"]}
     assert {"program", "from", "to", "format", "method", "program_expense_cents", "min_cell_size"} <= parameters
     assert "as_of" in {p["name"] for p in schema["paths"]["/v1/reports/liability"]["get"]["parameters"]}
+    assert {"get", "put"} <= set(schema["paths"]["/v1/program/disclosures"])

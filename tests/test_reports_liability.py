@@ -1,6 +1,7 @@
 """The liability report at the close of a date, on the issue's four-member program (2025).
 
-The card member's four rewards are issued on Feb 1 (noon UTC) and expire on May 2; two are
+A date's close is midnight after it in Los Angeles, the program's time zone. The card
+member's four rewards are issued on Feb 1 (noon UTC) and expire on May 2; two are
 redeemed on Feb 10. The cash member's reward is issued on Mar 1 and redeemed on Mar 5. The
 third member's $150 (Apr 1) leaves 150 points, worth $5.00 at $10 per 300 points.
 """
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.reference import LA
 
 if TYPE_CHECKING:
     from tests.reports_support import People, Program
@@ -32,7 +36,9 @@ async def test_liability_counts_points_and_open_rewards_by_expiry(program: Progr
     report = await liability(program, "2025-04-15")
     assert report == {
         "as_of": "2025-04-15",
-        "cutoff": "2025-04-16T00:00:00Z",
+        "time_zone": "America/Los_Angeles",
+        "closed": True,
+        "cutoff": "2025-04-16T07:00:00Z",  # midnight after April 15 in Los Angeles
         "reward_rate": {"rules_version": 1, "reward_threshold_points": 300, "reward_value_cents": 1000},
         "points_outstanding": {"point_cents": 15000, "points": 150, "value_cents": 500, "members": 1,
                                "negative_point_cents": 0, "members_negative": 0},
@@ -86,6 +92,25 @@ async def test_liability_shows_negative_balances_apart_and_voids_on_cancel(progr
     assert after_cancel["total_liability_cents"] == 0
 
 
+async def test_liability_defaults_to_now_and_refuses_a_date_to_come(program: Program, four_members: People):
+    headers = {"Authorization": f"Bearer {program.keys['compliance']}"}
+    today = datetime.now(LA).date()
+    now = await program.client.get("/v1/reports/liability", headers=headers)
+    assert now.status_code == 200, now.text
+    report = now.json()
+    assert report["as_of"] == today.isoformat() and report["closed"] is False
+    # as of the read: the card member's rewards expired long ago, the third member's 150 points are owed
+    assert report["points_outstanding"]["point_cents"] == 15000
+    assert report["rewards_unredeemed"]["outstanding_count"] == 0
+    assert report["rewards_unredeemed"]["aged"]["expired"]["count"] == 2
+    tomorrow = await program.client.get("/v1/reports/liability", headers=headers,
+                                        params={"as_of": (today + timedelta(days=1)).isoformat()})
+    assert tomorrow.status_code == 422
+    problem = tomorrow.json()
+    assert problem["code"] == "validation_error" and problem["field"] == "as_of"
+    assert "in the future" in problem["detail"] and "has not happened yet" in problem["detail"]
+
+
 async def test_liability_csv_and_scope(program: Program, four_members: People):
     response = await program.client.get("/v1/reports/liability", params={"as_of": "2025-04-15", "format": "csv"},
                                         headers={"Authorization": f"Bearer {program.keys['compliance']}"})
@@ -96,6 +121,6 @@ async def test_liability_csv_and_scope(program: Program, four_members: People):
     forbidden = await program.client.get("/v1/reports/liability", params={"as_of": "2025-04-15"},
                                          headers={"Authorization": f"Bearer {program.keys['checkout']}"})
     assert forbidden.status_code == 403
-    missing = await program.client.get("/v1/reports/liability",
+    garbled = await program.client.get("/v1/reports/liability", params={"as_of": "15/04/2025"},
                                        headers={"Authorization": f"Bearer {program.keys['compliance']}"})
-    assert missing.status_code in (400, 422) and missing.json()["code"] == "validation_error"
+    assert garbled.status_code in (400, 422) and garbled.json()["code"] == "validation_error"

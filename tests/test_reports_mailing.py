@@ -6,7 +6,11 @@ hand with 2025 dates; the purchases that redeem offers go through the API.
 
 from __future__ import annotations
 
+from datetime import date, datetime
+from fractions import Fraction
 from typing import TYPE_CHECKING
+
+from tests.reference import cents_half_up, local, years_enrolled
 
 if TYPE_CHECKING:
     from tests.reports_support import Program
@@ -47,8 +51,15 @@ async def test_mailing_list_report_values_offer_discounts_redeemed(program: Prog
     assert report["method"]["code"] == "expenses"
     assert "offer discounts" in report["method"]["description"]
     # subscribers: m1 (two subscriptions), m2, the unlinked address, m4 (renewed), m5 (erased)
+    noon = lambda d: datetime.fromisoformat(d + "T12:00:00+00:00")  # noqa: E731 - as reports_support.at writes them
+    spans = [(noon("2025-01-10"), None),  # m1: email from Jan 10 (texts from Feb 1 overlap it: counted once)
+             (noon("2025-03-01"), noon("2025-09-01")),  # m2
+             (noon("2024-06-01"), None),  # the unlinked address
+             (noon("2025-06-01"), None),  # m4, renewed
+             (noon("2025-04-01"), noon("2025-10-01"))]  # m5, until erased
+    years = years_enrolled(spans, date(2025, 1, 1), date(2025, 12, 31), local("2026-01-01T00:00"))
     assert report["members"] == {"at_start": 1, "at_end": 3, "enrolled": 4, "cancelled": 2, "erased": 1,
-                                 "counted": 5}
+                                 "counted": 5, "member_years": float(round(years, 4))}
     assert report["spend"] == {"qualifying_cents": 9000 + 4000 + 5000 + 3000, "card_cents": 9000}
     assert report["points"] == {"earned_point_cents": None, "bonus_point_cents": None,
                                 "reversed_point_cents": None, "forfeited_point_cents": None}
@@ -67,17 +78,23 @@ async def test_mailing_list_report_values_offer_discounts_redeemed(program: Prog
         "others": {"counted": 4, "mean": 250, "median": 0, "p25": 0, "p75": 0, "p90": 1000, "p99": 1000,
                    "max": 1000, "share_zero": 0.75, "suppressed": False},
     }
-    assert report["annualized_value_per_member_cents"] == 500
+    assert report["annualized_value_per_member_cents"] == cents_half_up(Fraction(2500) / years)
     repro = report["reproducibility"]
     assert repro["rules_versions"] == [1]
     assert repro["rows_read"] == {"subscriptions": 7, "subscription_events": 12, "offer_deliveries": 5,
                                   "offers": 2, "purchases": 5}
     text = report["notice_text"]
-    assert "$5.00 per subscriber per year" in text
+    assert f"{cents_half_up(Fraction(2500) / years) / 100:.2f} per subscriber per year" in text
     assert "5 subscribers" in text
-    assert "60% of subscribers redeemed no offer" in text
+    assert "11 CCR §7081(a)(6)" in text
+    # matched offer discounts, never "redeemed no offer" from offers sent
+    assert "60% had no offer discount on a purchase matched to them" in text
+    assert "redeemed no offer" not in text
     assert "$11.90 in offer discounts for every $100" in text  # $25 / $210
     assert "texting STOP" in text and "unsubscribe" in text
+    assert "1-800-555-0142" in text and "email address or mobile phone number" in text
+    # the unlinked address is counted at $0: the report says why
+    assert any("1 of the 5 subscribers counted are not members" in w for w in report["warnings"])
 
 
 async def test_mailing_list_offers_sent_method(program: Program):
@@ -87,7 +104,11 @@ async def test_mailing_list_offers_sent_method(program: Program):
     assert report["value_per_member_cents"]["mean"] == 900
     assert report["value_per_member_cents"]["max"] == 1500
     assert report["value_per_member_cents"]["share_zero"] == 0.2
-    assert "offers sent to the 5 subscribers" in report["notice_text"]
+    assert report["method"]["regulation"] == "11 CCR §7081(a)(8)"
+    text = report["notice_text"]
+    assert "every offer sent to the 5 subscribers on our list in 2025, whether or not it was used" in text
+    # offers sent say who was sent none, never who redeemed none
+    assert "20% were sent no offer" in text and "redeemed" not in text
 
 
 async def test_mailing_list_report_reproduces_and_sees_a_late_offer_use(program: Program):
@@ -101,12 +122,14 @@ async def test_mailing_list_report_reproduces_and_sees_a_late_offer_use(program:
     assert later["value_per_member_cents"]["share_zero"] == 0.4
 
 
-async def test_a_period_before_any_subscription_has_no_estimate(program: Program):
+async def test_a_period_before_any_subscription_has_no_notice(program: Program):
     await build_mailing_list(program)
     response = await program.report("mailing_list", start="2023-01-01", end="2023-12-31")
-    assert response.status_code == 422
-    assert response.json()["code"] == "no_estimate"
-    assert "subscriber" in response.json()["detail"]
+    assert response.status_code == 200
+    report = response.json()
+    assert report["notice_text"] is None and report["members"]["counted"] == 0
+    assert "Nobody was counted" in report["notice_withheld"] and "subscribers" in report["notice_withheld"]
+    assert any("before the first subscription on record (January 1, 2024)" in w for w in report["warnings"])
 
 
 async def test_many_distinct_values_are_binned_and_percentiles_are_members_values(program: Program):
@@ -125,8 +148,5 @@ async def test_many_distinct_values_are_binned_and_percentiles_are_members_value
     response = await program.report("mailing_list", format="csv")
     bins = [list(map(int, line.split(","))) for line in response.text.split("\r\n\r\n")[1].split("\r\n")[1:] if line]
     assert bins[0] == [0, 0, 0]  # nobody at $0
-    assert len(bins) == 21  # $0, then 20 equal bins up to the maximum
-    assert bins[-1][1] == 2600
-    assert all(later[0] == earlier[1] + 1 for earlier, later in zip(bins[1:], bins[2:], strict=False))
-    assert sum(members for _, _, members in bins) == 26
-    assert all(members >= 1 for _, _, members in bins[1:])  # bins 130 cents wide, values 100 apart
+    # then bars of a round width: $2.00 (at most 20 bars to cover $26.00), two subscribers each
+    assert bins[1:] == [[k * 200 - 199, k * 200, 2] for k in range(1, 14)]

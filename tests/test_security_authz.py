@@ -54,6 +54,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/reports/liability"): frozenset({"compliance"}),
     ("GET", "/v1/program/rules"): frozenset({"admin"}),
     ("PUT", "/v1/program/rules"): frozenset({"admin"}),
+    ("GET", "/v1/program/disclosures"): frozenset({"admin"}),
+    ("PUT", "/v1/program/disclosures"): frozenset({"admin"}),
+    ("GET", "/v1/program/documents"): frozenset({"admin"}),
+    ("PUT", "/v1/program/documents"): frozenset({"admin"}),
 }
 
 STAFF = ("checkout", "guest_services", "compliance", "admin")

@@ -62,8 +62,8 @@ def test_serve_with_nothing_configured_runs_enrollment_purchase_and_balance(unco
         headers = {"Authorization": f"Bearer {token}"}
         enrolled = httpx.post(f"{base}/v1/members", headers=headers, json={
             "name": "Quinn Park", "email": "quinn@example.com", "phone": "+15550001111",
-            "birth_date": "1979-02-03", "state": "CA", "terms_version": "2026-01",
-            "notice_version": "2026-01", "channel": "store"})
+            "birth_date": "1979-02-03", "state": "CA", "terms_version": "2023-10-30",
+            "notice_version": "2023-10-30", "channel": "store"})
         assert enrolled.status_code == 201, enrolled.text
         member_id = enrolled.json()["member_id"]
         posted = httpx.post(f"{base}/v1/purchases", headers=headers, json={

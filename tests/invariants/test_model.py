@@ -352,7 +352,7 @@ class RewardsMachine(RuleBasedStateMachine):
         tag = uuid.uuid4().int % 10**9
         out = self.service.run(members.enroll(self.service.db, EnrollmentIn(
             name="Model Member", email=f"model.{tag}@example.com", phone=f"+1{tag:010d}",
-            birth_date=date(1990, 1, 1), state="CA", terms_version="2026-01", notice_version="2026-01",
+            birth_date=date(1990, 1, 1), state="CA", terms_version="2023-10-30", notice_version="2023-10-30",
             channel="store")))
         assert out.status == "active"
         self.members[out.member_id] = MemberM(out.member_id)
