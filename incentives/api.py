@@ -10,9 +10,11 @@ from litestar.datastructures import State
 from litestar.params import QueryParameter
 
 from incentives import reports
+from incentives.examples import INCENTIVE_VALUE_RESPONSE, LIABILITY_RESPONSE
 from incentives.render import MEDIA_TYPES
 from incentives.valuation import Period, ReportRequest
-from rewards.controllers import scoped
+from rewards import errors
+from rewards.access import scoped
 
 Program = Literal["rewards", "mailing_list"]
 Method = Literal["expenses", "rewards_issued", "expenses_plus_program"]
@@ -21,10 +23,12 @@ Format = Literal["json", "csv", "html"]
 
 def _document(body: bytes, fmt: str, filename: str) -> Response[bytes]:
     headers = {"content-disposition": f'attachment; filename="{filename}.csv"'} if fmt == "csv" else None
-    return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
+    # Litestar adds "; charset=utf-8" to a text/ type itself: given it too, it was sent twice
+    return Response(body, media_type=MEDIA_TYPES[fmt].removesuffix("; charset=utf-8"), headers=headers)
 
 
-@get("/v1/reports/incentive-value", **scoped("compliance"), tags=["reports"])
+@scoped("compliance", errors=[errors.NoEstimate], ok=INCENTIVE_VALUE_RESPONSE)
+@get("/v1/reports/incentive-value", tags=["reports"], summary="The value of personal information (the notice's figures)")
 async def incentive_value(
     state: State,
     program: Annotated[Program, QueryParameter(description="the program valued")],
@@ -51,7 +55,8 @@ async def incentive_value(
                      f"incentive-value-{program}-{from_.isoformat()}-{to.isoformat()}")
 
 
-@get("/v1/reports/liability", **scoped("compliance"), tags=["reports"])
+@scoped("compliance", ok=LIABILITY_RESPONSE)
+@get("/v1/reports/liability", tags=["reports"], summary="The program's liability at a date's close")
 async def liability(
     state: State,
     as_of: Annotated[date, QueryParameter(description="the date whose close the report describes (UTC), YYYY-MM-DD")],
