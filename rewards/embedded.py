@@ -146,6 +146,8 @@ class EmbeddedServer:
         return info if info is not None and info.is_running() else None
 
     def status(self) -> Status:
+        if not self.data_dir.is_dir():  # never used: nothing to create just to say so
+            return Status(pgdata=self.pgdata, running=False)
         with self._locked():
             info = self._postmaster()
             users = self.users()
@@ -187,6 +189,8 @@ class EmbeddedServer:
     def stop(self, *, force: bool = False) -> list[User]:
         """Stop the server, unless other processes use it and `force` is not given.
         Returns the processes that use it (empty when it was stopped or not running)."""
+        if not self.data_dir.is_dir():
+            return []
         with self._locked():
             users = [u for u in self.users() if u.pid != os.getpid()]
             if users and not force:
