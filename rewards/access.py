@@ -27,6 +27,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, Operation
+from litestar.params import ParameterKwarg
 from litestar.types import Guard, Scope
 
 from rewards import errors, openapi
@@ -168,6 +169,19 @@ def _document(handler: HTTPRouteHandler, who: str, declared: list[openapi.ErrorC
     # the handler's own name (`post_purchase`): what a generated client calls its function
     handler.operation_id = handler.operation_id or handler.handler_name
     handler.opt["errors"] = tuple(sorted({(e.status, e.code) for e in found}))
+    handler.opt["parameter_names"] = public_names(hints)
+
+
+def public_names(hints: dict[str, Any]) -> dict[str, str]:
+    """Parameters whose name in the request is not the handler's (`format` for `fmt`): Litestar
+    names the handler's in its validation errors, our `field` names the client's."""
+    names = {}
+    for name, hint in hints.items():
+        for meta in getattr(hint, "__metadata__", ()):
+            alias = getattr(meta, "name", None) or getattr(meta, "query", None)
+            if isinstance(meta, ParameterKwarg) and alias and alias != name:
+                names[name] = alias
+    return names
 
 
 def _success(handler: HTTPRouteHandler, returned: Any) -> ResponseSpec | None:

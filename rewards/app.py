@@ -55,14 +55,16 @@ def on_domain_error(_: Request[Any, Any, Any], exc: errors.DomainError) -> Respo
     return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
 
 
-def on_validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+def on_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     """Litestar's errors about path and query parameters, as our 422 `validation_error`
-    naming the parameter (bodies are decoded by `rewards.decoding`, which raises ours)."""
+    naming the parameter as the client sends it (bodies are decoded by `rewards.decoding`,
+    which raises ours)."""
     detail, field = str(exc.detail), None
     for item in exc.extra or []:
         if isinstance(item, dict):
             detail = item.get("message", detail)
             field = item.get("key") or field
+    field = request.route_handler.opt.get("parameter_names", {}).get(field, field)
     if field == "data":  # the body is missing: Litestar hands an empty body to no decoder
         return problem(400, "malformed_request", "The request body is not valid JSON",
                        "the request has no body; send a JSON object")
@@ -87,8 +89,9 @@ def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem
     return problem(500, "internal_error", "Internal error", "something went wrong on our side; it has been logged")
 
 
-@public(database=False)
-@get("/health", tags=["operations"], summary="Liveness")
+@public(database=False, ok=ResponseSpec(dict[str, str], generate_examples=False, description="The process answers",
+                                        examples=[Example(summary="alive", value={"status": "ok"})]))
+@get("/health", tags=["operations"], summary="Check that the service is alive")
 async def health() -> dict[str, str]:
     """Liveness: the process answers (`{"status": "ok"}`), whatever the database's state."""
     return {"status": "ok"}
@@ -101,7 +104,7 @@ class Readiness(msgspec.Struct):
 
 @public(database=False, ok=ResponseSpec(Readiness, generate_examples=False, description="The database answers",
                                         examples=[Example(summary="ready", value={"ready": True})]))
-@get("/ready", tags=["operations"], summary="Readiness", responses={503: ResponseSpec(
+@get("/ready", tags=["operations"], summary="Check that the service can reach its database", responses={503: ResponseSpec(
     Readiness, generate_examples=False, description="The database cannot be reached",
     examples=[Example(summary="not ready", value={"ready": False})])})
 async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
