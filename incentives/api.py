@@ -44,7 +44,7 @@ async def incentive_value(
         int | None, QueryParameter(ge=1, le=1_000_000, description="withhold any segment with fewer members")
     ] = None,
 ) -> Response[bytes]:
-    """The value of members' personal information (SPEC §4), with the notice paragraph.
+    """The value of members' personal information, with the notice paragraph.
 
     422 `no_estimate` when there is no estimate to state (nobody counted, or a value of $0).
     """

@@ -3,7 +3,7 @@
 Nothing here touches the database. `incentives.queries` computes every sum, count and
 percentile in SQL over the whole population; this module names them, rounds them once
 (half up, to whole cents), applies the method's program expense, suppresses small cells,
-annualises, and shapes the report that SPEC §4 describes.
+annualises, and shapes the report (`IncentiveReport`, below).
 
 Choices, stated once:
 - A period is whole UTC days, `from` and `to` included: [from 00:00Z, to + 1 day 00:00Z).

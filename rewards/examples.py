@@ -44,7 +44,7 @@ EXAMPLES: dict[Any, Any] = {
         "member_id": 1, "status": "cancelled", "cancelled_at": "2026-12-01T09:30:00Z",
         "point_cents_forfeited": 2468, "rewards_voided": [r["code"] for r in REWARDS_ISSUED],
     },
-    schemas.ErasureOut: {"member_id": 1, "status": "erased", "erased_at": "2026-12-02T09:30:00Z"},
+    schemas.ErasureOut: {"member_id": 1, "status": "cancelled", "erased_at": "2026-12-02T09:30:00Z"},
     schemas.BalanceOut: {
         "member_id": 1, "status": "active", "points": 24, "point_cents": 2468, "points_to_next_reward": 276,
         "rewards": [{"code": r["code"], "value_cents": 1000, "status": "issued", "issued_at": PURCHASED_AT,

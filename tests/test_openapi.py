@@ -209,3 +209,33 @@ def test_docs_api_md_is_generated_from_the_current_document() -> None:
                           cwd=ROOT, timeout=120)
     current = (ROOT / "docs" / "api.md").read_text()
     assert made.stdout == current, "docs/api.md is stale: python -m rewards.apidoc > docs/api.md"
+
+
+@pytest.fixture(scope="module")
+def served(database_url: str) -> Any:
+    from tests.reliability.harness import Service, running
+
+    service = Service(database_url)
+    with running(service):
+        import asyncio
+
+        asyncio.run(service.wait_up())
+        yield service
+
+
+def test_swagger_ui_renders_every_route_in_chromium_with_no_network(served: Any, tmp_path: Path) -> None:
+    """Headless Chromium, every host but this machine unresolvable, draws the page at /schema."""
+    from tests.test_report_html_chromium import FLAGS, chromium
+
+    browser = chromium()
+    done = subprocess.run(
+        [browser, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+         "--virtual-time-budget=20000", "--window-size=1280,2400", "--dump-dom", f"{served.base_url}/schema"],
+        capture_output=True, timeout=180, check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    dom = done.stdout.decode(errors="replace")
+    assert "swagger-ui" in dom and "Westique Rewards" in dom, dom[:2000]
+    for summary in ("Post a purchase", "Enroll a member", "Read a member's points and rewards"):
+        assert summary.replace("'", "&#39;") in dom or summary in dom, f"{summary!r} is not on the page"
+    assert "Authorize" in dom  # the bearer scheme, ready to take a token

@@ -21,7 +21,7 @@ from tests.conftest import auth, purchase
 PUBLIC = frozenset({"public"})
 PROBLEM = "application/problem+json"
 
-# SPEC §5: which scopes reach each endpoint; GUEST means the guest token of the path's member.
+# which scopes reach each endpoint (docs/api.md); GUEST means the guest token of the path's member.
 EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/health"): PUBLIC,
     ("GET", "/ready"): PUBLIC,
