@@ -16,8 +16,10 @@ import atexit
 import contextlib
 import fcntl
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -110,7 +112,7 @@ class EmbeddedServer:
     def users(self) -> list[User]:
         """The processes that hold a lease now (this one included); leases of processes
         that are gone are removed."""
-        found = []
+        found: list[User] = []
         if not self._leases.is_dir():
             return found
         for path in sorted(self._leases.iterdir()):
@@ -208,11 +210,25 @@ class EmbeddedServer:
         pgserver = _pgserver()
         handle = pgserver.get_server(self.pgdata, cleanup_mode=None, start=False,
                                      postgres_version=pgserver.pgdata_version(self.pgdata))
-        subprocess.run(
+        # run from the data folder: pg_ctl fails when that user cannot read the current folder
+        done = subprocess.run(
             [str(handle.bin_path / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w",
              "-t", str(STOP_TIMEOUT_SECONDS), "stop"],
-            user=handle.system_user, check=True, capture_output=True, timeout=STOP_TIMEOUT_SECONDS + 10,
+            user=handle.system_user, cwd=self.pgdata, capture_output=True, text=True,
+            timeout=STOP_TIMEOUT_SECONDS + 10, check=False,
         )
+        info = self._postmaster() if done.returncode != 0 else None
+        if info is not None:
+            # pg_ctl cannot reach the folder as that user (a parent folder's permissions were
+            # narrowed since the start): ask the postmaster directly, as pg_ctl would, with the
+            # signal of a fast shutdown, and wait for it to end
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(info.pid, signal.SIGINT)
+            deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+            while info.is_running() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if info.is_running():
+                raise RuntimeError(f"could not stop the server on {self.pgdata}: {done.stderr.strip()}")
 
 
 _HELD: list[EmbeddedServer] = []

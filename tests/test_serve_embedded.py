@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -40,6 +42,15 @@ def postmasters(pgdata: Path) -> list[int]:
 
 
 @pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A folder outside pytest's own: pytest narrows `pytest-of-<user>` to 0700 at each session's
+    start, and a server run as another user (pgserver's, under root) must reach its data folder."""
+    folder = Path(tempfile.mkdtemp(prefix="rewards-embedded-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
 def unconfigured_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """No DATABASE_URL, a data folder of the test's own, no XDG_RUNTIME_DIR (as on a server)."""
     env = {k: v for k, v in os.environ.items()
@@ -55,8 +66,9 @@ def unconfigured_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def rewards(env: dict[str, str], *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "rewards"), *args], env=env, capture_output=True, text=True, check=check,
-                          timeout=120)
+    done = subprocess.run([str(BIN / "rewards"), *args], env=env, capture_output=True, text=True, timeout=120)
+    assert not check or done.returncode == 0, f"rewards {' '.join(args)}: {done.returncode}\n{done.stderr[-3000:]}"
+    return done
 
 
 def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
@@ -191,3 +203,17 @@ def test_make_clean_stops_the_embedded_databases_before_deleting_the_venv(unconf
         assert not (checkout / "venv").exists() and not (checkout / ".pytest-pg").exists()
         for process in (tests_service, service):
             stop(process, signal.SIGTERM)
+
+
+def test_db_stop_stops_the_server_even_when_its_user_can_no_longer_reach_the_folder(unconfigured_env, tmp_path):
+    """Run as root, the server runs as pgserver's own user, which must traverse the folders above
+    its data; pgserver opens them at start. Narrowed again later (pytest does it to its own
+    temporary folders), pg_ctl cannot stop it: the postmaster is then asked directly."""
+    pgdata = Path(unconfigured_env["REWARDS_DATA_DIR"]).resolve() / "pg"
+    with serving(unconfigured_env) as (_, service):
+        if os.geteuid() == 0:
+            tmp_path.chmod(0o700)
+        stopped = rewards(unconfigured_env, "db", "stop", "--force")
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped
+        assert not postmasters(pgdata)
+        stop(service, signal.SIGTERM)
