@@ -18,5 +18,11 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/pytest
 
+# The embedded PostgreSQL runs from binaries inside .venv: stop it (the tests' and the default
+# data folder's) before they are deleted. --force: whatever still uses it loses its database.
 clean:
+	if [ -x $(VENV)/bin/rewards ]; then \
+	  $(VENV)/bin/rewards db stop --force --data-dir .pytest-pg; \
+	  $(VENV)/bin/rewards db stop --force; \
+	fi
 	rm -rf $(VENV) .pytest_cache .pytest-pg

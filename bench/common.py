@@ -28,7 +28,7 @@ import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-SHARED_BASELINE = ROOT.parent / "shared" / "bench"
+SHARED_BASELINE = ROOT / "bench" / "baseline"  # the program's posting baseline: setup.sql, purchase.pgbench
 VENV_BIN = Path(sys.executable).parent
 # the machine's PostgreSQL; by default over its Unix socket, as the baseline's README runs pgbench
 SOCKET_DIR = "/var/run/postgresql"
@@ -261,7 +261,7 @@ def wrk(base: str, script: Path | None, *, connections: int, seconds: int, path:
 
 
 def pgbench_baseline(*, clients: int, seconds: int) -> float:
-    """The shared baseline (../shared/bench): tps of the least a posting can do in PostgreSQL."""
+    """The baseline (bench/baseline): tps of the least a posting can do in PostgreSQL."""
     scratch = Scratch("bench_baseline")
     asyncio.run(scratch.create(migrated=False))
     env = pg_env(scratch.url)

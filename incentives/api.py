@@ -11,11 +11,13 @@ from litestar.params import JSONBody, QueryParameter
 
 from incentives import program_texts, reports
 from incentives.disclosures import Disclosures, DisclosuresOut
+from incentives.examples import INCENTIVE_VALUE_RESPONSE, LIABILITY_RESPONSE
+from incentives.periods import Period
 from incentives.program_texts import DocumentIn, DocumentOut, DocumentsOut
 from incentives.render import MEDIA_TYPES
-from incentives.periods import Period
 from incentives.valuation import ReportRequest
-from rewards.controllers import scoped
+from rewards import errors
+from rewards.access import scoped
 
 Program = Literal["rewards", "mailing_list"]
 Method = Literal["expenses", "rewards_issued", "expenses_plus_program"]
@@ -24,10 +26,12 @@ Format = Literal["json", "csv", "html"]
 
 def _document(body: bytes, fmt: str, filename: str) -> Response[bytes]:
     headers = {"content-disposition": f'attachment; filename="{filename}.csv"'} if fmt == "csv" else None
-    return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
+    # Litestar adds "; charset=utf-8" to a text/ type itself: given it too, it was sent twice
+    return Response(body, media_type=MEDIA_TYPES[fmt].removesuffix("; charset=utf-8"), headers=headers)
 
 
-@get("/v1/reports/incentive-value", **scoped("compliance"), tags=["reports"])
+@scoped("compliance", ok=INCENTIVE_VALUE_RESPONSE)
+@get("/v1/reports/incentive-value", tags=["reports"], summary="The value of personal information (the notice's figures)")
 async def incentive_value(
     state: State,
     program: Annotated[Program, QueryParameter(description="the program valued")],
@@ -43,7 +47,7 @@ async def incentive_value(
         int | None, QueryParameter(ge=1, le=1_000_000, description="withhold any segment with fewer members")
     ] = None,
 ) -> Response[bytes]:
-    """The value of members' personal information (SPEC §4), with the notice paragraph.
+    """The value of members' personal information, with the notice paragraph.
 
     Periods are whole days in the program's time zone (`REWARDS_TIMEZONE`). With no estimate
     to state (nobody counted, a value of $0, a period to come) the report still answers 200
@@ -57,7 +61,8 @@ async def incentive_value(
                      f"incentive-value-{program}-{from_.isoformat()}-{to.isoformat()}")
 
 
-@get("/v1/reports/liability", **scoped("compliance"), tags=["reports"])
+@scoped("compliance", ok=LIABILITY_RESPONSE)
+@get("/v1/reports/liability", tags=["reports"], summary="The program's liability at a date's close")
 async def liability(
     state: State,
     as_of: Annotated[date | None, QueryParameter(
@@ -70,13 +75,15 @@ async def liability(
     return _document(reports.liability_document(report, fmt), fmt, f"liability-{report.as_of.isoformat()}")
 
 
-@get("/v1/program/disclosures", **scoped("admin"), tags=["program"])
+@scoped("admin")
+@get("/v1/program/disclosures", tags=["program"], summary="Read the program's disclosures")
 async def get_disclosures(state: State) -> DisclosuresOut:
-    """The words the notice and the report use, as last stored (SPEC §11)."""
+    """The words the notice and the report use, as last stored."""
     return await program_texts.current_disclosures(state.db)
 
 
-@put("/v1/program/disclosures", **scoped("admin"), status_code=201, tags=["program"])
+@scoped("admin")
+@put("/v1/program/disclosures", status_code=201, tags=["program"], summary="Store a new version of the disclosures")
 async def put_disclosures(data: JSONBody[Disclosures], state: State) -> DisclosuresOut:
     """Store a new version of the disclosures: Guest Services' contacts, the categories of personal
     information, sources, purposes, sale and sharing, Colorado Rule 6.05(F) items, and the notice's
@@ -84,7 +91,8 @@ async def put_disclosures(data: JSONBody[Disclosures], state: State) -> Disclosu
     return await program_texts.store_disclosures(state.db, data)
 
 
-@put("/v1/program/documents", **scoped("admin"), tags=["program"])
+@scoped("admin", errors=[errors.DocumentVersionExists], replays=True)
+@put("/v1/program/documents", tags=["program"], summary="Publish a version of the terms or the notice")
 async def put_document(data: JSONBody[DocumentIn], state: State) -> Response[DocumentOut]:
     """Publish a version of the program terms or of the notice; once a kind has a published
     version, enrollment must name one (422 `unknown_notice_version`, `unknown_terms_version`).
@@ -93,7 +101,8 @@ async def put_document(data: JSONBody[DocumentIn], state: State) -> Response[Doc
     return Response(document, status_code=201 if created else 200)
 
 
-@get("/v1/program/documents", **scoped("admin"), tags=["program"])
+@scoped("admin")
+@get("/v1/program/documents", tags=["program"], summary="List the published terms and notices")
 async def get_documents(
     state: State, kind: Annotated[Literal["terms", "notice"] | None, QueryParameter(description="terms or notice")] = None,
 ) -> DocumentsOut:

@@ -1,4 +1,4 @@
-"""The program's disclosures: the stored words the notice and the report use (SPEC §11).
+"""The program's disclosures: the stored words the notice and the report use.
 
 An admin stores them with `PUT /v1/program/disclosures`; each call keeps a new version
 (the report names the version its notice used), and a new install has version 1, written
@@ -28,6 +28,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from rewards.schemas import Inbound
+
 Program = Literal["rewards", "mailing_list"]
 MethodCode = Literal["expenses", "rewards_issued", "expenses_plus_program"]
 Words = Annotated[str, Meta(min_length=1, max_length=2000, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -36,7 +38,7 @@ Sentences = Annotated[list[Words], Meta(min_length=1, max_length=20)]
 SomeWords = Annotated[list[Short], Meta(max_length=50)]
 
 
-class Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+class Strict(Inbound, frozen=True, kw_only=True):
     pass
 
 

@@ -1,4 +1,4 @@
-"""Storing and reading the disclosures and the published terms and notice (SPEC §11).
+"""Storing and reading the disclosures and the published terms and notice.
 
 Both tables are append-only (sql/011): storing disclosures adds a version, publishing a
 document adds a version of its kind. A published version's text never changes, so a
@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import msgspec
+
+from rewards.schemas import Inbound
 from msgspec import Meta
 
 from incentives.disclosures import Disclosures, DisclosuresOut, problems
@@ -26,7 +28,7 @@ Version = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-class DocumentIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+class DocumentIn(Inbound, frozen=True, kw_only=True):
     kind: Kind
     version: Version
     text: Annotated[str, Meta(min_length=1, max_length=200_000)]

@@ -4,7 +4,7 @@ Nothing here touches the database. `incentives.queries` computes every sum, coun
 percentile in SQL over the whole population; this module names them, rounds them once
 (half up, to whole cents), applies the method's program expense, suppresses small cells
 (`incentives.suppression`), annualises by time enrolled, draws up the warnings
-(`incentives.caveats`), and shapes the report that SPEC §4 describes.
+(`incentives.caveats`), and shapes the report (docs/compliance.md describes it).
 
 Choices, stated once:
 - A period is whole days in the program's time zone, `from` and `to` included

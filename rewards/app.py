@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import re
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,26 +15,30 @@ import msgspec
 import prometheus_client
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from litestar.utils.scope.state import ScopeState
+from prometheus_client import multiprocess
 from twilio.request_validator import RequestValidator
 
-from rewards import controllers, errors, mailing_api, pages
+from rewards import controllers, errors, mailing_api, openapi, pages
+from rewards.access import public
 from rewards.auth import Authenticator
 from rewards.config import Settings, load_settings
 from rewards.db import Database, DatabaseUnavailable, database_from_env
+from rewards.decoding import StrictBodies
 from rewards.engine import Engine, limits_of
 from rewards.migrations import migrate
+from rewards.openapi import PROBLEM, PROBLEM_TYPE, Problem
 from rewards.pages import unsubscribe
 from rewards.plugins import plugin_routes
 from rewards.rulebook import Rulebook
+from rewards.schemas import TYPE_DECODERS
 from rewards.texting import Replies
 from rewards.unsubscribe_links import UnsubscribeLinks
 
 log = logging.getLogger("rewards")
-PROBLEM = "application/problem+json"
+API_VERSION = "1.0.0"
 
 REQUESTS = prometheus_client.Counter("rewards_http_responses_total", "HTTP responses", ["method", "status"])
 LATENCY = prometheus_client.Histogram(
@@ -44,13 +48,12 @@ LATENCY = prometheus_client.Histogram(
 ERRORS = prometheus_client.Counter("rewards_errors_total", "Problem responses by code", ["code"])
 
 
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
-    """An RFC 9457 problem document with our stable `code`."""
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response[Problem]:
+    """An RFC 9457 problem document with our stable `code` (its schema: `rewards.openapi.Problem`)."""
     ERRORS.labels(code).inc()
-    body = {"type": f"https://westique.example/problems/{code}", "title": title, "status": status,
-            "detail": detail, "code": code}
-    body.update({k: v for k, v in extra.items() if v is not None})
-    headers = {"retry-after": str(extra["retry_after"])} if "retry_after" in extra else None
+    body = Problem(type=PROBLEM_TYPE + code, title=title, status=status, detail=detail, code=code,
+                   **{k: v for k, v in extra.items() if v is not None})
+    headers = {"retry-after": str(body.retry_after)} if body.retry_after is not None else None
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -61,82 +64,23 @@ def on_domain_error(request: Request[Any, Any, Any], exc: errors.DomainError) ->
     return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
 
 
-_AT = re.compile(r" - at `\$\.?([^`]*)`")
-
-
-def on_validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
-    """Litestar's decoding errors, as our 422 `validation_error` naming the field."""
-    detail = str(exc.detail)
-    field = None
+def on_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+    """Litestar's errors about path and query parameters, as our 422 `validation_error`
+    naming the parameter as the client sends it (bodies are decoded by `rewards.decoding`,
+    which raises ours)."""
+    detail, field = str(exc.detail), None
     for item in exc.extra or []:
         if isinstance(item, dict):
             detail = item.get("message", detail)
             field = item.get("key") or field
-    match = _AT.search(detail)
-    if match:
-        field, detail = match.group(1) or None, _AT.sub("", detail)
-    if field == "data":  # Litestar's name for the whole body
-        field = None
-    if "malformed" in detail.lower():
-        return problem(400, "malformed_request", "The request body is not valid JSON", detail)
+    field = request.route_handler.opt.get("parameter_names", {}).get(field, field)
+    if field == "data":  # the body is missing: Litestar hands an empty body to no decoder
+        return problem(400, "malformed_request", "The request body is not valid JSON",
+                       "the request has no body; send a JSON object")
     return problem(422, "validation_error", "The request is not valid", detail, field=field)
 
 
-class _Admission(msgspec.Struct, frozen=True):
-    """What a handler asks of a request before it runs: the scopes, and the body's type."""
-
-    scopes: tuple[str, ...]
-    body_type: Any
-
-
-_ADMISSIONS: dict[Any, _Admission] = {}
-
-
-def _admission(handler: Any) -> _Admission:
-    found = _ADMISSIONS.get(handler)
-    if found is None:
-        data = handler.parsed_fn_signature.parameters.get("data")
-        found = _ADMISSIONS[handler] = _Admission(tuple(handler.opt.get("scopes", ())),
-                                                  data.annotation if data is not None else None)
-    return found
-
-
-def _authorization(scope: Scope) -> str | None:
-    # straight from the ASGI scope (names come lowercased): Litestar's Headers is built per request
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return value.decode("latin-1")
-    return None
-
-
-async def admit(request: Request[Any, Any, Any]) -> None:
-    """Before the handler: check the caller's scopes, then decode the JSON body strictly.
-
-    One hook instead of a guard per handler (Litestar copies the handler for every guard
-    call, a tenth of a posting's CPU in the profile). The caller is checked before the
-    body is read, so an unauthorized caller learns nothing about what a valid body looks
-    like. Litestar converts bodies leniently ("100" would pass as 100 cents, a number as a
-    time) and lets bytes that are not UTF-8, or nest without end, through as a 500; our
-    inbound structs are strict: a wrong type is a 422 naming the field, a broken body a
-    400. The decoded body is handed to Litestar's own body cache, so it is decoded once.
-    """
-    admission = _admission(request.route_handler)
-    if admission.scopes:
-        request.state.principal = await request.app.state.auth.require(
-            _authorization(request.scope), *admission.scopes, member_id=request.path_params.get("member_id"))
-    if admission.body_type is None:
-        return
-    try:
-        decoded = msgspec.json.decode((await request.body()) or b"null", type=admission.body_type)
-    except msgspec.ValidationError as exc:
-        match = _AT.search(str(exc))
-        raise errors.ValidationFailed(_AT.sub("", str(exc)), field=(match.group(1) or None) if match else None) from exc
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise errors.MalformedRequest(f"the body is not valid JSON: {exc}") from exc
-    ScopeState.from_scope(request.scope).json = decoded
-
-
-def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     code = {400: "malformed_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
             405: "method_not_allowed", 413: "payload_too_large", 429: "rate_limited"}.get(exc.status_code, "http_error")
     if code == "malformed_request":
@@ -144,25 +88,37 @@ def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dic
     return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
 
 
-def on_unavailable(_: Request[Any, Any, Any], exc: DatabaseUnavailable) -> Response[dict[str, Any]]:
+def on_unavailable(_: Request[Any, Any, Any], exc: DatabaseUnavailable) -> Response[Problem]:
     err = errors.ServiceUnavailable("the database cannot be reached right now; retry shortly")
     return problem(err.status, err.code, err.title, err.detail, retry_after=1)
 
 
-def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     log.exception("unexpected error", exc_info=exc)
     return problem(500, "internal_error", "Internal error", "something went wrong on our side; it has been logged")
 
 
-@get("/health", tags=["operations"], include_in_schema=True)
+@public(database=False, ok=ResponseSpec(dict[str, str], generate_examples=False, description="The process answers",
+                                        examples=[Example(summary="alive", value={"status": "ok"})]))
+@get("/health", tags=["operations"], summary="Check that the service is alive")
 async def health() -> dict[str, str]:
-    """Liveness: the process answers."""
+    """Liveness: the process answers (`{"status": "ok"}`), whatever the database's state."""
     return {"status": "ok"}
 
 
-@get("/ready", tags=["operations"])
-async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Readiness: false (503) while the database cannot be reached."""
+class Readiness(msgspec.Struct):
+    ready: bool
+    """Whether the database answers: false (and status 503) while it cannot be reached."""
+
+
+@public(database=False, ok=ResponseSpec(Readiness, generate_examples=False, description="The database answers",
+                                        examples=[Example(summary="ready", value={"ready": True})]))
+@get("/ready", tags=["operations"], summary="Check that the service can reach its database", responses={503: ResponseSpec(
+    Readiness, generate_examples=False, description="The database cannot be reached",
+    examples=[Example(summary="not ready", value={"ready": False})])})
+async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
+    """Readiness, for a load balancer: 200 `{"ready": true}` when the database answers,
+    503 `{"ready": false}` while it cannot be reached (the service recovers by itself)."""
     db: Database = request.app.state.db
     try:
         async with asyncio.timeout(2):
@@ -170,13 +126,35 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         ok = rows[0]["ok"] == 1
     except (DatabaseUnavailable, TimeoutError, OSError):
         ok = False
-    return Response({"ready": ok}, status_code=200 if ok else 503)
+    return Response(Readiness(ok), status_code=200 if ok else 503)
 
 
-@get("/metrics", tags=["operations"], media_type=MediaType.TEXT)
+# Litestar adds the charset to a text/ type itself
+METRICS_MEDIA_TYPE = prometheus_client.CONTENT_TYPE_LATEST.removesuffix("; charset=utf-8")
+METRICS_EXAMPLE = """\
+# HELP rewards_http_responses_total HTTP responses
+# TYPE rewards_http_responses_total counter
+rewards_http_responses_total{method="POST",status="201"} 1843.0
+"""
+
+
+@public(database=False, ok=ResponseSpec(str, media_type=prometheus_client.CONTENT_TYPE_LATEST, generate_examples=False,
+                                        description="The metrics, in Prometheus' text format",
+                                        examples=[Example(summary="a counter", value=METRICS_EXAMPLE)]))
+@get("/metrics", tags=["operations"], media_type=MediaType.TEXT, summary="Prometheus metrics")
 async def metrics() -> Response[bytes]:
-    """Prometheus metrics of this worker process."""
-    return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+    """Prometheus metrics: responses by method and status, latency, problems by code. Under
+    `rewards serve` every worker writes its figures to one folder (Prometheus' multiprocess
+    mode), so a scrape answered by any worker counts the requests of all of them."""
+    return Response(prometheus_client.generate_latest(_registry()), media_type=METRICS_MEDIA_TYPE)
+
+
+def _registry() -> prometheus_client.CollectorRegistry:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return prometheus_client.REGISTRY
+    registry = prometheus_client.CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
 
 
 def metrics_middleware(app: ASGIApp) -> ASGIApp:
@@ -232,10 +210,13 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
             await db.close()
 
     return Litestar(
-        route_handlers=[health, ready, metrics, *controllers.ROUTES, *mailing_api.ROUTES, *unsubscribe.ROUTES,
+        route_handlers=[health, ready, metrics, openapi.assets_router(), *controllers.ROUTES, *mailing_api.ROUTES,
+                        *unsubscribe.ROUTES,
                         *plugin_routes(), *(extra_routes or [])],
         lifespan=[lifespan],
         middleware=[metrics_middleware],
+        plugins=[StrictBodies()],
+        type_decoders=TYPE_DECODERS,
         exception_handlers={
             errors.DomainError: on_domain_error,
             ValidationException: on_validation_error,
@@ -243,15 +224,8 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
             DatabaseUnavailable: on_unavailable,
             Exception: on_unexpected,
         },
-        openapi_config=OpenAPIConfig(
-            title="Westique Rewards",
-            version="1.0.0",
-            description="The rewards program and its financial-incentive disclosures.",
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
-        ),
+        openapi_config=openapi.openapi_config(API_VERSION),
         template_config=pages.template_config(),
         request_max_body_size=settings.max_body_bytes,
-        before_request=admit,
         debug=False,
     )

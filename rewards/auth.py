@@ -84,9 +84,11 @@ class Authenticator:
         self._guest_calls: dict[int, deque[float]] = {}
 
     async def principal(self, authorization: str | None) -> Principal:
-        if not authorization or not authorization.startswith("Bearer "):
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        # an authentication scheme is case-insensitive (RFC 9110 §11.1): "bearer" is "Bearer"
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise errors.Unauthorized("send Authorization: Bearer <token>")
-        token = authorization[7:].strip()
         now = time.monotonic()
         cached = self._cache.get(token)  # by the token itself: hashing it on every request costs more
         if cached is None or now - cached[0] > CACHE_SECONDS:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from collections.abc import Awaitable, Callable
@@ -15,6 +18,7 @@ import click
 
 from rewards.config import load_settings, secret_key
 from rewards.db import Database, database_from_env, describe_url
+from rewards.embedded import embedded
 from rewards.plugins import plugin_commands
 
 T = TypeVar("T")
@@ -53,7 +57,12 @@ def main() -> None:
               help="Worker processes; one per core is the production setting.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 def serve(host: str | None, port: int | None, workers: int, access_log: bool) -> None:
-    """Run the HTTP service (migrating the database first)."""
+    """Run the HTTP service (migrating the database first).
+
+    SIGINT (Ctrl-C) or SIGTERM stops it gracefully: accepted requests finish, then the
+    embedded PostgreSQL, if this command started it, stops too unless another `rewards`
+    process still uses it.
+    """
     import uvicorn
 
     # the workers read their settings from the environment: the public URL's default follows these
@@ -62,23 +71,56 @@ def serve(host: str | None, port: int | None, workers: int, access_log: bool) ->
     if port:
         os.environ["REWARDS_PORT"] = str(port)
     settings = load_settings()
-    secret_key(settings)  # made once here, not raced for by the workers; an unwritable data folder fails now
-    db = database_from_env(settings)  # starts the embedded server once, before the workers fork
-    applied = asyncio.run(_migrate(db))
-    click.echo(f"database {describe_url(db.url)}; revisions applied now: {', '.join(applied) or 'none'}", err=True)
-    uvicorn.run(
-        "rewards.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        access_log=access_log,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=30,
-        server_header=False,  # says nothing useful to a client; one header less to write per answer
-        log_level="info",
-    )
+    # uvicorn answers SIGINT and SIGTERM itself while it serves, then raises the signal again
+    # once it has shut down: here, so that this process leaves the embedded server on its way out
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop_serving)
+    metrics_dir = _metrics_dir()
+    try:
+        secret_key(settings)  # made once here, not raced for by the workers; an unwritable data folder fails now
+        db = database_from_env(settings)  # starts the embedded server once, before the workers start
+        applied = asyncio.run(_migrate(db))
+        click.echo(f"database {describe_url(db.url)}; revisions applied now: {', '.join(applied) or 'none'}",
+                   err=True)
+        uvicorn.run(
+            "rewards.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            access_log=access_log,
+            loop="uvloop",
+            http="httptools",
+            timeout_graceful_shutdown=30,
+            server_header=False,  # says nothing useful to a client; one header less to write per answer
+            log_level="info",
+        )
+    finally:
+        if not settings.database_url and embedded(settings.data_dir).leave():
+            click.echo(f"stopped the embedded PostgreSQL under {settings.data_dir}", err=True)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+class _Stopped(SystemExit):
+    """SIGINT or SIGTERM asked `rewards serve` to stop: a clean stop, exit status 0."""
+
+
+def _stop_serving(signum: int, _frame: object) -> None:
+    raise _Stopped(0)
+
+
+def _metrics_dir() -> str | None:
+    """Prometheus' multiprocess mode for the workers: each writes its metrics to files in one
+    folder and a scrape of any worker adds them all up. The folder is emptied first (figures
+    of an earlier run would be added in); one this command made is removed when it stops."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="rewards-metrics-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    return None if given else str(folder)
 
 
 async def _migrate(db: Database) -> list[str]:
@@ -239,6 +281,81 @@ def import_purchases(file: Path, history: bool, rejected: Path | None, batch_siz
     rate = f" ({summary.per_second:,.0f} purchases/s)" if summary.per_second is not None else ""
     click.echo(f"time: {summary.seconds:.1f} s{rate}; peak memory: {summary.peak_rss_mib:.0f} MiB")
     sys.exit(IMPORT_REJECTED if summary.rejected else IMPORT_OK)
+
+
+@main.group("db")
+def db_group() -> None:
+    """The embedded PostgreSQL (used when DATABASE_URL is not set)."""
+
+
+_data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="The embedded server's data folder [REWARDS_DATA_DIR].")
+
+
+@db_group.command("status")
+@_data_dir_option
+def db_status(data_dir: Path | None) -> None:
+    """Whether the embedded PostgreSQL runs, where, and which `rewards` processes use it.
+
+    Exit status: 0 running, 3 not running (as `pg_ctl status`).
+    """
+    settings = load_settings()
+    if settings.database_url:
+        click.echo(f"DATABASE_URL is set: the service uses {describe_url(settings.database_url)}, "
+                   "not the embedded server")
+    status = embedded(data_dir or settings.data_dir).status()
+    click.echo(f"embedded PostgreSQL: {'running' if status.running else 'not running'}")
+    click.echo(f"data folder: {status.pgdata}")
+    if status.running:
+        click.echo(f"server pid: {status.pid}, started {status.started_at:%Y-%m-%d %H:%M:%S} UTC")
+        click.echo(f"socket folder: {status.socket_dir}")
+    if status.users:
+        click.echo("used by:")
+        for user in status.users:
+            click.echo(f"  pid {user.pid} since {user.since:%Y-%m-%d %H:%M:%S} UTC: {user.command}")
+    else:
+        click.echo("used by: no rewards process")
+    sys.exit(0 if status.running else 3)
+
+
+@db_group.command("stop")
+@_data_dir_option
+@click.option("--force", is_flag=True, help="Stop it even while other rewards processes use it.")
+def db_stop(data_dir: Path | None, force: bool) -> None:
+    """Stop the embedded PostgreSQL (fast shutdown: open transactions are rolled back).
+
+    Refuses, exit status 1, while another `rewards` process uses it, unless --force.
+    """
+    server = embedded(data_dir or load_settings().data_dir)
+    running = server.status().running
+    users = server.stop(force=force)
+    if users:
+        click.echo("the embedded PostgreSQL is in use by:", err=True)
+        for user in users:
+            click.echo(f"  pid {user.pid}: {user.command}", err=True)
+        click.echo("stop those first, or pass --force", err=True)
+        sys.exit(1)
+    click.echo(f"stopped the embedded PostgreSQL under {server.pgdata}" if running
+               else f"the embedded PostgreSQL under {server.pgdata} is not running")
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="The service's port [REWARDS_PORT, 8000].")
+@click.option("--timeout", type=float, default=3.0, show_default=True, help="Seconds to wait for the answer.")
+def health(port: int | None, timeout: float) -> None:
+    """Exit 0 if the service on this machine answers GET /health with 200, else 1 (a
+    container's health check)."""
+    import urllib.request
+
+    url = f"http://127.0.0.1:{port or load_settings().port}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 (a fixed http URL)
+            ok = answer.status == 200
+    except OSError as exc:  # refused, timed out, or an HTTP error status
+        click.echo(f"{url}: {exc}", err=True)
+        ok = False
+    sys.exit(0 if ok else 1)
 
 
 for _command in plugin_commands():

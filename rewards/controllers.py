@@ -1,4 +1,8 @@
-"""Thin HTTP handlers: check the caller, call the service function, shape the answer."""
+"""Thin HTTP handlers: call the service function, shape the answer.
+
+Each route declares who may call it and the errors it may answer with `rewards.access`
+(`@scoped`, above the route's decorator): that makes its guard and its OpenAPI entry.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from litestar import Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.params import JSONBody, Parameter
 
-from rewards import members
+from rewards import errors, members
+from rewards.access import public, scoped
 from rewards.auth import GUEST, actor_of
 from rewards.engine import Cancel, PostPurchase, PostReturn, unwrap
 from rewards.rules import Rules
@@ -19,6 +24,7 @@ from rewards.schemas import (
     EnrolledOut,
     EnrollmentIn,
     ErasureOut,
+    MemberNumber,
     MemberOut,
     PurchaseIn,
     PurchaseOut,
@@ -29,15 +35,14 @@ from rewards.schemas import (
     RulesIn,
 )
 
+__all__ = ["ROUTES", "answer", "public", "scoped"]
+
 # ids in paths are keys like purchase_id in bodies: printable ASCII, no NUL for the database to choke on
 KEY_PATTERN = r"^[A-Za-z0-9._:\-]+$"
-MemberPath = Annotated[int, Parameter(ge=1, le=2**62, description="the member's id")]
-
-
-def scoped(*scopes: str) -> dict[str, Any]:
-    """Who may call the handler: a token holding one of `scopes`, or with GUEST, the path
-    member's own guest token. Checked by `rewards.app.admit` before the body is read."""
-    return {"opt": {"scopes": scopes}}
+# the route says {member_id:str}: Litestar's own int reads "025", "+25" or "٢٥" as 25 (rewards.schemas.MemberNumber)
+MemberPath = Annotated[MemberNumber, Parameter(
+    description="The member's id: 1 to 2^62 in plain digits, no sign, no leading zero.",
+    schema_extra={"type": "integer", "minimum": 1, "maximum": 2**62})]
 
 
 def answer(created: bool, body: Any) -> Response[Any]:
@@ -48,36 +53,46 @@ def answer(created: bool, body: Any) -> Response[Any]:
 # --- members ----------------------------------------------------------------------------------
 
 
-@post("/v1/members", **scoped("guest_services"), status_code=201, tags=["members"])
+@scoped("guest_services", errors=[errors.AgeRestricted, errors.GuardianConsentRequired, errors.DuplicateMember])
+@post("/v1/members", status_code=201, tags=["members"], summary="Enroll a member")
 async def enroll_member(data: JSONBody[EnrollmentIn], state: State) -> EnrolledOut:
     """Enroll a guest: the age gate, then the member and their consent record."""
     return await members.enroll(state.db, data)
 
 
-@get("/v1/members/{member_id:int}", **scoped("guest_services", GUEST), tags=["members"])
+@scoped("guest_services", GUEST, errors=[errors.NotFound])
+@get("/v1/members/{member_id:str}", tags=["members"], summary="Read a member's profile")
 async def get_member(member_id: MemberPath, state: State) -> MemberOut:
+    """The member's profile and consent record (personal data is null once erased)."""
     return await members.profile(state.db, member_id)
 
 
-@post("/v1/members/{member_id:int}/cancel", **scoped("guest_services", GUEST), status_code=200, tags=["members"])
+@scoped("guest_services", GUEST, errors=[errors.NotFound])
+@post("/v1/members/{member_id:str}/cancel", status_code=200, tags=["members"], summary="Cancel a membership")
 async def cancel_member(member_id: MemberPath, state: State, request: Request[Any, Any, Any]) -> CancelOut:
     """Cancel (withdraw consent): points forfeited, open rewards voided; idempotent."""
     _, out = unwrap(await state.engine.submit(Cancel(member_id, actor_of(request))))
     return out
 
 
-@delete("/v1/members/{member_id:int}/personal-data", **scoped("guest_services"), status_code=200, tags=["members"])
+@scoped("guest_services", errors=[errors.NotFound])
+@delete("/v1/members/{member_id:str}/personal-data", status_code=200, tags=["members"],
+        summary="Erase a member's personal data")
 async def erase_member(member_id: MemberPath, state: State, request: Request[Any, Any, Any]) -> ErasureOut:
     """Erase name, email, phone and birth date for good; the anonymous ledger stays."""
     return await members.erase(state.engine, member_id, actor_of(request))
 
 
-@get("/v1/members/{member_id:int}/balance", **scoped("checkout", "guest_services", GUEST), tags=["members"])
+@scoped("checkout", "guest_services", GUEST, errors=[errors.NotFound])
+@get("/v1/members/{member_id:str}/balance", tags=["members"], summary="Read a member's points and rewards")
 async def get_balance(member_id: MemberPath, state: State) -> BalanceOut:
+    """Points (whole and in point-cents), points still needed for the next reward, every open
+    reward and the newest 100 others, newest first."""
     return await members.balance(state.db, state.rulebook, member_id)
 
 
-@get("/v1/members/{member_id:int}/activity", **scoped("guest_services", GUEST), tags=["members"])
+@scoped("guest_services", GUEST, errors=[errors.NotFound])
+@get("/v1/members/{member_id:str}/activity", tags=["members"], summary="Page through a member's ledger")
 async def get_activity(
     member_id: MemberPath,
     state: State,
@@ -91,21 +106,30 @@ async def get_activity(
 # --- purchases, returns, rewards ----------------------------------------------------------------
 
 
-@post("/v1/purchases", **scoped("checkout"), tags=["purchases"])
+@scoped("checkout", errors=[errors.NotFound, errors.MemberNotActive, errors.IdempotencyConflict,
+                            errors.TendersDoNotBalance, errors.UnsupportedCurrency, errors.RewardNotRedeemable,
+                            errors.UnknownOffer, errors.ValidationFailed], replays=True)
+@post("/v1/purchases", tags=["purchases"], summary="Post a purchase")
 async def post_purchase(data: JSONBody[PurchaseIn], state: State, request: Request[Any, Any, Any]
                         ) -> Response[PurchaseOut]:
     """Post a purchase. Retry freely: the same purchase_id and body answer 200 with the first answer."""
     return answer(*unwrap(await state.engine.submit(PostPurchase.of(data, actor_of(request)))))
 
 
-@post("/v1/purchases/quote", **scoped("checkout"), status_code=200, tags=["purchases"])
+@scoped("checkout", errors=[errors.NotFound, errors.MemberNotActive, errors.IdempotencyConflict,
+                            errors.TendersDoNotBalance, errors.UnsupportedCurrency, errors.RewardNotRedeemable,
+                            errors.UnknownOffer, errors.ValidationFailed])
+@post("/v1/purchases/quote", status_code=200, tags=["purchases"], summary="Quote what a purchase would earn")
 async def quote_purchase(data: JSONBody[PurchaseIn], state: State, request: Request[Any, Any, Any]) -> QuoteOut:
-    """What a purchase would earn, after every check a posting makes; writes nothing."""
+    """What a purchase would earn, after every check a posting makes (the member, its status, the
+    rewards tendered, a purchase_id already used); writes nothing."""
     _, out = unwrap(await state.engine.quote(PostPurchase.of(data, actor_of(request))))
     return out
 
 
-@post("/v1/purchases/{purchase_id:str}/returns", **scoped("checkout"), tags=["purchases"])
+@scoped("checkout", errors=[errors.NotFound, errors.IdempotencyConflict, errors.ReturnExceedsPurchase],
+        replays=True)
+@post("/v1/purchases/{purchase_id:str}/returns", tags=["purchases"], summary="Post a return")
 async def post_return(
     purchase_id: Annotated[str, Parameter(max_length=64, pattern=KEY_PATTERN)], data: JSONBody[ReturnIn], state: State,
     request: Request[Any, Any, Any],
@@ -115,20 +139,25 @@ async def post_return(
     return answer(*unwrap(await state.engine.submit(PostReturn.of(purchase_id, data, actor_of(request)))))
 
 
-@get("/v1/rewards/{code:str}", **scoped("checkout"), tags=["purchases"])
+@scoped("checkout", errors=[errors.NotFound])
+@get("/v1/rewards/{code:str}", tags=["purchases"], summary="Look up a reward by its code")
 async def get_reward(code: Annotated[str, Parameter(max_length=64, pattern=KEY_PATTERN)], state: State) -> RewardStatusOut:
+    """A reward's value, status and dates, before a register accepts it as a tender."""
     return await members.reward(state.db, code)
 
 
 # --- program rules ------------------------------------------------------------------------------
 
 
-@get("/v1/program/rules", **scoped("admin"), tags=["program"])
+@scoped("admin")
+@get("/v1/program/rules", tags=["program"], summary="Read the rules in force")
 async def get_rules(state: State) -> Rules:
+    """The version of the program's rules in force now."""
     return await state.rulebook.current()
 
 
-@put("/v1/program/rules", **scoped("admin"), status_code=201, tags=["program"])
+@scoped("admin")
+@put("/v1/program/rules", status_code=201, tags=["program"], summary="Publish a new version of the rules")
 async def put_rules(data: JSONBody[RulesIn], state: State) -> Rules:
     """Publish a new version; it applies to postings from its effective_from on, never to past ones."""
     return await state.rulebook.publish(data)

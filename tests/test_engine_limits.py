@@ -277,7 +277,7 @@ async def test_a_version_published_a_moment_ago_applies_at_once_on_every_worker(
     other_worker = Engine(db, Rulebook(db), Limits())
     await other_worker.rulebook.load()
     member_id = await make_member()
-    instant = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    instant = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
     doubled = await client.put("/v1/program/rules", json=DEFAULT_RULES | {
         "points_per_dollar": 2, "effective_from": instant.isoformat()}, headers=auth(keys["admin"]))
     restored = await client.put("/v1/program/rules", json=DEFAULT_RULES | {

@@ -1,4 +1,4 @@
-"""The stored disclosures and the published terms and notice (SPEC §11), through the API."""
+"""The stored disclosures and the published terms and notice, through the API."""
 
 from __future__ import annotations
 

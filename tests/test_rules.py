@@ -293,7 +293,7 @@ def test_points_shown_are_whole_points_rounded_down(point_cents: int) -> None:
     assert rules.whole_points(point_cents) * 100 <= point_cents < (rules.whole_points(point_cents) + 1) * 100
 
 
-# --- the worked figures of SPEC §1 ----------------------------------------------------------
+# --- the worked figures of docs/rules.md ----------------------------------------------------------
 
 
 def test_twelve_dollars_thirty_four_earns_1234_point_cents() -> None:

@@ -23,14 +23,16 @@ PUBLIC = frozenset({"public"})
 CARRIER = frozenset({"carrier"})
 PROBLEM = "application/problem+json"
 
-# SPEC §5: which scopes reach each endpoint; GUEST means the guest token of the path's member.
+# which scopes reach each endpoint (docs/api.md); GUEST means the guest token of the path's member.
 EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/health"): PUBLIC,
     ("GET", "/ready"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/schema"): PUBLIC,
     ("GET", "/schema/openapi.json"): PUBLIC,
-    ("GET", "/schema/scalar"): PUBLIC,
+    ("GET", "/schema/swagger"): PUBLIC,
+    ("GET", "/schema/oauth2-redirect.html"): PUBLIC,
+    ("GET", "/schema/assets/{file_path}"): PUBLIC,
     ("GET", "/schema/{path}"): PUBLIC,
     ("POST", "/v1/members"): frozenset({"guest_services"}),
     ("GET", "/v1/members/{member_id}"): frozenset({"guest_services", GUEST}),
@@ -137,7 +139,7 @@ def expected_status(route: tuple[str, str], caller: str) -> str:
 async def test_authorization_matrix(route: tuple[str, str], client: AsyncTestClient, world: dict[str, Any]) -> None:
     method, template = route
     values = {"member_id": world["member"], "purchase_id": world["purchase_id"], "code": world["code"],
-              "path": "openapi.yaml"}
+              "path": "openapi.yaml", "file_path": "swagger-ui.css"}
     path = _PARAM.sub(lambda m: str(values.get(m.group(1), 1)), template)
     # a body no endpoint accepts: an allowed caller gets a 4xx from validation and writes nothing
     body = {"authorization_matrix_probe": True} if method in ("POST", "PUT", "PATCH") else None

@@ -60,7 +60,7 @@ async def send(client: Any, params: dict[str, str], *, sign: dict[str, str] | No
 def replies(response: Any) -> list[str]:
     """The texts a TwiML answer sends back."""
     assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("application/xml")
+    assert response.headers["content-type"].startswith("text/xml")  # TwiML, as Twilio reads it
     root = ET.fromstring(response.content)
     assert root.tag == "Response"
     return [m.text or "" for m in root.findall("Message")]

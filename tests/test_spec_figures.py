@@ -1,4 +1,4 @@
-"""Every worked figure of SPEC §1, through the HTTP API."""
+"""Every worked figure of docs/rules.md, through the HTTP API."""
 
 from __future__ import annotations
 

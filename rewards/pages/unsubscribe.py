@@ -16,11 +16,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.response import Template
 
 from rewards import errors, mailing
+from rewards.access import public
 from rewards.mailing import LinkedSubscription
 from rewards.pages import PAGE, from_this_site, page
 from rewards.unsubscribe_links import ONE_CLICK
@@ -38,6 +41,14 @@ def _state(subscription: LinkedSubscription | None, *, done: bool = False) -> st
     return "done" if done else "already"
 
 
+PAGE_RESPONSE = ResponseSpec(str, generate_examples=False, media_type="text/html",
+                             description="The page (HTML, no script): one button, or what was done",
+                             examples=[Example(summary="the page", value="<!doctype html><html lang=\"en\">…"
+                                                                        "<button type=\"submit\">Unsubscribe"
+                                                                        "</button>…</html>")])
+
+
+@public(errors=[errors.InvalidLink], ok=PAGE_RESPONSE)
 @get("/u/{token:str}", **PAGE, tags=["mailing list"], summary="The unsubscribe page of an email's link")
 async def unsubscribe_page(token: Token, state: State) -> Template:
     """A page with one button that unsubscribes the link's subscription; changes nothing itself.
@@ -48,6 +59,7 @@ async def unsubscribe_page(token: Token, state: State) -> Template:
                                      "form_token": state.links.form_token(subscription_id)})
 
 
+@public(errors=[errors.InvalidLink, errors.Forbidden], ok=PAGE_RESPONSE)
 @post("/u/{token:str}", **PAGE, status_code=200, tags=["mailing list"], summary="Unsubscribe by an email's link")
 async def unsubscribe_by_link(token: Token, request: Request[Any, Any, Any], state: State) -> Template:
     """Unsubscribe the link's subscription: the page's form (`form_token`), or RFC 8058 one-click

@@ -1,4 +1,4 @@
-"""The program's disclosures and documents (SPEC §11): the stored words of the notice and the report,
+"""The program's disclosures and documents: the stored words of the notice and the report,
 and the published versions of the program terms and of the notice of financial incentive that
 enrollment consents to. Both append-only: a change is a new version, and a consent points at the
 text it accepted. A new install gets the defaults, taken from the program's own notice (the

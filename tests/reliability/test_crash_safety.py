@@ -1,7 +1,7 @@
 """Crash safety: SIGKILL the service under purchase load, restart it, retry what got no answer.
 
 Afterwards every purchase counts exactly once, every balance is what its purchases earn by
-`rewards.rules`, and `rewards verify` finds nothing wrong (SPEC §7).
+`rewards.rules`, and `rewards verify` finds nothing wrong (README: Guarantees).
 """
 
 from __future__ import annotations
