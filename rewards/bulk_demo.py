@@ -291,6 +291,8 @@ def _copy_value(name: str, value: Any) -> Any:
     """A row's field as binary COPY takes it (rows hold bytea and jsonb as the JSON writer wants them)."""
     if isinstance(value, msgspec.Raw):
         return bytes(value).decode()
+    if isinstance(value, dict):  # an event's data: jsonb
+        return msgspec.json.encode(value).decode()
     if name == "fingerprint":
         return bytes.fromhex(value.removeprefix("\\x"))
     return value

@@ -32,7 +32,8 @@ EXAMPLES: dict[Any, Any] = {
         "name": "Ann Lee", "email": "ann@example.com", "phone": "+15551234567", "birth_date": "1990-04-01",
         "state": "CA", "terms_version": "2023-10-30", "notice_version": "2023-10-30", "channel": "online",
     },
-    schemas.EnrolledOut: {"member_id": 1, "status": "active", "enrolled_at": ENROLLED_AT},
+    schemas.EnrolledOut: {"member_id": 1, "card_number": "7020418733569012", "status": "active",
+                          "enrolled_at": ENROLLED_AT},
     schemas.MemberOut: {
         "member_id": 1, "status": "active", "name": "Ann Lee", "email": "ann@example.com",
         "phone": "+15551234567", "birth_date": "1990-04-01", "state": "CA", "external_id": None,

@@ -11,7 +11,9 @@ from sqlalchemy import Integer, bindparam, insert, select, true
 
 from rewards import coalescing, errors, rules
 from rewards.coalescing import Coalescer
+from rewards.cards import new_card_number
 from rewards.db import Database
+from rewards.events import emit
 from rewards.engine import Actor, Cancel, Engine, unwrap, apply
 from rewards.rulebook import Rulebook
 from rewards.schemas import (
@@ -56,7 +58,8 @@ def check_age(birth_date: date, state: str, guardian_consent: bool, today: date)
 
 NEW_MEMBER = Statement(
     insert(members)
-    .values({name: bindparam(name) for name in ("external_id", "name", "email", "phone", "birth_date", "state")})
+    .values({name: bindparam(name) for name in ("external_id", "name", "email", "phone", "birth_date", "state",
+                                                "card_number")})
     .returning(members.c.id, members.c.status, members.c.enrolled_at)
 )
 NEW_CONSENT = Statement(insert(consents).values({
@@ -92,12 +95,16 @@ async def enroll(db: Database, enrollment: EnrollmentIn) -> EnrolledOut:
 
     async def work(conn: asyncpg.Connection) -> EnrolledOut:
         documents = await consented_documents(conn, enrollment)
+        card_number = new_card_number()
         try:
             row = await NEW_MEMBER.fetchrow(
                 conn, external_id=enrollment.external_id, name=enrollment.name, email=enrollment.email,
                 phone=enrollment.phone, birth_date=enrollment.birth_date, state=enrollment.state,
+                card_number=card_number,
             )
         except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "members_card_number":
+                raise  # a random number already taken: the transaction is run again, with another
             raise errors.DuplicateMember(
                 "an active member already has this email, phone or external_id",
                 constraint=exc.constraint_name,
@@ -109,7 +116,10 @@ async def enroll(db: Database, enrollment: EnrollmentIn) -> EnrolledOut:
             guardian_consent=enrollment.guardian_consent, accepted_at=row["enrolled_at"],
             terms_document_id=documents.get("terms"), notice_document_id=documents.get("notice"),
         )
-        return EnrolledOut(member_id=row["id"], status=row["status"], enrolled_at=row["enrolled_at"])
+        await emit(conn, "member.enrolled", member_id=row["id"], occurred_at=row["enrolled_at"],
+                   data={"state": enrollment.state, "channel": enrollment.channel})
+        return EnrolledOut(member_id=row["id"], card_number=card_number, status=row["status"],
+                           enrolled_at=row["enrolled_at"])
 
     return await db.transaction(work)
 

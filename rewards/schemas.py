@@ -260,6 +260,8 @@ class ErasureOut(msgspec.Struct, kw_only=True):
 
 class EnrolledOut(msgspec.Struct, kw_only=True):
     member_id: int
+    card_number: str
+    """The number on the member's card (16 digits, the last a check digit), which a register scans."""
     status: str
     enrolled_at: datetime
 

@@ -125,7 +125,11 @@ members = Table(
     # caches of the ledger, kept in the posting's transaction; `rewards verify` recomputes them
     Column("point_cents", BigInteger, nullable=False, server_default=text("0")),
     Column("rewards_issued", Integer, nullable=False, server_default=text("0")),
+    # the number on the member's card (and its barcode): "7", 14 random digits, a Luhn check digit
+    # (rewards.cards); not derived from the id
+    Column("card_number", Text),
     CheckConstraint("status IN ('active', 'cancelled')", name="members_status_check"),
+    CheckConstraint("card_number ~ '^[0-9]{16}$'", name="members_card_number_check"),
     CheckConstraint("rewards_issued >= 0", name="members_rewards_issued_check"),
     CheckConstraint("(status = 'cancelled') = (cancelled_at IS NOT NULL)", name="members_check"),
     # the erased-member check: an erased member is cancelled and keeps no personal information
@@ -163,6 +167,8 @@ consents = Table(
            ForeignKey("program_documents.id", name="consents_notice_document_id_fkey")),
     CheckConstraint("channel IN ('store', 'online')", name="consents_channel_check"),
 )
+Index("members_card_number", members.c.card_number, unique=True,
+      postgresql_where=members.c.card_number.is_not(None))
 Index("consents_member", consents.c.member_id)
 
 # --- purchases, returns, rewards, the ledger ---------------------------------------------
@@ -379,3 +385,23 @@ offer_deliveries = Table(
     Column("sent_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
     PrimaryKeyConstraint("offer_id", "subscription_id"),
 )
+
+
+# --- events: what happened, for the feed and the webhooks ------------------------------------
+
+# Written in the same transaction as the change it reports (rewards/events.py). `tx` is the
+# writing transaction's id: the feed orders by it and serves only transactions that can no
+# longer commit, so an event never appears behind a cursor already given out.
+events = Table(
+    "events",
+    metadata,
+    _id(),
+    Column("type", Text, nullable=False),
+    Column("member_id", BigInteger),
+    Column("occurred_at", TIMESTAMPTZ, nullable=False),
+    Column("data", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("tx", BigInteger, nullable=False, server_default=text("((pg_current_xact_id())::text)::bigint")),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    CheckConstraint("type ~ '^[a-z_]+(\\.[a-z_]+)+$'", name="events_type_check"),
+)
+Index("events_feed", events.c.tx, events.c.id)

@@ -176,6 +176,18 @@ class Planner:
             qualifying_cents=earned.qualifying_cents, card_cents=earned.card_cents, point_cents=earned.point_cents,
             bonus_point_cents=earned.bonus_point_cents, balance_after=member.point_cents,
             rewards_redeemed=answer.rewards_redeemed, created_at=self.recorded_at))
+        self._event("purchase.posted", member.id, when, {
+            "purchase_id": p.purchase_id, "store_id": p.store_id, "channel": p.channel,
+            "qualifying_cents": earned.qualifying_cents, "point_cents_earned": earned.point_cents,
+            "bonus_point_cents": earned.bonus_point_cents, "rewards_issued": [r.code for r in issued],
+            "rewards_redeemed": answer.rewards_redeemed, "balance_point_cents": member.point_cents})
+        for reward in redeemed:
+            self._event("reward.redeemed", member.id, when, {
+                "code": reward.code, "value_cents": reward.value_cents, "purchase_id": p.purchase_id})
+        for reward in issued:
+            self._event("reward.issued", member.id, when, {
+                "code": reward.code, "value_cents": reward.value_cents, "issued_at": reward.issued_at,
+                "expires_at": reward.expires_at, "purchase_id": p.purchase_id})
         self._posted[p.purchase_id] = (command.digest, answer)
         self._returnable[p.purchase_id] = _Returnable(
             purchase_id, member.id, when, version.version,
@@ -233,6 +245,12 @@ class Planner:
             id=return_id, ext_id=ret.return_id, purchase_id=bought.id, member_id=member.id, occurred_at=when,
             fingerprint=rows.bytea(command.digest), body=msgspec.Raw(command.body), point_cents_reversed=taken,
             balance_after=member.point_cents, created_at=self.recorded_at))
+        self._event("return.posted", member.id, when, {
+            "return_id": ret.return_id, "purchase_id": command.purchase_id, "point_cents_reversed": taken,
+            "rewards_voided": voided, "balance_point_cents": member.point_cents})
+        for code in voided:
+            self._event("reward.voided", member.id, when, {"code": code, "reason": "return",
+                                                            "return_id": ret.return_id})
         self._returned[ret.return_id] = (command.digest, answer)
         return Outcome(True, answer)
 
@@ -257,6 +275,10 @@ class Planner:
         self.plan.consents_withdrawn.append(rows.ConsentWithdrawn(member_id=member.id, withdrawn_at=now))
         self._cancellations[member.id] = Cancellation(member_id=member.id, forfeited=forfeit,
                                                       voided=[r.code for r in voided])
+        self._event("member.cancelled", member.id, now, {
+            "point_cents_forfeited": forfeit, "rewards_voided": [r.code for r in voided]})
+        for reward in voided:
+            self._event("reward.voided", member.id, now, {"code": reward.code, "reason": "cancellation"})
         return Outcome(True, CancelOut(member_id=member.id, status="cancelled", cancelled_at=now,
                                        point_cents_forfeited=forfeit, rewards_voided=[r.code for r in voided]))
 
@@ -391,6 +413,10 @@ class Planner:
 
     def _new_id(self, table: str) -> int:
         return self._ids[table].pop()
+
+    def _event(self, type: str, member_id: int, when: Any, data: dict[str, Any]) -> None:
+        self.plan.events.append(rows.Event(type=type, member_id=member_id, occurred_at=when, data=data,
+                                           created_at=self.recorded_at))
 
     def _entry(self, member_id: int, kind: str, point_cents: int, when: Any, actor: Actor, **refs: Any) -> rows.Entry:
         return rows.entry(member_id, kind, point_cents, when, actor, self.recorded_at, **refs)

@@ -192,6 +192,7 @@ WRITES = (
     Write("members", "members", rows.Member, key="id"),
     Write("consents_withdrawn", "consents", rows.ConsentWithdrawn, key="member_id",
           where="t.withdrawn_at IS NULL"),
+    Write("events", "events", rows.Event),
 )
 WRITE = ("WITH " + ",\n".join(f"w{n} AS ({w.sql(n)})" for n, w in enumerate(WRITES, start=1))
          + "\nSELECT 1")

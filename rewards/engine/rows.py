@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -100,6 +101,16 @@ class Member(msgspec.Struct, kw_only=True):
     cancelled_at: datetime | None = None
 
 
+class Event(msgspec.Struct, kw_only=True):
+    """What happened, for the feed and the webhooks (rewards/events.py): no personal data."""
+
+    type: str
+    member_id: int | None
+    occurred_at: datetime
+    data: dict[str, Any]
+    created_at: datetime
+
+
 class ConsentWithdrawn(msgspec.Struct, kw_only=True):
     member_id: int
     withdrawn_at: datetime
@@ -124,6 +135,7 @@ class Plan:
     entries: list[Entry] = field(default_factory=list)
     members: dict[int, Member] = field(default_factory=dict)
     consents_withdrawn: list[ConsentWithdrawn] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.entries or self.purchases or self.returns or self.members or self.changed_rewards)
