@@ -4,7 +4,7 @@
 
 Makes a database of its own (dropped at the end), then
 - sends one offer to `--subscribers` active subscriptions (one INSERT ... SELECT) and prints the time;
-- posts purchases through `ledger.post_purchase` in alternating rounds without and with an offer
+- posts purchases through the posting engine (`Engine.submit`) in alternating rounds without and with an offer
   named, and prints the median time of each and their ratio (the machine is shared: the ratio
   is the figure, not the absolute times).
 """
@@ -21,8 +21,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from rewards import ledger, mailing
+from rewards import mailing
 from rewards.db import Database
+from rewards.engine import Engine, Limits, PostPurchase, system, unwrap
 from rewards.migrations import migrate
 from rewards.rulebook import Rulebook
 from rewards.schemas import LineIn, OfferIn, OfferUseIn, PurchaseIn, TenderIn
@@ -65,18 +66,17 @@ async def run(subscribers: int, rounds: int, per_round: int) -> None:
         print(f"offer sent to {offer.deliveries} subscriptions in {sent * 1000:.0f} ms "
               f"({offer.deliveries / sent:,.0f} deliveries/s)")
 
-        rulebook = Rulebook(db)
-        await rulebook.load()
+        engine = Engine(db, Rulebook(db), Limits())
         times: dict[str, list[float]] = {"without offers": [], "with one offer": []}
         for _ in range(rounds):
             for label, offers in (("without offers", []), ("with one offer", [OfferUseIn(code="BENCH5", discount_cents=500)])):
                 for _ in range(per_round):
                     started = time.perf_counter()
-                    await ledger.post_purchase(db, rulebook, a_purchase(member_id, offers))
+                    unwrap(await engine.submit(PostPurchase.of(a_purchase(member_id, offers), system("bench"))))
                     times[label].append(time.perf_counter() - started)
         medians = {label: statistics.median(values) * 1e6 for label, values in times.items()}
         for label, value in medians.items():
-            print(f"post_purchase {label}: median {value:.0f} µs over {len(times[label])} postings")
+            print(f"a purchase {label}: median {value:.0f} µs over {len(times[label])} postings")
         print(f"ratio with/without: {medians['with one offer'] / medians['without offers']:.3f}")
     finally:
         await db.close()

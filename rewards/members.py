@@ -124,15 +124,6 @@ async def enroll(db: Database, enrollment: EnrollmentIn) -> EnrolledOut:
     return await db.transaction(work)
 
 
-async def _member_row(conn: asyncpg.Connection, member_id: int, *, lock: bool = False) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "SELECT * FROM members WHERE id = $1" + (" FOR UPDATE" if lock else ""), member_id
-    )
-    if row is None:
-        raise errors.NotFound(f"member {member_id} does not exist")
-    return row
-
-
 MEMBER = Statement(select(members).where(members.c.id == bindparam("member_id")))
 LATEST_CONSENT = Statement(
     select(consents).where(consents.c.member_id == bindparam("member_id")).order_by(consents.c.id.desc()).limit(1)
