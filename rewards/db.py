@@ -131,7 +131,7 @@ class Database:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
                         asyncpg_dsn(self.url), min_size=0, max_size=self.pool_size, reset=_keep_session, init=_setup_connection,
-                        command_timeout=self.command_timeout, server_settings={"application_name": "rewards", "TimeZone": "UTC"},
+                        command_timeout=self.command_timeout, server_settings={"application_name": "rewards", "TimeZone": "UTC", "jit": "off"},
                     )
         return self._pool
 
@@ -168,21 +168,28 @@ class Database:
             await pool.release(conn)
 
     async def transaction(
-        self, work: Callable[[asyncpg.Connection], Awaitable[T]], *, attempts: int = 5,
-        single_statement: bool = False,
+        self, work: Callable[[asyncpg.Connection], Awaitable[T]], *, attempts: int = 5, begin: str | None = None,
     ) -> T:
-        """Run `work` in one read-committed transaction, again from the start on a retryable error.
+        """Run `work` in one transaction (read committed), again from the start on a retryable error.
 
-        `single_statement`: `work` runs one statement, which is its own transaction; no
-        BEGIN and COMMIT round trips are added around it.
+        `begin`: the statements that open the transaction, sent as one simple query (no
+        parameters): BEGIN and the transaction's own settings in a single round trip.
         """
         for attempt in range(1, attempts + 1):
             try:
                 async with self.connection() as conn:
-                    if single_statement:
-                        return await work(conn)
-                    async with conn.transaction():
-                        return await work(conn)
+                    if begin is None:
+                        async with conn.transaction():
+                            return await work(conn)
+                    await conn.execute(begin)
+                    try:
+                        result = await work(conn)
+                    except BaseException:
+                        if _in_transaction(conn):
+                            await conn.execute("ROLLBACK")
+                        raise
+                    await conn.execute("COMMIT")
+                    return result
             except RETRYABLE:
                 if attempt == attempts:
                     raise

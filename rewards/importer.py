@@ -40,6 +40,7 @@ import msgspec
 
 from rewards.db import Database
 from rewards.engine import Limits, PostPurchase, apply, system
+from rewards.engine.posting import BEGIN as ENGINE_BEGIN
 from rewards.rulebook import Rulebook
 from rewards.schemas import PurchaseIn
 
@@ -408,7 +409,7 @@ async def _apply_round(db: Database, rulebook: Rulebook, limits: Limits, this: _
 async def _apply(db: Database, rulebook: Rulebook, limits: Limits, batch: list[_Item], summary: ImportSummary,
                  rejects: _Rejects, held: list[_Reject]) -> None:
     commands = [posting for _, _, posting in batch]
-    outcomes = await db.transaction(lambda conn: apply(conn, commands, rulebook, limits))
+    outcomes = await db.transaction(lambda conn: apply(conn, commands, rulebook, limits), begin=ENGINE_BEGIN)
     for (line_no, raw, posting), outcome in zip(batch, outcomes, strict=True):
         if outcome.error is not None:
             rejects.refuse(held, line_no, raw, outcome.error.code, outcome.error.detail,

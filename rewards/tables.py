@@ -253,6 +253,7 @@ rewards = Table(
     CheckConstraint("cost_point_cents > 0", name="rewards_cost_point_cents_check"),
 )
 Index("rewards_purchase", rewards.c.purchase_id)
+Index("rewards_open", rewards.c.member_id, postgresql_where=rewards.c.status == "issued")
 Index("rewards_redeemed_purchase", rewards.c.redeemed_purchase_id,
       postgresql_where=rewards.c.redeemed_purchase_id.is_not(None))
 

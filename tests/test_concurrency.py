@@ -359,3 +359,31 @@ async def test_a_connection_left_in_a_transaction_is_not_handed_out_again(db):
         async with db.connection() as conn:
             assert not conn.is_in_transaction()
             assert conn is not left_open or not left_open.is_in_transaction()
+
+
+async def test_a_posting_waiting_for_a_member_another_holds_still_locks_and_reads_it(db, make_member):
+    """The engine's lock statement under contention: each batch gets back every member it names,
+    once the postings holding them commit (an earlier form, with a join, dropped such members and
+    answered not_found for them)."""
+    from rewards.engine.posting import BEGIN, SNAPSHOT
+
+    members = [await make_member() for _ in range(12)]
+    missing: list[set[int]] = []
+
+    async def batches(seed: int) -> None:
+        rng = random.Random(seed)
+        async with db.connection() as conn:
+            for _ in range(40):
+                mine = rng.sample(members, 5)
+                await conn.execute(BEGIN)
+                got = {m["id"] for m in msgspec.json.decode(await conn.fetchval(
+                    SNAPSHOT, mine, [unique("lock") for _ in mine], [], [], [], [], [], 0, 0, 0, None, True))["members"]}
+                if got != set(mine):
+                    missing.append(set(mine) - got)
+                # a new version of each row (the same balance), committed: what a posting leaves behind
+                await conn.execute("UPDATE members SET point_cents = point_cents WHERE id = ANY($1::bigint[])", mine)
+                await asyncio.sleep(rng.random() / 500)
+                await conn.execute("COMMIT")
+
+    await asyncio.gather(*(batches(seed) for seed in range(6)))
+    assert missing == []

@@ -136,6 +136,3 @@ class Plan:
     members: dict[int, Member] = field(default_factory=dict)
     consents_withdrawn: list[ConsentWithdrawn] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.entries or self.purchases or self.returns or self.members or self.changed_rewards)

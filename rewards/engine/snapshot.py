@@ -102,14 +102,12 @@ class Snapshot(msgspec.Struct, kw_only=True):
     now: datetime
     """The database's clock when the batch was read, after its locks: the moment of posting, and what
     its rows record as written at."""
-    open_at: datetime | None = None
-    """The earliest moment a command of the batch is decided at (its `as_of`; else `now`): the open
-    rewards read are those unexpired then."""
     rules_version: int
     """The newest rules version stored: the rulebook's cache is fresh when it knows it."""
     members: list[Member] = []
     rewards: list[Reward] = []
-    """Rewards tendered in the batch, and the open rewards of members whose postings may void them."""
+    """Rewards tendered in the batch, and the open rewards of its members (unexpired at the earliest
+    moment a command of the batch is decided at: its `as_of`, or now)."""
     returnable: list[Returnable] = []
     prior_purchases: list[PriorPurchase] = []
     prior_returns: list[PriorReturn] = []
