@@ -376,7 +376,8 @@ class Planner:
         return reward
 
     def _open_rewards(self, member_id: int) -> list[rows.Reward]:
-        """The member's issued, unexpired rewards (the snapshot holds every open reward of its members)."""
+        """The member's issued, unexpired rewards (the snapshot holds every open reward of the members
+        of returns and cancellations, and the planner those issued in the batch)."""
         ids = {r.id for r in self._snapshot_rewards.values() if r.member_id == member_id}
         ids |= {r.id for r in self.plan.new_rewards.values() if r.member_id == member_id}
         found = [self._reward(i) if i in self._snapshot_rewards else self.plan.new_rewards[i] for i in sorted(ids)]

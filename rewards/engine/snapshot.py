@@ -106,8 +106,10 @@ class Snapshot(msgspec.Struct, kw_only=True):
     """The newest rules version stored: the rulebook's cache is fresh when it knows it."""
     members: list[Member] = []
     rewards: list[Reward] = []
-    """Rewards tendered in the batch, and the open rewards of its members (unexpired at the earliest
-    moment a command of the batch is decided at: its `as_of`, or now)."""
+    """Rewards tendered in the batch, and the open rewards of the members whose postings may void
+    them, returns' and cancellations' (unexpired at the earliest moment a command of the batch is
+    decided at: its `as_of`, or now). A purchase reads only the rewards it tenders: a member's open
+    rewards may be hundreds."""
     returnable: list[Returnable] = []
     prior_purchases: list[PriorPurchase] = []
     prior_returns: list[PriorReturn] = []

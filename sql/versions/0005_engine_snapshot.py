@@ -47,6 +47,7 @@ SET enable_mergejoin = off
 AS $$
 DECLARE
     v_locking  bigint[];
+    v_voiding  bigint[];
     v_members  json;
     v_now      timestamptz;
     v_open_at  timestamptz;
@@ -78,6 +79,15 @@ BEGIN
     END IF;
     v_now := clock_timestamp();
     v_open_at := coalesce(p_open_at, v_now);
+    -- members whose open rewards a posting may void: those of returns (their purchases posted
+    -- before, or in this batch) and of cancellations; a purchase needs only the rewards it tenders
+    SELECT array_agg(DISTINCT m) INTO v_voiding FROM (
+        SELECT p.member_id AS m FROM purchases p WHERE p.ext_id = ANY (p_returned)
+        UNION ALL
+        SELECT x.member_id FROM unnest(p_member_ids, p_member_keys) AS x(member_id, key)
+        WHERE x.key = ANY (p_returned)
+        UNION ALL
+        SELECT unnest(p_cancels)) voiding;
 
     SELECT coalesce(json_agg(w), '[]') INTO v_rewards FROM (
         SELECT id, code, member_id, ordinal, status, value_cents, cost_point_cents, issued_at, expires_at,
@@ -86,7 +96,7 @@ BEGIN
         UNION
         SELECT id, code, member_id, ordinal, status, value_cents, cost_point_cents, issued_at, expires_at,
                purchase_id, redeemed_at, redeemed_purchase_id, voided_at
-        FROM rewards WHERE member_id = ANY (v_locking) AND status = 'issued' AND expires_at > v_open_at) w;
+        FROM rewards WHERE member_id = ANY (v_voiding) AND status = 'issued' AND expires_at > v_open_at) w;
     IF cardinality(p_returned) > 0 THEN
         SELECT coalesce(json_agg(json_build_object(
             'id', p.id, 'ext_id', p.ext_id, 'member_id', p.member_id, 'occurred_at', p.occurred_at,
