@@ -125,7 +125,7 @@ async def list_requests(
 @get("/v1/privacy-requests/{request_id:str}", tags=["privacy requests"], summary="Read a privacy request")
 async def get_request(request_id: RequestPath, state: State) -> PrivacyRequestOut:
     """One request, its clocks and how it was closed."""
-    return await requests.one(state.db, request_id)
+    return await requests.one(state.db, request_id, state.settings.timezone)
 
 
 @scoped("guest_services", errors=[errors.NotFound])
@@ -134,7 +134,7 @@ async def get_request(request_id: RequestPath, state: State) -> PrivacyRequestOu
 async def confirm_request(request_id: RequestPath, state: State) -> PrivacyRequestOut:
     """Record that the consumer was told their request was received and how it will be handled
     (11 CCR §7021(a), within 10 business days: `confirm_by`). The first confirmation is kept."""
-    return await requests.confirm(state.db, request_id)
+    return await requests.confirm(state.db, request_id, state.settings.timezone)
 
 
 @scoped("guest_services", errors=[errors.NotFound, errors.RequestClosed, errors.PersonalDataHeld])
@@ -146,7 +146,8 @@ async def complete_request(request_id: RequestPath, data: JSONBody[CompleteIn], 
     A delete request is completed by the erasure itself: completing one while the consumer's
     data is still held is 409 `personal_data_held`. The same completion again answers 200; a
     request already closed otherwise is 409 `request_closed`."""
-    _, closed = await requests.complete(state.db, request_id, data, actor_of(request))
+    _, closed = await requests.complete(state.db, request_id, data, actor_of(request),
+                                        state.settings.timezone)
     return closed
 
 
@@ -157,7 +158,7 @@ async def deny_request(request_id: RequestPath, data: JSONBody[DenyIn], state: S
                        request: Request[Any, Any, Any]) -> PrivacyRequestOut:
     """Deny the request, with the basis for the denial (kept with the record). The same denial
     again answers 200; a request already closed otherwise is 409 `request_closed`."""
-    _, closed = await requests.deny(state.db, request_id, data, actor_of(request))
+    _, closed = await requests.deny(state.db, request_id, data, actor_of(request), state.settings.timezone)
     return closed
 
 

@@ -36,10 +36,10 @@ import asyncpg
 
 from rewards import errors
 from rewards.engine import Actor, Cancel, Engine, Limits, apply, unwrap
+from rewards.engine.posting import StoredRules
 from rewards.events import emit
 from rewards.privacy import requests
 from rewards.privacy.schemas import ErasureScheduledOut
-from rewards.rulebook import Rulebook
 from rewards.schemas import ErasureOut, RewardIssuedOut
 
 log = logging.getLogger("rewards.privacy")
@@ -85,7 +85,7 @@ RECORD = """
     RETURNING requested_at"""
 
 
-async def erase_in(conn: asyncpg.Connection, rulebook: Rulebook, limits: Limits, member_id: int, actor: Actor,
+async def erase_in(conn: asyncpg.Connection, rulebook: StoredRules, limits: Limits, member_id: int, actor: Actor,
                    reason: Reason, *, as_of: datetime | None = None) -> ErasureOut:
     """Cancel (through the engine), then erase the member's personal data for good, in the
     caller's transaction; erasing again answers the first erasure. `as_of`: erased as if at that

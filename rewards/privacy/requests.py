@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from sqlalchemy import Integer, bindparam, select
@@ -75,9 +76,9 @@ def phone_forms(e164: str) -> list[str]:
 
 async def member_with(conn: asyncpg.Connection, kind: str, address: str) -> int | None:
     """The member (not erased) an email or phone (normalized) belongs to, if any."""
-    if kind == "email":
-        return await conn.fetchval(MEMBER_BY_EMAIL, address)
-    return await conn.fetchval(MEMBER_BY_PHONE, phone_forms(address))
+    found: int | None = await (conn.fetchval(MEMBER_BY_EMAIL, address) if kind == "email" else
+                               conn.fetchval(MEMBER_BY_PHONE, phone_forms(address)))
+    return found
 
 
 FILE = """
@@ -103,12 +104,15 @@ PAGE = Statement(
 )
 
 
-def request_out(row: Any) -> PrivacyRequestOut:
+def request_out(row: Any, zone: str) -> PrivacyRequestOut:
+    """The record as the API shows it; its clocks, days on the program's calendar, in its time zone."""
+    local = ZoneInfo(zone)
     return PrivacyRequestOut(
         request_id=row["id"], type=row["type"], status=row["status"], member_id=row["member_id"],
         subject=row["subject"], address=row["address"], channel=row["channel"],
         verification=VerificationOut(method=row["verification_method"], verified_at=row["verified_at"]),
-        details=row["details"], received_at=row["received_at"], confirm_by=row["confirm_by"], due_at=row["due_at"],
+        details=row["details"], received_at=row["received_at"], confirm_by=row["confirm_by"].astimezone(local),
+        due_at=row["due_at"].astimezone(local),
         confirmed_at=row["confirmed_at"], closed_at=row["closed_at"], outcome=row["outcome"], reason=row["reason"],
     )
 
@@ -145,16 +149,16 @@ async def file(db: Database, request: PrivacyRequestIn, actor: Actor, zone: str,
         await emit(conn, "privacy_request.received", member_id=member_id, occurred_at=at, data={
             "request_id": row["id"], "type": request.type, "channel": request.channel, "subject": subject,
             **_clocks(at, zone)})
-        return request_out(row)
+        return request_out(row, zone)
 
     return await db.transaction(work)
 
 
-async def one(db: Database, request_id: int) -> PrivacyRequestOut:
+async def one(db: Database, request_id: int, zone: str) -> PrivacyRequestOut:
     found = await db.run(ONE, request_id=request_id)
     if not found:
         raise errors.NotFound(f"privacy request {request_id} does not exist")
-    return request_out(found[0])
+    return request_out(found[0], zone)
 
 
 async def page(db: Database, zone: str, *, status: str | None, type: str | None, due_before: date | None,
@@ -165,18 +169,18 @@ async def page(db: Database, zone: str, *, status: str | None, type: str | None,
         due_before=None if due_before is None else calendar.start_of(due_before, zone),
         before=decode_cursor(cursor) if cursor else 2**62)
     shown = rows[:limit]
-    return PrivacyRequestPage(items=[request_out(r) for r in shown],
+    return PrivacyRequestPage(items=[request_out(r, zone) for r in shown],
                               next_cursor=encode_cursor(shown[-1]["id"]) if len(rows) > limit else None)
 
 
-async def confirm(db: Database, request_id: int, *, at: datetime | None = None) -> PrivacyRequestOut:
+async def confirm(db: Database, request_id: int, zone: str, *, at: datetime | None = None) -> PrivacyRequestOut:
     """Record that receipt was confirmed to the consumer (the first time only)."""
     rows = await db.run(
         """UPDATE privacy_requests SET confirmed_at = coalesce(confirmed_at, $2, clock_timestamp())
            WHERE id = $1 RETURNING *""", request_id, at)
     if not rows:
         raise errors.NotFound(f"privacy request {request_id} does not exist")
-    return request_out(rows[0])
+    return request_out(rows[0], zone)
 
 
 CLOSE = """
@@ -187,7 +191,7 @@ CLOSE = """
 
 
 async def _close(db: Database, request_id: int, status: str, outcome: str | None, reason: str | None,
-                 actor: Actor, at: datetime | None) -> tuple[bool, PrivacyRequestOut]:
+                 actor: Actor, zone: str, at: datetime | None) -> tuple[bool, PrivacyRequestOut]:
     """Close an open request; the same closing again answers (False, the record)."""
 
     async def work(conn: asyncpg.Connection) -> tuple[bool, PrivacyRequestOut]:
@@ -196,7 +200,7 @@ async def _close(db: Database, request_id: int, status: str, outcome: str | None
             raise errors.NotFound(f"privacy request {request_id} does not exist")
         if row["status"] != "open":
             if (row["status"], row["outcome"], row["reason"]) == (status, outcome, reason):
-                return False, request_out(row)
+                return False, request_out(row, zone)
             verb = "completed" if status == "completed" else "denied"
             raise errors.RequestClosed(f"request {request_id} was {row['status']} on "
                                        f"{row['closed_at']:%Y-%m-%d} otherwise; it cannot be {verb} now")
@@ -205,7 +209,7 @@ async def _close(db: Database, request_id: int, status: str, outcome: str | None
         closed = await conn.fetchrow(CLOSE, request_id, status, outcome, reason, at,
                                      actor.key_id, actor.session_id, actor.system)
         await _closed_event(conn, closed)
-        return True, request_out(closed)
+        return True, request_out(closed, zone)
 
     return await db.transaction(work)
 
@@ -240,14 +244,14 @@ async def _check_erased(conn: asyncpg.Connection, row: Any) -> None:
                 "which completes this request, or the member it belongs to")
 
 
-async def complete(db: Database, request_id: int, body: CompleteIn, actor: Actor, *,
+async def complete(db: Database, request_id: int, body: CompleteIn, actor: Actor, zone: str, *,
                    at: datetime | None = None) -> tuple[bool, PrivacyRequestOut]:
-    return await _close(db, request_id, "completed", body.outcome, body.reason, actor, at)
+    return await _close(db, request_id, "completed", body.outcome, body.reason, actor, zone, at)
 
 
-async def deny(db: Database, request_id: int, body: DenyIn, actor: Actor, *,
+async def deny(db: Database, request_id: int, body: DenyIn, actor: Actor, zone: str, *,
                at: datetime | None = None) -> tuple[bool, PrivacyRequestOut]:
-    return await _close(db, request_id, "denied", None, body.reason, actor, at)
+    return await _close(db, request_id, "denied", None, body.reason, actor, zone, at)
 
 
 async def purge_expired(db: Database, now: datetime | None = None) -> int:
@@ -260,8 +264,6 @@ async def purge_expired(db: Database, now: datetime | None = None) -> int:
 
 
 # --- erasure: the requests forget the consumer ---------------------------------------------------
-
-ERASURE = Actor(system="erasure")
 
 # The member's email and phone, in every form a request may have hashed them (run before they are
 # erased): requests naming them become the member's, and keep no address, hash or details.

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from rewards.schemas import Address, Aware, Email, Inbound, MailChannel, MemberId, RewardIssuedOut
+from rewards.schemas import Address, Aware, Inbound, MailChannel, MemberId, RewardIssuedOut
 
 RequestType = Literal["access", "delete", "correct"]
 RequestStatus = Literal["open", "completed", "denied"]
@@ -22,9 +22,10 @@ Outcome = Literal["in_whole", "in_part"]
 # free text staff write: one paragraph, printable (a newline is fine, a NUL is not)
 Note = Annotated[str, Meta(min_length=1, max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$")]
 Phone = Annotated[str, Meta(min_length=1, max_length=32)]  # any common form; normalized to E.164
+# an email as people type it (spaces around, any case): checked and normalized as the mailing list does
 
 
-class VerificationIn(Inbound, kw_only=True):
+class VerificationIn(Inbound, frozen=True, kw_only=True):
     method: VerificationMethod
     """How the consumer's identity was verified (11 CCR §7060-§7063): `signed_in` (their account),
     `email_code` or `sms_code` (a code sent to the email or phone on file), `in_person_id` (an ID
@@ -39,11 +40,11 @@ class VerificationIn(Inbound, kw_only=True):
             raise ValueError("verified_at is required with a verification method, and null with not_verified")
 
 
-class PrivacyRequestIn(Inbound, kw_only=True):
+class PrivacyRequestIn(Inbound, frozen=True, kw_only=True):
     type: RequestType
     """`access` (a request to know), `delete` or `correct`."""
     member_id: MemberId | None = None
-    email: Email | None = None
+    email: Address | None = None
     phone: Phone | None = None
     """The consumer, by exactly one of `member_id`, `email` or `phone`. An email or phone that
     belongs to a member (not erased) is recorded as that member's request, and the address is not
@@ -99,7 +100,7 @@ class PrivacyRequestPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
-class CompleteIn(Inbound, kw_only=True):
+class CompleteIn(Inbound, frozen=True, kw_only=True):
     outcome: Outcome = "in_whole"
     reason: Note | None = None
     """Required when only part of the request was complied with: what was not done, and why."""
@@ -109,7 +110,7 @@ class CompleteIn(Inbound, kw_only=True):
             raise ValueError("a request complied with in part needs the reason: what was not done, and why")
 
 
-class DenyIn(Inbound, kw_only=True):
+class DenyIn(Inbound, frozen=True, kw_only=True):
     reason: Note
     """The basis for the denial (11 CCR §7101(b)), kept with the record for 24 months: write the
     basis ("could not verify the requestor's identity"), not the consumer's personal data."""
@@ -131,7 +132,7 @@ class ErasureScheduledOut(msgspec.Struct, kw_only=True):
     until `scheduled_for`."""
 
 
-class SubscriberErasureIn(Inbound, kw_only=True):
+class SubscriberErasureIn(Inbound, frozen=True, kw_only=True):
     channel: MailChannel
     address: Address
 
