@@ -414,7 +414,8 @@ Index("events_feed", events.c.tx, events.c.id)
 # --- privacy: the consumer's requests, erasure with notice, erased addresses -------------------
 
 # The key of `privacy_hash(address)` (sql/versions/0005), as HMAC-SHA256's inner and outer pads:
-# one row, drawn at random by the revision, never changed (trigger `privacy_hash_key_unchanging`).
+# one row, drawn at random by the revision, never changed (triggers `privacy_hash_key_unchanging` and
+# `privacy_hash_key_kept` refuse an UPDATE, a DELETE or a TRUNCATE).
 privacy_hash_key = Table(
     "privacy_hash_key",
     metadata,

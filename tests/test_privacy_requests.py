@@ -8,6 +8,7 @@ import hmac
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 
@@ -268,3 +269,13 @@ async def test_records_are_deleted_24_months_after_they_close_and_not_before(db,
     await requests.purge_expired(db)
     assert (await requests.one(db, old_open.request_id, LA)).status == "open"
     await requests.deny(db, old_open.request_id, DenyIn(reason="test cleanup"), TESTS, LA)
+
+
+@pytest.mark.parametrize("statement", ["UPDATE privacy_hash_key SET outer_pad = inner_pad", "DELETE FROM privacy_hash_key",
+                                       "TRUNCATE privacy_hash_key"])
+async def test_the_hash_key_never_changes(db, statement):
+    before = await db.run("SELECT inner_pad, outer_pad FROM privacy_hash_key")
+    async with db.connection() as conn:
+        with pytest.raises(asyncpg.RestrictViolationError):
+            await conn.execute(statement)
+    assert await db.run("SELECT inner_pad, outer_pad FROM privacy_hash_key") == before and len(before) == 1

@@ -7,7 +7,7 @@ keyed hashes, with the key they are made with.
 drawn here (from two random UUIDs: `gen_random_uuid()` is in core PostgreSQL and reads the
 server's strong random source, so the revision also writes out with --sql). The key is stored
 as HMAC's two pads, so the function is plain SQL on the core `sha256()`: no extension needed.
-The key never changes (the append-only trigger refuses an UPDATE or DELETE): a hash made today
+The key never changes (triggers refuse an UPDATE, a DELETE or a TRUNCATE): a hash made today
 must match the same address in ten years.
 
 `subscriptions_opt_outs_hold`: a subscription of an erased address cannot become active again
@@ -89,6 +89,8 @@ def upgrade() -> None:
     )
     op.execute("CREATE TRIGGER privacy_hash_key_unchanging BEFORE UPDATE OR DELETE ON privacy_hash_key"
                " FOR EACH ROW EXECUTE FUNCTION ledger_is_append_only()")
+    op.execute("CREATE TRIGGER privacy_hash_key_kept BEFORE TRUNCATE ON privacy_hash_key"
+               " FOR EACH STATEMENT EXECUTE FUNCTION ledger_is_append_only()")
     op.execute(DRAW_KEY)
     op.execute(PRIVACY_HASH)
 
