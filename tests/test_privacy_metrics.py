@@ -73,9 +73,12 @@ def test_the_metrics_of_a_hand_built_year():
     assert figures.regulation == "11 CCR §7102(a)(1)"
 
 
-def test_a_year_not_over_says_so():
+def test_a_year_not_over_or_past_the_records_24_months_says_so():
     figures = metrics.metrics(rows(), 2025, LA, as_of=at(2025, 12, 31, 12))
     assert figures.warnings[0].startswith("2025 is not over")
+    # in 2027, requests of early 2025 closed more than 24 months ago may have been deleted
+    late = metrics.metrics(rows(), 2025, LA, as_of=at(2027, 2, 1))
+    assert late.warnings[-1].startswith("requests closed more than 24 months ago are deleted")
 
 
 def test_a_median_of_an_even_count_is_the_mean_of_the_middle_two():  # 3 and 8 days

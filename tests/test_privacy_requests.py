@@ -69,6 +69,8 @@ async def test_a_request_answers_201_with_its_clocks_and_is_recorded_with_an_eve
     ({"phone": "12"}, "phone"),
     ({"member_id": 1, "verification": {"method": "sms_code"}}, None),    # verified, but when?
     ({"member_id": 1, "verification": {"method": "not_verified", "verified_at": "2026-01-05T17:00:00Z"}}, None),
+    ({"member_id": 1, "verification": {"method": "sms_code", "verified_at": "0001-01-01T00:00:00+23:59"}}, None),
+    ({"member_id": 1, "verification": {"method": "sms_code", "verified_at": "2999-01-01T00:00:00Z"}}, None),
     ({"member_id": 1, "type": "sell"}, "type"),
     ({"member_id": 1, "channel": "carrier pigeon"}, "channel"),
     ({"member_id": 1, "details": "x" * 2001}, "details"),

@@ -83,6 +83,7 @@ RECORD = """
     ON CONFLICT (member_id) DO UPDATE SET erased_at = excluded.erased_at,
         reason = CASE WHEN excluded.reason = 'notice_given' THEN e.reason ELSE excluded.reason END
     RETURNING requested_at"""
+SCHEDULE_DONE = "UPDATE member_erasures SET erased_at = $2 WHERE member_id = $1 AND erased_at IS NULL"
 
 
 async def erase_in(conn: asyncpg.Connection, rulebook: StoredRules, limits: Limits, member_id: int, actor: Actor,
@@ -94,6 +95,8 @@ async def erase_in(conn: asyncpg.Connection, rulebook: StoredRules, limits: Limi
     _, cancelled = unwrap(outcome)
     erased_at = await conn.fetchval("SELECT erased_at FROM members WHERE id = $1", member_id)
     if erased_at is not None:
+        # erased before: a schedule still pending is done (the job must not find it due forever)
+        await conn.execute(SCHEDULE_DONE, member_id, erased_at)
         return ErasureOut(member_id=member_id, status="cancelled", erased_at=erased_at)
     erased_at = as_of or await conn.fetchval("SELECT clock_timestamp()")
     requested_at = await conn.fetchval(

@@ -96,7 +96,7 @@ def metrics(rows: Sequence[RequestRow], year: int, zone: str, as_of: datetime) -
     if still_open:
         warnings.append(f"{still_open} request(s) received in {year} are still open: they count as received, "
                         "not yet as complied with or denied, and not in the days to respond.")
-    if calendar.local_day(as_of, zone).year - year > 2:
+    if calendar.local_day(as_of, zone).year - year >= 2:
         warnings.append(f"requests closed more than 24 months ago are deleted (their records are kept 24 months): "
                         f"{year}'s figures may be incomplete.")
     return PrivacyMetrics(year=year, time_zone=zone, regulation=REGULATION, as_of=as_of,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import msgspec
@@ -38,6 +38,17 @@ class VerificationIn(Inbound, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if (self.method == "not_verified") != (self.verified_at is None):
             raise ValueError("verified_at is required with a verification method, and null with not_verified")
+        if self.verified_at is not None and not _plausible(self.verified_at):
+            raise ValueError("verified_at is not a time this request could have been verified at")
+
+
+def _plausible(moment: datetime) -> bool:
+    """Not before the CCPA took effect (2020), not in the future (clocks may differ by minutes)."""
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # year 1 west of Greenwich, year 9999 east of it
+        return False
+    return datetime(2020, 1, 1, tzinfo=UTC) <= utc <= datetime.now(UTC) + timedelta(minutes=10)
 
 
 class PrivacyRequestIn(Inbound, frozen=True, kw_only=True):
