@@ -73,7 +73,8 @@ ERASE_MEMBER = """
 ERASE_SUBSCRIPTIONS = """
     UPDATE subscriptions SET address = NULL, erased_at = $2, status = 'unsubscribed',
                              unsubscribed_at = coalesce(unsubscribed_at, $2)
-    WHERE member_id = $1"""
+    WHERE member_id = $1 AND erased_at IS NULL
+    RETURNING id, channel"""
 
 # the erasure's record: a schedule becomes done; an erasure at once is recorded done
 RECORD = """
@@ -106,9 +107,17 @@ async def erase_in(conn: asyncpg.Connection, rulebook: StoredRules, limits: Limi
     await conn.execute(KEEP_OPT_OUTS, member_id, erased_at)
     await requests.forget_member(conn, member_id, erased_at)
     await conn.execute(ERASE_MEMBER, member_id, erased_at)
-    await conn.execute(ERASE_SUBSCRIPTIONS, member_id, erased_at)
+    for subscription in await conn.fetch(ERASE_SUBSCRIPTIONS, member_id, erased_at):
+        await subscription_erased(conn, subscription["id"], subscription["channel"], member_id, erased_at)
     await emit(conn, "member.erased", member_id=member_id, occurred_at=erased_at, data={"reason": reason})
     return ErasureOut(member_id=member_id, status="cancelled", erased_at=erased_at)
+
+
+async def subscription_erased(conn: asyncpg.Connection, subscription_id: int, channel: str, member_id: int | None,
+                              at: datetime) -> None:
+    """The event of a subscription unsubscribed and its address erased (no address in it)."""
+    await emit(conn, "subscription.changed", member_id=member_id, occurred_at=at, data={
+        "subscription_id": subscription_id, "channel": channel, "status": "unsubscribed", "erased": True})
 
 
 async def _lock_member(conn: asyncpg.Connection, member_id: int) -> asyncpg.Record:

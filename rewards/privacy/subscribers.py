@@ -22,9 +22,9 @@ import asyncpg
 
 from rewards import errors
 from rewards.db import Database
-from rewards.events import emit
 from rewards.mailing import normalize_address
 from rewards.privacy import requests
+from rewards.privacy.erasure import subscription_erased
 from rewards.privacy.schemas import SubscriberErasedOut, SubscriberErasureIn
 
 SUBSCRIPTION = """
@@ -65,8 +65,7 @@ async def erase_subscriber(db: Database, request: SubscriberErasureIn) -> Subscr
             await conn.execute(KEEP_OPT_OUT, channel, address, now)
             await requests.forget_address(conn, address, now)
             await conn.execute(ERASE, found["id"], now)
-            await emit(conn, "subscription.changed", member_id=None, occurred_at=now, data={
-                "subscription_id": found["id"], "channel": channel, "status": "unsubscribed", "erased": True})
+            await subscription_erased(conn, found["id"], channel, None, now)
             erased = 1
         return SubscriberErasedOut(channel=channel, subscriptions_erased=erased,
                                    opted_out=bool(await conn.fetchval(OPTED_OUT, channel, address)))
