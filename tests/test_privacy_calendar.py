@@ -5,7 +5,7 @@ counted by hand on the calendar, never by the code under test."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -43,7 +43,7 @@ def test_receipt_is_confirmed_by_the_tenth_business_day_after_it(received, confi
 def test_the_days_are_the_programs_not_utc():
     # 11:30 PM on Friday Feb 6 in Los Angeles is already Saturday in UTC: still received on the Friday
     late_friday = la(2026, 2, 6, 23, 30)
-    assert late_friday.astimezone(timezone.utc).date() == date(2026, 2, 7)
+    assert late_friday.astimezone(UTC).date() == date(2026, 2, 7)
     assert calendar.confirm_by(late_friday, LA).date() == date(2026, 2, 23)
     # in New York the same instant is 2:30 AM Saturday: a day later everywhere on its calendar
     assert calendar.due_at(late_friday, "America/New_York").date() == date(2026, 3, 23)
@@ -65,7 +65,7 @@ def test_the_response_is_due_by_the_end_of_the_45th_calendar_day(received, due_d
 def test_a_clock_across_the_change_to_summer_time_ends_at_local_midnight():
     due = calendar.due_at(la(2026, 2, 20), LA)  # due April 5, 2026: summer time (UTC-7) by then
     assert due.utcoffset() == timedelta(hours=-7)
-    assert due.astimezone(timezone.utc) == datetime(2026, 4, 6, 6, 59, 59, tzinfo=timezone.utc)
+    assert due.astimezone(UTC) == datetime(2026, 4, 6, 6, 59, 59, tzinfo=UTC)
 
 
 def test_days_to_respond_count_calendar_days_on_the_programs_calendar():

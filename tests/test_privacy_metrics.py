@@ -68,8 +68,8 @@ def rows() -> list[RequestRow]:
 def test_the_metrics_of_a_hand_built_year():
     figures = metrics.metrics(rows(), 2025, LA, as_of=at(2026, 2, 1))
     assert msgspec.to_builtins(figures.by_type) == EXPECTED
-    assert figures.warnings == ["1 request(s) received in 2025 are still open: they count as received, not yet as "
-                                "complied with or denied, and not in the days to respond."]
+    assert figures.warnings == [("1 request(s) received in 2025 are still open: they count as received, not yet as "
+                                "complied with or denied, and not in the days to respond.")]
     assert figures.regulation == "11 CCR §7102(a)(1)"
 
 

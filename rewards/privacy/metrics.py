@@ -141,8 +141,8 @@ def metrics_document(m: PrivacyMetrics, fmt: Format) -> bytes:
     lines = [f"Consumer privacy requests received in {m.year} ({m.time_zone}), {m.regulation}",
              f"as of {m.as_of.isoformat(timespec='seconds')}", ""]
     header = ("", "received", "complied with (whole or part)", "denied", "still open", "median days to respond")
-    rows = [(t.label, str(t.received), f"{t.complied_in_whole_or_in_part} ({t.complied_in_whole} whole, "
-             f"{t.complied_in_part} part)", str(t.denied), str(t.open), _number(t.median_days_to_respond) or "—")
+    rows = [(t.label, str(t.received), (f"{t.complied_in_whole_or_in_part} ({t.complied_in_whole} whole, "
+             f"{t.complied_in_part} part)"), str(t.denied), str(t.open), _number(t.median_days_to_respond) or "—")
             for t in m.by_type.values()]
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):

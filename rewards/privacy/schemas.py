@@ -9,7 +9,14 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from rewards.schemas import Address, Aware, Inbound, MailChannel, MemberId, RewardIssuedOut
+from rewards.schemas import (
+    Address,
+    Aware,
+    Inbound,
+    MailChannel,
+    MemberId,
+    RewardIssuedOut,
+)
 
 RequestType = Literal["access", "delete", "correct"]
 RequestStatus = Literal["open", "completed", "denied"]
@@ -21,8 +28,9 @@ VerificationMethod = Literal["signed_in", "email_code", "sms_code", "in_person_i
 Outcome = Literal["in_whole", "in_part"]
 # free text staff write: one paragraph, printable (a newline is fine, a NUL is not)
 Note = Annotated[str, Meta(min_length=1, max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$")]
-Phone = Annotated[str, Meta(min_length=1, max_length=32)]  # any common form; normalized to E.164
-# an email as people type it (spaces around, any case): checked and normalized as the mailing list does
+# an email or phone as people type it (spaces around, any case, any common form of a number): checked
+# and normalized as the mailing list does (rewards.mailing.normalize_address)
+Phone = Annotated[str, Meta(min_length=1, max_length=32)]
 
 
 class VerificationIn(Inbound, frozen=True, kw_only=True):
@@ -55,7 +63,7 @@ class PrivacyRequestIn(Inbound, frozen=True, kw_only=True):
     type: RequestType
     """`access` (a request to know), `delete` or `correct`."""
     member_id: MemberId | None = None
-    email: Address | None = None
+    email: Address | None = None  # as people type it; normalized
     phone: Phone | None = None
     """The consumer, by exactly one of `member_id`, `email` or `phone`. An email or phone that
     belongs to a member (not erased) is recorded as that member's request, and the address is not
