@@ -46,11 +46,9 @@ def _run(work):  # type: ignore[no-untyped-def]
 
 
 def _write(body: bytes, out: Path | None) -> None:
-    if out is None:
-        click.echo(body, nl=False)
-    else:
-        out.write_bytes(body)
-        click.echo(f"wrote {out} ({len(body):,} bytes)", err=True)
+    from rewards.cli import write_output
+
+    write_output(body, out)
 
 
 @click.group()

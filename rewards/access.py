@@ -50,6 +50,10 @@ EXAMPLE_DETAILS: dict[str, str] = {
     "reward_not_redeemable": "reward WR3F9A61C0B27D4E85 is not this member's, not issued, expired, or worth less than tendered",
     "return_exceeds_purchase": "more of SKU JKT-221 is returned than was bought",
     "unknown_offer": "offer SPRING10 was never made",
+    "request_closed": "request 12 was completed on 2026-12-04; it cannot be denied now",
+    "personal_data_held": "member 42's personal data is still held: the erasure scheduled for "
+                          "2026-12-03T09:30:00Z completes this request when it happens",
+    "subscriber_is_member": "ann@example.com is member 42's: erase the member (DELETE /v1/members/42/personal-data)",
 }
 
 

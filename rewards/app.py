@@ -31,6 +31,7 @@ from rewards.engine import Engine, limits_of
 from rewards.migrations import migrate
 from rewards.openapi import PROBLEM, PROBLEM_TYPE, Problem
 from rewards.pages import unsubscribe
+from rewards.privacy import api as privacy_api
 from rewards.plugins import plugin_routes
 from rewards.rulebook import Rulebook
 from rewards.schemas import TYPE_DECODERS
@@ -211,7 +212,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
 
     return Litestar(
         route_handlers=[health, ready, metrics, openapi.assets_router(), *controllers.ROUTES, *mailing_api.ROUTES,
-                        *unsubscribe.ROUTES,
+                        *unsubscribe.ROUTES, *privacy_api.ROUTES,
                         *plugin_routes(), *(extra_routes or [])],
         lifespan=[lifespan],
         middleware=[metrics_middleware],

@@ -20,6 +20,7 @@ from rewards.config import load_settings, secret_key
 from rewards.db import Database, database_from_env, describe_url
 from rewards.embedded import embedded
 from rewards.plugins import plugin_commands
+from rewards.privacy import cli as privacy_cli
 
 T = TypeVar("T")
 
@@ -37,6 +38,15 @@ def with_database(work: Callable[[Database], Awaitable[T]], *, migrated: bool = 
             await db.close()
 
     return asyncio.run(main())
+
+
+def write_output(body: bytes, out: Path | None) -> None:
+    """A report's bytes to standard output, or to the file `--out` names (saying so on stderr)."""
+    if out is None:
+        click.echo(body, nl=False)
+    else:
+        out.write_bytes(body)
+        click.echo(f"wrote {out} ({len(body):,} bytes)", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -358,5 +368,19 @@ def health(port: int | None, timeout: float) -> None:
     sys.exit(0 if ok else 1)
 
 
+@main.group()
+def report() -> None:
+    """Reports: the consumers' privacy requests, and what plugins add (the notice's figures, the liability)."""
+
+
+for _command in privacy_cli.COMMANDS:
+    report.add_command(_command)
+
 for _command in plugin_commands():
-    main.add_command(_command)
+    # a plugin's group of the same name (incentives' `report`) adds its commands to ours
+    _ours = main.commands.get(_command.name or "")
+    if isinstance(_ours, click.Group) and isinstance(_command, click.Group):
+        for _sub in _command.commands.values():
+            _ours.add_command(_sub)
+    else:
+        main.add_command(_command)

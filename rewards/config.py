@@ -56,6 +56,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """`REWARDS_GUEST_SERVICES_EMAIL`: the address the HELP text gives for Guest Services."""
     timezone: str = DEFAULT_TIMEZONE
     """`REWARDS_TIMEZONE`: the program's time zone (IANA name); report periods are whole days in it."""
+    erasure_notice_hours: int = 24
+    """`REWARDS_ERASURE_NOTICE_HOURS`: how long after it is asked for a member's erasure happens, so
+    the guest is told first and can still use their rewards (Colorado 4 CCR 904-3 Rule 6.05(E));
+    0 erases at once."""
 
 
 def _int(name: str, default: int) -> int:
@@ -120,7 +124,16 @@ def load_settings() -> Settings:
         guest_services_phone=os.environ.get("REWARDS_GUEST_SERVICES_PHONE") or "1-800-555-0199",
         guest_services_email=os.environ.get("REWARDS_GUEST_SERVICES_EMAIL") or "guestservices@westique.example",
         timezone=timezone,
+        erasure_notice_hours=_erasure_notice_hours(),
     )
+
+
+def _erasure_notice_hours() -> int:
+    hours = _int("REWARDS_ERASURE_NOTICE_HOURS", 24)
+    if not 0 <= hours <= 24 * 45:
+        raise ValueError("REWARDS_ERASURE_NOTICE_HOURS must be a whole number of hours from 0 (erase at once) "
+                         "to 1080 (45 days, the time a deletion request may take)")
+    return hours
 
 
 MIN_SECRET_KEY_LENGTH = 32

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, Response, delete, get, post, put
+from litestar import Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.params import JSONBody, Parameter
 
@@ -23,7 +23,6 @@ from rewards.schemas import (
     CancelOut,
     EnrolledOut,
     EnrollmentIn,
-    ErasureOut,
     MemberNumber,
     MemberOut,
     PurchaseIn,
@@ -73,14 +72,6 @@ async def cancel_member(member_id: MemberPath, state: State, request: Request[An
     """Cancel (withdraw consent): points forfeited, open rewards voided; idempotent."""
     _, out = unwrap(await state.engine.submit(Cancel(member_id, actor_of(request))))
     return out
-
-
-@scoped("guest_services", errors=[errors.NotFound])
-@delete("/v1/members/{member_id:str}/personal-data", status_code=200, tags=["members"],
-        summary="Erase a member's personal data")
-async def erase_member(member_id: MemberPath, state: State, request: Request[Any, Any, Any]) -> ErasureOut:
-    """Erase name, email, phone and birth date for good; the anonymous ledger stays."""
-    return await members.erase(state.engine, member_id, actor_of(request))
 
 
 @scoped("checkout", "guest_services", GUEST, errors=[errors.NotFound])
@@ -164,7 +155,7 @@ async def put_rules(data: JSONBody[RulesIn], state: State) -> Rules:
 
 
 ROUTES = [
-    enroll_member, get_member, cancel_member, erase_member, get_balance, get_activity,
+    enroll_member, get_member, cancel_member, get_balance, get_activity,
     post_purchase, quote_purchase, post_return, get_reward, get_rules, put_rules,
 ]
 

@@ -95,6 +95,18 @@ class DocumentVersionExists(DomainError):
     status, code, title = 409, "document_version_exists", "This version is published with another text"
 
 
+class RequestClosed(DomainError):
+    status, code, title = 409, "request_closed", "The privacy request was already closed otherwise"
+
+
+class PersonalDataHeld(DomainError):
+    status, code, title = 409, "personal_data_held", "The consumer's personal data is still held"
+
+
+class SubscriberIsMember(DomainError):
+    status, code, title = 409, "subscriber_is_member", "The address belongs to a member: erase the member"
+
+
 class RateLimited(DomainError):
     status, code, title = 429, "rate_limited", "Too many requests"
 

@@ -17,6 +17,9 @@ Choices, as the API documents them:
   comes through the carrier's signed webhook: the register's JSON endpoint is guarded by a
   checkout key alone, and any holder of one could otherwise re-subscribe any number. HELP and
   INFO change nothing and answer with the program's name, how to stop and Guest Services.
+- An erased address stays opted out (its keyed hash in `opt_out_hashes`, rewards.privacy.subscribers):
+  subscribing it again is a new opt-in, which lifts that opt-out; nothing else can make a
+  subscription of it active (the database refuses).
 - Unsubscribe links name one subscription (`rewards.unsubscribe_links`). Following one records
   an opt-out with source `link` and detail `page` (the button on its page) or `one-click` (a
   mailbox provider's RFC 8058 POST); an erased or already stopped subscription stays as it is.
@@ -103,6 +106,9 @@ async def subscribe(db: Database, request: SubscriptionIn) -> tuple[bool, Subscr
                WHERE channel = $1 AND lower(address) = lower($2) AND address IS NOT NULL FOR UPDATE""",
             request.channel, address,
         )
+        if found is None or found["status"] != "active":
+            # a new consent: an erased address's opt-out no longer holds
+            await conn.execute(LIFT_OPT_OUT, request.channel, address)
         if found is None:
             # a racing twin's insert makes this a unique violation: the transaction is run
             # again and finds the twin's subscription
@@ -124,6 +130,9 @@ async def subscribe(db: Database, request: SubscriptionIn) -> tuple[bool, Subscr
         return True, SubscriptionOut(subscription_id=found["id"])
 
     return await db.transaction(work)
+
+
+LIFT_OPT_OUT = "DELETE FROM opt_out_hashes WHERE channel = $1 AND address_hash = privacy_hash($2)"
 
 
 async def _record(conn: asyncpg.Connection, subscription_id: int, kind: str, source: str,

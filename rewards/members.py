@@ -1,5 +1,5 @@
-"""Members: enrollment (age gate, consent), profile, balance, activity, erasure (cancellation is a posting:
-`rewards.engine`)."""
+"""Members: enrollment (age gate, consent), profile, balance, activity (cancellation is a posting:
+`rewards.engine`; erasure is `rewards.privacy.erasure`)."""
 
 from __future__ import annotations
 
@@ -14,17 +14,14 @@ from rewards.coalescing import Coalescer
 from rewards.cards import new_card_number
 from rewards.db import Database
 from rewards.events import emit
-from rewards.engine import Actor, Cancel, Engine, unwrap, apply
 from rewards.rulebook import Rulebook
 from rewards.schemas import (
     ActivityEntry,
     ActivityPage,
     BalanceOut,
-    CancelOut,
     ConsentOut,
     EnrolledOut,
     EnrollmentIn,
-    ErasureOut,
     MemberOut,
     RewardOut,
     RewardStatusOut,
@@ -271,42 +268,3 @@ async def activity(db: Database, member_id: int, *, cursor: str | None, limit: i
         ],
         next_cursor=encode_cursor(page[-1]["id"]) if len(rows) > limit else None,
     )
-
-
-# Every column that holds a member's personal information, table by table. Erasure
-# clears them all; a test checks that no table keeps a trace.
-PERSONAL_DATA_ERASERS: list[str] = [
-    # first, while the member's email and phone are still known: subscriptions to them made
-    # without member_id become the member's, and each active one records its opt-out
-    """WITH linked AS (
-           UPDATE subscriptions s SET member_id = m.id FROM members m
-           WHERE m.id = $1 AND s.member_id IS NULL AND s.address IS NOT NULL
-             AND ((s.channel = 'email' AND lower(s.address) = lower(m.email))
-               OR (s.channel = 'sms' AND s.address IN ('+' || ltrim(m.phone, '+'), '+1' || m.phone)))
-           RETURNING s.id)
-       INSERT INTO subscription_events (subscription_id, kind, source, occurred_at)
-       SELECT id, 'unsubscribed', 'erasure', $2 FROM subscriptions
-       WHERE (member_id = $1 OR id IN (SELECT id FROM linked)) AND status = 'active'""",
-    """UPDATE members SET name = NULL, email = NULL, phone = NULL, birth_date = NULL, external_id = NULL,
-                          erased_at = $2 WHERE id = $1""",
-    """UPDATE subscriptions SET address = NULL, erased_at = $2, status = 'unsubscribed',
-                                unsubscribed_at = coalesce(unsubscribed_at, $2) WHERE member_id = $1""",
-]
-
-
-async def erase(engine: Engine, member_id: int, actor: Actor, *, as_of: datetime | None = None) -> ErasureOut:
-    """Cancel (through the engine: points forfeited, open rewards voided), then erase name, email,
-    phone and birth date for good, in one transaction; the anonymous ledger stays. `as_of`:
-    erased as if at that moment (tests of past periods, as the engine's commands)."""
-
-    async def work(conn: asyncpg.Connection) -> ErasureOut:
-        (outcome,) = await apply(conn, [Cancel(member_id, actor, as_of)], engine.rulebook, engine.limits)
-        unwrap(outcome)
-        erased_at = await conn.fetchval("SELECT erased_at FROM members WHERE id = $1", member_id)
-        if erased_at is None:
-            erased_at = as_of or await conn.fetchval("SELECT clock_timestamp()")
-            for statement in PERSONAL_DATA_ERASERS:
-                await conn.execute(statement, member_id, erased_at)
-        return ErasureOut(member_id=member_id, status="cancelled", erased_at=erased_at)
-
-    return await engine.db.transaction(work)

@@ -12,10 +12,14 @@ the ones PostgreSQL gave them (`<table>_pkey`, `<table>_<column>_fkey`, `<table>
 `<table>_<column>_check` for a CHECK on one column, `<table>_check`, `<table>_check1`… for one
 over several), written out so that a revision can name them and Alembic compares them by name.
 
-Three things live only in the migrations, because Core has no object for them:
+Some things live only in the migrations, because Core has no object for them:
 - `ledger_is_append_only()`, the trigger function behind `ledger_append_only` and
   `subscription_events_append_only`: entries are inserted, never updated or deleted;
 - `post_purchases(...)`, the plpgsql function group commit calls to post a batch;
+- `privacy_hash(address)`, the keyed hash (HMAC-SHA256 with the key in `privacy_hash_key`) that
+  erased addresses and the addresses privacy requests name are kept as, and
+  `subscription_opt_out_holds()`, the trigger function behind `subscriptions_opt_outs_hold`: a
+  subscription of an erased address becomes active again only with a new opt-in;
 - the extended statistics `purchases_card_member` (ndistinct over the card holder and the
   rules version) that the incentive-value report's plan depends on.
 """
@@ -406,3 +410,120 @@ events = Table(
     CheckConstraint("type ~ '^[a-z_]+(\\.[a-z_]+)+$'", name="events_type_check"),
 )
 Index("events_feed", events.c.tx, events.c.id)
+
+
+# --- privacy: the consumer's requests, erasure with notice, erased addresses -------------------
+
+# The key of `privacy_hash(address)` (sql/versions/0005), as HMAC-SHA256's inner and outer pads:
+# one row, drawn at random by the revision, never changed (triggers `privacy_hash_key_unchanging` and
+# `privacy_hash_key_kept` refuse an UPDATE, a DELETE or a TRUNCATE).
+privacy_hash_key = Table(
+    "privacy_hash_key",
+    metadata,
+    Column("id", Boolean, primary_key=True, autoincrement=False, server_default=text("true")),
+    Column("inner_pad", BYTEA, nullable=False),
+    Column("outer_pad", BYTEA, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    CheckConstraint("id", name="privacy_hash_key_id_check"),
+    CheckConstraint("length(inner_pad) = 64 AND length(outer_pad) = 64", name="privacy_hash_key_check"),
+)
+
+# An erased address stays opted out: its keyed hash, not the address. Only a new opt-in
+# (rewards.mailing.subscribe) removes it; until then the trigger `subscriptions_opt_outs_hold`
+# refuses to make a subscription of that address active.
+opt_out_hashes = Table(
+    "opt_out_hashes",
+    metadata,
+    Column("channel", Text, nullable=False),
+    Column("address_hash", BYTEA, nullable=False),
+    Column("opted_out_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("channel", "address_hash", name="opt_out_hashes_pkey"),
+    CheckConstraint("channel IN ('email', 'sms')", name="opt_out_hashes_channel_check"),
+    CheckConstraint("length(address_hash) = 32", name="opt_out_hashes_address_hash_check"),
+)
+
+# Each member's erasure: asked for (and by whom), when it is or was due, what the notice said
+# would be lost, and when it happened (rewards/privacy/erasure.py). No personal data.
+member_erasures = Table(
+    "member_erasures",
+    metadata,
+    Column("member_id", BigInteger, ForeignKey("members.id", name="member_erasures_member_id_fkey"),
+           primary_key=True, autoincrement=False),
+    Column("requested_at", TIMESTAMPTZ, nullable=False),
+    Column("scheduled_for", TIMESTAMPTZ, nullable=False),
+    Column("point_cents_to_forfeit", BigInteger, nullable=False),  # as the notice said, when it was given
+    Column("rewards_to_void", ARRAY(Text), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("erased_at", TIMESTAMPTZ),
+    Column("actor_key_id", BigInteger, ForeignKey("api_keys.id", name="member_erasures_actor_key_id_fkey")),
+    Column("actor_session_id", BigInteger),
+    Column("actor_system", Text),
+    CheckConstraint("reason IN ('notice_given', 'minor', 'consumer_confirmed', 'no_notice_period', "
+                    "'already_cancelled')", name="member_erasures_reason_check"),
+    CheckConstraint("scheduled_for >= requested_at", name="member_erasures_check"),
+    CheckConstraint("point_cents_to_forfeit >= 0", name="member_erasures_point_cents_to_forfeit_check"),
+    CheckConstraint("num_nonnulls(actor_key_id, actor_session_id, actor_system) = 1",
+                    name="member_erasures_one_actor"),
+)
+Index("member_erasures_due", member_erasures.c.scheduled_for, postgresql_where=member_erasures.c.erased_at.is_(None))
+
+# Consumers' requests to know (access), delete and correct, with their clocks; kept 24 months
+# after they close (rewards/privacy/requests.py). `address` is the email or phone a request names
+# when it names no member, kept only while the request is open; `subject_hash` is its keyed hash.
+privacy_requests = Table(
+    "privacy_requests",
+    metadata,
+    _id(),
+    Column("type", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'open'")),
+    Column("member_id", BigInteger, ForeignKey("members.id", name="privacy_requests_member_id_fkey")),
+    Column("subject", Text, nullable=False),
+    Column("subject_hash", BYTEA),
+    Column("address", Text),
+    Column("channel", Text, nullable=False),
+    Column("verification_method", Text, nullable=False),
+    Column("verified_at", TIMESTAMPTZ),
+    Column("details", Text),
+    Column("received_at", TIMESTAMPTZ, nullable=False),
+    Column("confirm_by", TIMESTAMPTZ, nullable=False),
+    Column("due_at", TIMESTAMPTZ, nullable=False),
+    Column("confirmed_at", TIMESTAMPTZ),
+    Column("closed_at", TIMESTAMPTZ),
+    Column("outcome", Text),
+    Column("reason", Text),
+    Column("filed_by_key_id", BigInteger, ForeignKey("api_keys.id", name="privacy_requests_filed_by_key_id_fkey")),
+    Column("filed_by_session_id", BigInteger),
+    Column("filed_by_system", Text),
+    Column("closed_by_key_id", BigInteger, ForeignKey("api_keys.id", name="privacy_requests_closed_by_key_id_fkey")),
+    Column("closed_by_session_id", BigInteger),
+    Column("closed_by_system", Text),
+    CheckConstraint("type IN ('access', 'delete', 'correct')", name="privacy_requests_type_check"),
+    CheckConstraint("status IN ('open', 'completed', 'denied')", name="privacy_requests_status_check"),
+    CheckConstraint("subject IN ('member', 'email', 'phone')", name="privacy_requests_subject_check"),
+    CheckConstraint("channel IN ('online', 'phone', 'email', 'mail', 'store', 'agent')",
+                    name="privacy_requests_channel_check"),
+    CheckConstraint("verification_method IN ('signed_in', 'email_code', 'sms_code', 'in_person_id', "
+                    "'matched_data_points', 'authorized_agent', 'not_verified')",
+                    name="privacy_requests_verification_method_check"),
+    CheckConstraint("(verification_method = 'not_verified') = (verified_at IS NULL)",
+                    name="privacy_requests_verified"),
+    CheckConstraint("member_id IS NOT NULL OR subject_hash IS NOT NULL", name="privacy_requests_names_someone"),
+    CheckConstraint("address IS NULL OR (status = 'open' AND subject_hash IS NOT NULL)",
+                    name="privacy_requests_address_while_open"),
+    CheckConstraint("confirm_by > received_at AND due_at > received_at", name="privacy_requests_clocks"),
+    CheckConstraint("(status = 'open') = (closed_at IS NULL)", name="privacy_requests_closed"),
+    CheckConstraint("(status = 'completed') = (outcome IS NOT NULL)"
+                    " AND (outcome IS NULL OR outcome IN ('in_whole', 'in_part'))", name="privacy_requests_outcome"),
+    CheckConstraint("status <> 'denied' AND outcome IS DISTINCT FROM 'in_part' OR reason IS NOT NULL",
+                    name="privacy_requests_reason"),
+    CheckConstraint("num_nonnulls(filed_by_key_id, filed_by_session_id, filed_by_system) = 1",
+                    name="privacy_requests_filed_by"),
+    CheckConstraint("num_nonnulls(closed_by_key_id, closed_by_session_id, closed_by_system)"
+                    " = CASE WHEN status = 'open' THEN 0 ELSE 1 END", name="privacy_requests_closed_by"),
+)
+Index("privacy_requests_open", privacy_requests.c.due_at, postgresql_where=privacy_requests.c.status == "open")
+Index("privacy_requests_received", privacy_requests.c.received_at)
+Index("privacy_requests_member", privacy_requests.c.member_id,
+      postgresql_where=privacy_requests.c.member_id.is_not(None))
+Index("privacy_requests_subject_hash", privacy_requests.c.subject_hash,
+      postgresql_where=privacy_requests.c.subject_hash.is_not(None))

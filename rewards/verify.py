@@ -129,6 +129,23 @@ CHECKS: list[tuple[str, str]] = [
         """SELECT s.id AS subscription_id, m.id AS member_id FROM subscriptions s JOIN members m ON m.id = s.member_id
            WHERE m.erased_at IS NOT NULL AND s.address IS NOT NULL""",
     ),
+    (
+        "an erased member's privacy requests keep no personal data",
+        """SELECT r.id AS request_id, m.id AS member_id FROM privacy_requests r JOIN members m ON m.id = r.member_id
+           WHERE m.erased_at IS NOT NULL
+             AND (r.address IS NOT NULL OR r.details IS NOT NULL OR r.subject_hash IS NOT NULL)""",
+    ),
+    (
+        "a member's erasure record agrees with the member",
+        """SELECT e.member_id, e.erased_at AS recorded, m.erased_at AS member FROM member_erasures e
+           JOIN members m ON m.id = e.member_id WHERE e.erased_at IS DISTINCT FROM m.erased_at""",
+    ),
+    (
+        "an erased address kept opted out is active nowhere",
+        """SELECT s.id AS opted_in_id, s.channel FROM subscriptions s
+           JOIN opt_out_hashes o ON o.channel = s.channel AND o.address_hash = privacy_hash(s.address)
+           WHERE s.status = 'active' AND s.address IS NOT NULL""",
+    ),
 ]
 
 RECOMPUTE_BATCH = 5000

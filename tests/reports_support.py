@@ -23,11 +23,11 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from rewards import members
 from rewards.app import create_app
 from rewards.auth import create_key
 from rewards.config import load_settings
 from rewards.db import Database
+from rewards.privacy.erasure import erase_now
 from rewards.schemas import PurchaseIn, ReturnIn
 from rewards.engine import Cancel, Engine, Limits, PostPurchase, PostReturn, unwrap
 from rewards.rulebook import Rulebook
@@ -36,7 +36,8 @@ from tests.databases import scratch_database
 
 # emptied before each report test; CASCADE takes any table that refers to these
 TABLES = ("ledger", "rewards", "purchase_returns", "purchases", "consents", "offer_deliveries", "offers",
-          "subscription_events", "subscriptions", "api_keys", "members")
+          "subscription_events", "subscriptions", "api_keys", "members", "opt_out_hashes", "privacy_requests",
+          "member_erasures")
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +123,7 @@ class Program:
         unwrap((await self.engine.run([Cancel(member_id, TESTS, at(when))]))[0])
 
     async def erase(self, member_id: int, when: str) -> None:
-        await members.erase(self.engine, member_id, TESTS, as_of=at(when))
+        await erase_now(self.engine, member_id, TESTS, "consumer_confirmed", as_of=at(when))
 
     async def subscription(self, channel: str, address: str, member_id: int | None,
                            events: tuple[tuple[str, str], ...]) -> int:

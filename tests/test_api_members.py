@@ -290,7 +290,7 @@ async def test_cancelled_member_purchases_refused_but_returns_accepted(client, k
 async def test_erase_nulls_personal_data_and_keeps_the_ledger(client, keys, db, member):
     await earn(client, keys, member, 12345)
     kept = await ledger_of(db, member)
-    erased = await client.delete(f"/v1/members/{member}/personal-data", headers=auth(keys["guest_services"]))
+    erased = await client.delete(f"/v1/members/{member}/personal-data?immediate=true&reason=consumer_confirmed", headers=auth(keys["guest_services"]))
     assert erased.status_code == 200, erased.text
     assert erased.json()["status"] == "cancelled"
     assert erased.json()["erased_at"]
@@ -309,7 +309,7 @@ async def test_erase_nulls_personal_data_and_keeps_the_ledger(client, keys, db, 
     activity = (await client.get(f"/v1/members/{member}/activity", headers=auth(keys["guest_services"]))).json()
     assert [e["kind"] for e in activity["entries"]] == ["forfeit", "earn"]
 
-    again = await client.delete(f"/v1/members/{member}/personal-data", headers=auth(keys["guest_services"]))
+    again = await client.delete(f"/v1/members/{member}/personal-data?immediate=true&reason=consumer_confirmed", headers=auth(keys["guest_services"]))
     assert again.status_code == 200
     assert again.json() == erased.json()
 

@@ -177,7 +177,7 @@ async def test_subscribe_for_a_missing_member_is_404_and_writes_nothing(client, 
 
 
 async def test_subscribe_for_an_erased_member_is_refused(client, keys, db, member):
-    erased = await client.delete(f"/v1/members/{member}/personal-data", headers=auth(keys["guest_services"]))
+    erased = await client.delete(f"/v1/members/{member}/personal-data?immediate=true&reason=consumer_confirmed", headers=auth(keys["guest_services"]))
     assert erased.status_code == 200, erased.text
     before = await table_counts(db)
     response = await subscribe(client, keys, "email", email(), member_id=member)
@@ -530,7 +530,7 @@ async def test_erasure_clears_the_members_subscription_addresses(client, keys, d
     linked = (await subscribe(client, keys, "email", email(), member_id=member)).json()["subscription_id"]
     texts = (await subscribe(client, keys, "sms", phone(), member_id=member)).json()["subscription_id"]
     bystander = (await subscribe(client, keys, "email", email())).json()["subscription_id"]
-    response = await client.delete(f"/v1/members/{member}/personal-data", headers=auth(keys["guest_services"]))
+    response = await client.delete(f"/v1/members/{member}/personal-data?immediate=true&reason=consumer_confirmed", headers=auth(keys["guest_services"]))
     assert response.status_code == 200, response.text
     for sid in (linked, texts):
         row = await subscription(db, sid)
@@ -546,7 +546,7 @@ async def test_erasure_also_clears_unlinked_subscriptions_of_the_members_email_a
     mail = (await subscribe(client, keys, "email", address, "online")).json()["subscription_id"]
     texts = (await subscribe(client, keys, "sms", f"+1415{digits}")).json()["subscription_id"]
     await text(client, keys, f"+1415{digits}", "STOP")
-    response = await client.delete(f"/v1/members/{member_id}/personal-data", headers=auth(keys["guest_services"]))
+    response = await client.delete(f"/v1/members/{member_id}/personal-data?immediate=true&reason=consumer_confirmed", headers=auth(keys["guest_services"]))
     assert response.status_code == 200, response.text
     for sid in (mail, texts):
         row = await subscription(db, sid)
@@ -561,7 +561,7 @@ async def test_erasure_also_clears_unlinked_subscriptions_of_the_members_email_a
 
 async def test_erased_subscriptions_receive_no_offers(client, keys, db, member):
     sid = (await subscribe(client, keys, "email", email(), member_id=member)).json()["subscription_id"]
-    await client.delete(f"/v1/members/{member}/personal-data", headers=auth(keys["guest_services"]))
+    await client.delete(f"/v1/members/{member}/personal-data?immediate=true&reason=consumer_confirmed", headers=auth(keys["guest_services"]))
     made = await client.post("/v1/offers", json={"code": unique("AFTER"), "value_cents": 300, "channel": "email"},
                              headers=auth(keys["admin"]))
     assert made.status_code == 201

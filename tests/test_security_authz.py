@@ -60,6 +60,13 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/v1/program/disclosures"): frozenset({"admin"}),
     ("GET", "/v1/program/documents"): frozenset({"admin"}),
     ("PUT", "/v1/program/documents"): frozenset({"admin"}),
+    ("DELETE", "/v1/subscriptions/personal-data"): frozenset({"guest_services"}),
+    ("POST", "/v1/privacy-requests"): frozenset({"guest_services"}),
+    ("GET", "/v1/privacy-requests"): frozenset({"compliance"}),
+    ("GET", "/v1/privacy-requests/{request_id}"): frozenset({"guest_services", "compliance"}),
+    ("POST", "/v1/privacy-requests/{request_id}/confirm"): frozenset({"guest_services"}),
+    ("POST", "/v1/privacy-requests/{request_id}/complete"): frozenset({"guest_services"}),
+    ("POST", "/v1/privacy-requests/{request_id}/deny"): frozenset({"guest_services"}),
 }
 
 STAFF = ("checkout", "guest_services", "compliance", "admin")

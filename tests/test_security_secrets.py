@@ -91,7 +91,7 @@ async def test_personal_data_never_reaches_the_logs(database_url: str, keys: dic
             unsubscribed = await http.post("/v1/subscriptions/unsubscribe", headers=staff,
                                            json={"channel": "email", "address": pii["email"]})
             assert unsubscribed.status_code == 200, unsubscribed.text
-            assert (await http.delete(f"/v1/members/{member}/personal-data", headers=staff)).status_code == 200
+            assert (await http.delete(f"/v1/members/{member}/personal-data?immediate=true&reason=consumer_confirmed", headers=staff)).status_code == 200
         await asyncio.sleep(0.2)
         log = service.log()
     assert "POST /v1/members" in log and "/personal-data" in log, "the access log was not captured:\n" + log
@@ -122,7 +122,7 @@ async def test_an_erased_member_leaves_no_trace_in_any_table(
     for value in pii.values():
         assert await where_found(db, value), f"{value} was never stored: the scan proves nothing"
 
-    erased = await client.delete(f"/v1/members/{member}/personal-data", headers=staff)
+    erased = await client.delete(f"/v1/members/{member}/personal-data?immediate=true&reason=consumer_confirmed", headers=staff)
     assert erased.status_code == 200, erased.text
     for what, value in pii.items():
         assert await where_found(db, value) == {}, f"the erased member's {what} is still in {await where_found(db, value)}"

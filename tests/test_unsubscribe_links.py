@@ -197,7 +197,7 @@ async def test_a_later_opt_in_renews_after_a_link_unsubscribed(client, keys, lin
 async def test_the_link_of_an_erased_subscriber_shows_nothing_to_unsubscribe(client, keys, links, db, member):
     address = email()
     sid = await subscribe(client, keys, address, member_id=member)
-    erased = await client.delete(f"/v1/members/{member}/personal-data", headers=auth(keys["guest_services"]))
+    erased = await client.delete(f"/v1/members/{member}/personal-data?immediate=true&reason=consumer_confirmed", headers=auth(keys["guest_services"]))
     assert erased.status_code == 200, erased.text
     before = await consent(db, sid)
     for response in (await client.get(path_of(links.unsubscribe_url(sid)), headers=BROWSER),
