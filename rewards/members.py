@@ -16,6 +16,7 @@ from rewards.db import Database
 from rewards.events import emit
 from rewards.engine import Actor, Cancel, Engine, unwrap, apply
 from rewards.rulebook import Rulebook
+from rewards.sign_in import end_access
 from rewards.schemas import (
     ActivityEntry,
     ActivityPage,
@@ -300,6 +301,9 @@ PERSONAL_DATA_ERASERS: list[str] = [
                           erased_at = $2 WHERE id = $1""",
     """UPDATE subscriptions SET address = NULL, erased_at = $2, status = 'unsubscribed',
                                 unsubscribed_at = coalesce(unsubscribed_at, $2) WHERE member_id = $1""",
+    # the address a sign-in link was sent to (a message event names it; rewards.sign_in)
+    """UPDATE events SET data = (data - 'address') || jsonb_build_object('address_erased_at', $2::timestamptz)
+       WHERE member_id = $1 AND type = 'sign_in_link.created' AND data ? 'address'""",
 ]
 
 
@@ -316,6 +320,8 @@ async def erase(engine: Engine, member_id: int, actor: Actor, *, as_of: datetime
             erased_at = as_of or await conn.fetchval("SELECT clock_timestamp()")
             for statement in PERSONAL_DATA_ERASERS:
                 await conn.execute(statement, member_id, erased_at)
+        # the cancellation ended them if it happened now; a member cancelled before is checked again
+        await end_access(conn, member_id)
         return ErasureOut(member_id=member_id, status="cancelled", erased_at=erased_at)
 
     return await engine.db.transaction(work)

@@ -192,6 +192,8 @@ WRITES = (
     Write("members", "members", rows.Member, key="id"),
     Write("consents_withdrawn", "consents", rows.ConsentWithdrawn, key="member_id",
           where="t.withdrawn_at IS NULL"),
+    Write("keys_revoked", "api_keys", rows.KeysRevoked, key="member_id", where="t.revoked_at IS NULL"),
+    Write("sessions_ended", "guest_sessions", rows.SessionsEnded, key="member_id", where="t.ended_at IS NULL"),
     Write("events", "events", rows.Event),
 )
 WRITE = ("WITH " + ",\n".join(f"w{n} AS ({w.sql(n)})" for n, w in enumerate(WRITES, start=1))
