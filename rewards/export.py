@@ -1,4 +1,4 @@
-"""The access export (SPEC §11, the consumer's right to know): everything held about a member, as JSON.
+"""The access export (the consumer's right to know): everything held about a member, as JSON.
 
 One read-only, repeatable-read transaction reads every table that holds rows about the
 member, so the export is one consistent picture: the profile; each consent with the terms and

@@ -10,12 +10,13 @@ for browsers, so they are left out of the API's OpenAPI document; docs/guest.md 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
+from litestar.params import Parameter
 from litestar.response import Redirect, Template
 
 from rewards import errors, export, sign_in
@@ -52,7 +53,8 @@ def _page(request: Request[Any, Any, Any], template: str, here: str, **context: 
 
 
 @get("/me/sign-in", **GUEST_PAGE)
-async def sign_in_by_link(state: State, token: str = "") -> Redirect:
+async def sign_in_by_link(state: State, token: Annotated[str, Parameter(description="the link's token")] = ""
+                          ) -> Redirect:
     """Follow a sign-in link: start a session and go to the page. A link used or expired: 410."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise errors.InvalidLink("this sign-in link is not complete; open it again from the email or text")
@@ -86,7 +88,8 @@ async def my_rewards(request: Request[Any, Any, Any], state: State) -> Template:
 
 
 @get("/me/activity", **SIGNED_IN)
-async def my_activity(request: Request[Any, Any, Any], state: State, before: str = "") -> Template:
+async def my_activity(request: Request[Any, Any, Any], state: State,
+                      before: Annotated[str, Parameter(description="the entry to start before")] = "") -> Template:
     """The ledger in words, newest first, ACTIVITY_PAGE_SIZE entries a page (`before`: an entry's id)."""
     start = int(before) if before.isdigit() and len(before) < 19 else None
     lines, more = await activity(state.db, session(request).member_id, before=start or 2**62,
@@ -102,7 +105,8 @@ async def my_activity(request: Request[Any, Any, Any], state: State, before: str
 
 
 @get("/me/subscriptions", **SIGNED_IN)
-async def my_subscriptions(request: Request[Any, Any, Any], state: State, saved: str = "") -> Template:
+async def my_subscriptions(request: Request[Any, Any, Any], state: State,
+                           saved: Annotated[str, Parameter(description="1: just saved")] = "") -> Template:
     """Email and texts, on or off."""
     found = await member(state.db, session(request).member_id)
     return _page(request, "subscriptions.html", "subscriptions", saved=saved == "1", email=found.email,

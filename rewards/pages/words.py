@@ -88,8 +88,9 @@ def _where(entry: Entry) -> str:
 
 
 def _reward(entry: Entry) -> str:
-    value = money(entry.reward_value_cents) + " " if entry.reward_value_cents is not None else ""
-    return f"{value}reward {entry.reward_code}" if entry.reward_code else f"{value}reward"
+    """'$10 reward WR…', or 'Reward WR…' when its value is not known: the start of a sentence."""
+    value = money(entry.reward_value_cents) + " reward" if entry.reward_value_cents is not None else "Reward"
+    return f"{value} {entry.reward_code}" if entry.reward_code else value
 
 
 def explain(entry: Entry) -> str:
@@ -103,16 +104,16 @@ def explain(entry: Entry) -> str:
     if kind == "reward_issued":
         return f"{amount} points turned into your {_reward(entry)}"
     if kind == "reward_redeemed":
-        return f"{_reward(entry).capitalize()} used on {_where(entry)}"
+        return f"{_reward(entry)} used on {_where(entry)}"
     if kind == "reward_voided" and entry.by_return:
         back = f"; its {amount} points came back" if entry.point_cents > 0 else ""
-        return f"{_reward(entry).capitalize()} taken back by a return from {_where(entry)}{back}"
+        return f"{_reward(entry)} taken back by a return from {_where(entry)}{back}"
     if kind == "reward_voided":
-        return f"{_reward(entry).capitalize()} closed when the membership was cancelled"
+        return f"{_reward(entry)} closed when the membership was cancelled"
     if kind == "reward_reinstated":
-        return f"{_reward(entry).capitalize()} is yours to use again after a return"
+        return f"{_reward(entry)} is yours to use again after a return"
     if kind == "reward_expired":
-        return f"{_reward(entry).capitalize()} expired unused"
+        return f"{_reward(entry)} expired unused"
     if kind == "return":
         return f"{amount} points taken back for items returned from {_where(entry)}"
     if kind == "forfeit":
