@@ -37,7 +37,7 @@ MAX_GUEST_TTL = timedelta(days=366)
 NEW_KEY = Statement(insert(api_keys).values(
     token_hash=bindparam("token_hash"), scopes=bindparam("scopes"), member_id=bindparam("member_id"),
     label=bindparam("label"), expires_at=func.now() + bindparam("ttl", type_=Interval),
-).returning(api_keys.c.id, api_keys.c.expires_at))
+))
 KEY_BY_TOKEN = Statement(
     select(api_keys.c.id, api_keys.c.scopes, api_keys.c.member_id, api_keys.c.expires_at)
     .where(api_keys.c.token_hash == bindparam("token_hash"), api_keys.c.revoked_at.is_(None),
