@@ -261,7 +261,7 @@ class MemberExport(Record, kw_only=True):
 
 # --- the reads -----------------------------------------------------------------------------------
 
-MEMBER_ID = bindparam("member_id")
+MEMBER_ID = bindparam("member_id", type_=BigInteger)
 terms_text, notice_text = aliased(program_documents), aliased(program_documents)
 issuing, redeeming = aliased(purchases), aliased(purchases)
 

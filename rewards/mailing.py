@@ -25,6 +25,7 @@ Choices, as the API documents them:
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import asyncpg
 import msgspec
@@ -178,7 +179,7 @@ async def unsubscribe(db: Database, request: UnsubscribeIn) -> None:
     await _unsubscribe(db, request.channel, normalize_address(request.channel, request.address), "link")
 
 
-async def choose_on_page(db: Database, member_id: int, channel: str, address: str, on: bool, *,
+async def choose_on_page(db: Database, member_id: int, channel: Literal["email", "sms"], address: str, on: bool, *,
                          session_id: int) -> bool:
     """A signed-in guest turns their email or texts on or off on their page (rewards.pages):
     an opt-in or opt-out from source `online` (an opt-out's detail: `guest page`), the page's

@@ -10,7 +10,7 @@ for browsers, so they are left out of the API's OpenAPI document; docs/guest.md 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -120,7 +120,8 @@ async def change_subscriptions(request: Request[Any, Any, Any], state: State) ->
     guest = session(request)
     found = await member(state.db, guest.member_id)
     now = await subscribed(state.db, found.email, found.phone)
-    for channel, address in (("email", found.email), ("sms", found.phone)):
+    channels: tuple[tuple[Literal["email", "sms"], str | None], ...] = (("email", found.email), ("sms", found.phone))
+    for channel, address in channels:
         wanted = form.get(channel) == "on"
         if address and wanted != now[channel]:
             await choose_on_page(state.db, guest.member_id, channel, address, wanted, session_id=guest.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Integer, String, and_, bindparam, func, or_, select
+from sqlalchemy import BigInteger, Integer, String, and_, bindparam, func, or_, select
 
 from rewards import errors
 from rewards.db import Database
@@ -14,7 +14,7 @@ from rewards.pages.words import Entry
 from rewards.statements import Statement
 from rewards.tables import ledger, members, purchases, rewards, subscriptions
 
-MEMBER_ID = bindparam("member_id")
+MEMBER_ID = bindparam("member_id", type_=BigInteger)
 
 MEMBER = Statement(
     select(members.c.name, members.c.status, members.c.card_number, members.c.point_cents, members.c.email,
