@@ -26,7 +26,7 @@ import pytest
 from rewards.cards import new_card_number
 from rewards.engine.posting import new_reward_code
 from rewards.pages.barcodes import code128_svg
-from tests.conftest import IN_CI, auth
+from tests.conftest import IN_CI, auth, purchase
 from tests.reliability.harness import Service, running
 from tests.test_report_html_chromium import chromium
 
@@ -114,8 +114,6 @@ async def a_guest_with_rewards(served: Service, keys: dict[str, str]) -> dict[st
             made = await http.post("/v1/subscriptions", headers=staff, json={
                 "channel": channel, "address": address, "source": "online", "member_id": member})
             assert made.status_code == 201, made.text
-        from tests.conftest import purchase
-
         bought = await http.post("/v1/purchases", headers=till, json=purchase(
             member, 31_234, method="westique_credit_card", store_id="S012"))
         assert bought.status_code == 201, bought.text
