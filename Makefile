@@ -15,7 +15,14 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(VENV)/bin/rewards serve
 
-test: $(STAMP)
+# axe-core for the guest pages' accessibility checks (npm registry); without npm those checks skip
+# outside CI (.ci/run installs npm and runs the same `npm ci`)
+NPM_STAMP := tests/browser/node_modules/.installed
+$(NPM_STAMP): tests/browser/package-lock.json
+	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/browser --no-audit --no-fund --silent && touch $@; \
+	else echo "npm not found: the guest pages' accessibility checks will be skipped"; fi
+
+test: $(STAMP) $(NPM_STAMP)
 	$(VENV)/bin/pytest
 
 # The embedded PostgreSQL runs from binaries inside .venv: stop it (the tests' and the default

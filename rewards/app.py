@@ -21,7 +21,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import multiprocess
 from twilio.request_validator import RequestValidator
 
-from rewards import controllers, errors, mailing_api, openapi, pages
+from rewards import controllers, errors, guest_api, mailing_api, openapi, pages
 from rewards.access import public
 from rewards.auth import Authenticator
 from rewards.config import Settings, load_settings
@@ -30,7 +30,8 @@ from rewards.decoding import StrictBodies
 from rewards.engine import Engine, limits_of
 from rewards.migrations import migrate
 from rewards.openapi import PROBLEM, PROBLEM_TYPE, Problem
-from rewards.pages import unsubscribe
+from rewards.pages import guest, unsubscribe
+from rewards.pages.signed_in import SessionCookies
 from rewards.privacy import api as privacy_api
 from rewards.plugins import plugin_routes
 from rewards.rulebook import Rulebook
@@ -61,7 +62,7 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Re
 def on_domain_error(request: Request[Any, Any, Any], exc: errors.DomainError) -> Response[Any]:
     if pages.wants_page(request):
         ERRORS.labels(exc.code).inc()
-        return pages.error_page(exc)
+        return pages.error_page(exc, request.url.path)
     return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
 
 
@@ -199,6 +200,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
         app.state.auth = Authenticator(db, guest_rate_limit=settings.guest_rate_limit)
         app.state.settings = settings
         app.state.links = UnsubscribeLinks.from_settings(settings)
+        app.state.session_cookies = SessionCookies.from_settings(settings)
         app.state.replies = Replies(guest_services_phone=settings.guest_services_phone,
                                     guest_services_email=settings.guest_services_email)
         app.state.twilio = RequestValidator(settings.twilio_auth_token) if settings.twilio_auth_token else None
@@ -212,7 +214,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
 
     return Litestar(
         route_handlers=[health, ready, metrics, openapi.assets_router(), *controllers.ROUTES, *mailing_api.ROUTES,
-                        *unsubscribe.ROUTES, *privacy_api.ROUTES,
+                        *guest_api.ROUTES, *unsubscribe.ROUTES, *guest.ROUTES, *privacy_api.ROUTES,
                         *plugin_routes(), *(extra_routes or [])],
         lifespan=[lifespan],
         middleware=[metrics_middleware],

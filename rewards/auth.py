@@ -2,7 +2,11 @@
 
 API keys carry scopes; a guest token is bound to one member and reads only that member.
 Tokens are random and stored only as their SHA-256 (they carry 256 bits, so a slow hash
-would add nothing); a short in-process cache keeps the hot path off the database.
+would add nothing). A key may end (`expires_at`): a guest token always does, GUEST_TTL (30
+days) after it is made unless `--ttl` says otherwise, and the member's cancellation or
+erasure revokes it. Staff keys are cached in each worker for CACHE_SECONDS, which keeps the
+hot path (the registers' postings) off the database; guest tokens are looked up at every
+request, so one that ends stops at once on every worker.
 """
 
 from __future__ import annotations
@@ -12,31 +16,34 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
-
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Interval, bindparam, func, insert, or_, select
 
 from rewards import errors
 from rewards.db import Database
 from rewards.engine.commands import Actor
-from rewards.members import MEMBER_EXISTS
 from rewards.statements import Statement
-from rewards.tables import api_keys
+from rewards.tables import api_keys, members
 
-SCOPES = ("checkout", "guest_services", "compliance", "admin")
+SCOPES = ("checkout", "guest_services", "compliance", "admin", "web_shop")
 GUEST = "guest"
 TOKEN_PREFIX = "wr_"
 CACHE_SECONDS = 10.0
+GUEST_TTL = timedelta(days=30)
+MAX_GUEST_TTL = timedelta(days=366)
 
 NEW_KEY = Statement(insert(api_keys).values(
     token_hash=bindparam("token_hash"), scopes=bindparam("scopes"), member_id=bindparam("member_id"),
-    label=bindparam("label"),
+    label=bindparam("label"), expires_at=func.now() + bindparam("ttl", type_=Interval),
 ))
 KEY_BY_TOKEN = Statement(
-    select(api_keys.c.id, api_keys.c.scopes, api_keys.c.member_id)
-    .where(api_keys.c.token_hash == bindparam("token_hash"), api_keys.c.revoked_at.is_(None))
+    select(api_keys.c.id, api_keys.c.scopes, api_keys.c.member_id, api_keys.c.expires_at)
+    .where(api_keys.c.token_hash == bindparam("token_hash"), api_keys.c.revoked_at.is_(None),
+           or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > func.now()))
 )
+MEMBER_STATUS = Statement(select(members.c.status).where(members.c.id == bindparam("member_id")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,7 @@ class Principal:
     key_id: int
     scopes: frozenset[str]
     member_id: int | None = None
+    expires_at: datetime | None = None
 
     @property
     def is_guest(self) -> bool:
@@ -51,7 +59,11 @@ class Principal:
 
 
 def actor_of(request: Any) -> Actor:
-    """Who is making the request: the key its token belongs to (checked before the handler ran)."""
+    """Who is making the request, as its guard found it: a guest's page session
+    (`rewards.pages.signed_in`), or the key its token belongs to."""
+    session = request.state.get("guest_session")
+    if session is not None:
+        return Actor(session_id=session.id)
     principal: Principal = request.state.principal
     return Actor(key_id=principal.key_id)
 
@@ -60,17 +72,33 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def create_key(db: Database, scopes: list[str], *, member_id: int | None = None, label: str | None = None) -> str:
-    """Make a key and return its token: the only time the token exists outside its holder's hands."""
+async def create_key(db: Database, scopes: list[str], *, member_id: int | None = None, label: str | None = None,
+                     ttl: timedelta | None = None) -> str:
+    """Make a key and return its token: the only time the token exists outside its holder's hands.
+
+    `ttl`: how long the key works; a guest token's is GUEST_TTL unless given (at most
+    MAX_GUEST_TTL), a staff key's is unlimited unless given."""
     unknown = set(scopes) - set(SCOPES) - {GUEST}
     if unknown or not scopes:
         raise errors.ValidationFailed(f"unknown scopes {sorted(unknown)}; choose from {SCOPES + (GUEST,)}", field="scope")
     if (GUEST in scopes) != (member_id is not None) or (GUEST in scopes and len(scopes) > 1):
         raise errors.ValidationFailed("a guest token has the guest scope alone and names its member", field="member")
-    if member_id is not None and not await db.run(MEMBER_EXISTS, member_id=member_id):
-        raise errors.NotFound(f"member {member_id} does not exist")
+    if ttl is not None and ttl <= timedelta(0):
+        raise errors.ValidationFailed("a key's time to live is positive", field="ttl")
+    if member_id is not None:
+        ttl = GUEST_TTL if ttl is None else ttl
+        if ttl > MAX_GUEST_TTL:
+            raise errors.ValidationFailed(f"a guest token lasts at most {MAX_GUEST_TTL.days} days", field="ttl")
+        found = await db.run(MEMBER_STATUS, member_id=member_id)
+        if not found:
+            raise errors.NotFound(f"member {member_id} does not exist")
+        if found[0]["status"] != "active":
+            # cancelling ended the member's tokens; a new one would reopen what it closed
+            raise errors.MemberNotActive(f"member {member_id} is {found[0]['status']}; only an active member gets "
+                                         "a guest token")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    await db.run(NEW_KEY, token_hash=token_hash(token), scopes=sorted(set(scopes)), member_id=member_id, label=label)
+    await db.run(NEW_KEY, token_hash=token_hash(token), scopes=sorted(set(scopes)), member_id=member_id, label=label,
+                 ttl=ttl)
     return token
 
 
@@ -93,13 +121,16 @@ class Authenticator:
         cached = self._cache.get(token)  # by the token itself: hashing it on every request costs more
         if cached is None or now - cached[0] > CACHE_SECONDS:
             rows = await self.db.run(KEY_BY_TOKEN, token_hash=token_hash(token))
-            found = Principal(rows[0]["id"], frozenset(rows[0]["scopes"]), rows[0]["member_id"]) if rows else None
+            found = Principal(rows[0]["id"], frozenset(rows[0]["scopes"]), rows[0]["member_id"],
+                              rows[0]["expires_at"]) if rows else None
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            cached = self._cache[token] = (now, found)
-        if cached[1] is None:
-            raise errors.Unauthorized("the token is not valid")
+            cached = (now, found)
+            if found is None or not found.is_guest:  # a guest token is read afresh each time: it ends at once
+                self._cache[token] = cached
         principal = cached[1]
+        if principal is None or (principal.expires_at is not None and principal.expires_at <= datetime.now(UTC)):
+            raise errors.Unauthorized("the token is not valid")
         if principal.is_guest:
             self._count_guest_call(principal.key_id, now)
         return principal

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import click
 
-from rewards.config import load_settings, secret_key
+from rewards.config import load_settings, parse_duration, secret_key
 from rewards.db import Database, database_from_env, describe_url
 from rewards.embedded import embedded
 from rewards.plugins import plugin_commands
@@ -157,22 +157,39 @@ def keys() -> None:
     """API keys and guest tokens."""
 
 
+class Duration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @keys.command("create")
 @click.option("--scope", "scopes", multiple=True, required=True,
-              type=click.Choice(["checkout", "guest_services", "compliance", "admin", "guest"]),
+              type=click.Choice(["checkout", "guest_services", "compliance", "admin", "web_shop", "guest"]),
               help="A scope the key holds; repeat for several. `guest` needs --member.")
 @click.option("--member", "member_id", type=int, default=None, help="The member a guest token is bound to.")
 @click.option("--label", default=None, help="What the key is for (a store, a system).")
-def keys_create(scopes: tuple[str, ...], member_id: int | None, label: str | None) -> None:
+@click.option("--ttl", type=Duration(), default=None,
+              help="How long the key works (30d, 12h, 90m). A guest token: 30d unless given, at most 366d; "
+                   "a staff key: for good unless given.")
+def keys_create(scopes: tuple[str, ...], member_id: int | None, label: str | None, ttl: timedelta | None) -> None:
     """Make a key; its token is printed once, alone on the last line."""
-    from rewards.auth import create_key
+    from rewards.auth import GUEST_TTL, create_key
     from rewards.errors import DomainError
 
     try:
-        token = with_database(lambda db: create_key(db, list(scopes), member_id=member_id, label=label))
+        token = with_database(lambda db: create_key(db, list(scopes), member_id=member_id, label=label, ttl=ttl))
     except DomainError as exc:
         raise click.ClickException(exc.detail) from exc
-    click.echo(f"scopes: {', '.join(sorted(set(scopes)))}" + (f"; member {member_id}" if member_id else ""), err=True)
+    lasts = f"; expires {(datetime.now(UTC) + (ttl or GUEST_TTL)):%Y-%m-%d %H:%M} UTC" if ttl or member_id else ""
+    click.echo(f"scopes: {', '.join(sorted(set(scopes)))}" + (f"; member {member_id}" if member_id else "") + lasts,
+               err=True)
     click.echo(token)
 
 

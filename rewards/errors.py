@@ -43,6 +43,14 @@ class InvalidLink(DomainError):
     status, code, title = 404, "invalid_link", "This link is not valid"
 
 
+class LinkExpired(DomainError):
+    status, code, title = 410, "link_expired", "This link has expired or was used already"
+
+
+class SignInRequired(DomainError):
+    status, code, title = 401, "sign_in_required", "Please sign in"
+
+
 class MemberNotActive(DomainError):
     status, code, title = 409, "member_not_active", "The member is not active"
 

@@ -20,6 +20,7 @@ REWARDS_ISSUED = [
     {"code": "WR3F9A61C0B27D4E85", "value_cents": 1000, "expires_at": EXPIRES_AT},
     {"code": "WR8C1D07E4A95B3F26", "value_cents": 1000, "expires_at": EXPIRES_AT},
 ]
+SIGN_IN_URL = "https://rewards.westique.example/me/sign-in?token=3q2-7wQx9Vn0rK1fZ8sTt4yLbE6mHcJ5aU_dPiGoWlY"
 PURCHASE = {
     "purchase_id": "pos-12-000981", "member_id": 1, "occurred_at": PURCHASED_AT,
     "store_id": "S012", "channel": "store", "currency": "USD",
@@ -98,6 +99,8 @@ EXAMPLES: dict[Any, Any] = {
         "reward_validity_days": 90, "excluded_categories": ["gift_card", "tax", "shipping"],
         "bonus_tenders": ["westique_credit_card"], "rounding": "carry",
     },
+    schemas.SignInLinkIn: {"channel": "email"},
+    schemas.SignInLinkOut: {"url": SIGN_IN_URL, "expires_at": "2026-11-30T18:15:00Z"},
     schemas.SubscriptionIn: {"channel": "email", "address": "ann@example.com", "source": "online", "member_id": 1},
     schemas.SubscriptionOut: {"subscription_id": 7, "status": "active"},
     schemas.UnsubscribeIn: {"channel": "email", "address": "ann@example.com"},

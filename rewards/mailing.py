@@ -28,6 +28,7 @@ Choices, as the API documents them:
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import asyncpg
 import msgspec
@@ -94,8 +95,10 @@ async def _check_member(conn: asyncpg.Connection, member_id: int) -> None:
         )
 
 
-async def subscribe(db: Database, request: SubscriptionIn) -> tuple[bool, SubscriptionOut]:
-    """Opt an address in; returns (opt-in recorded, answer). Already subscribed: (False, same id)."""
+async def subscribe(db: Database, request: SubscriptionIn, *, session_id: int | None = None
+                    ) -> tuple[bool, SubscriptionOut]:
+    """Opt an address in; returns (opt-in recorded, answer). Already subscribed: (False, same id).
+    `session_id`: the guest's page session that asked, recorded with the opt-in."""
     address = normalize_address(request.channel, request.address)
 
     async def work(conn: asyncpg.Connection) -> tuple[bool, SubscriptionOut]:
@@ -117,7 +120,7 @@ async def subscribe(db: Database, request: SubscriptionIn) -> tuple[bool, Subscr
                    VALUES ($1, $2, $3, 'active', $4) RETURNING id""",
                 request.channel, address, request.member_id, request.source,
             )
-            await _record(conn, subscription_id, "subscribed", request.source)
+            await _record(conn, subscription_id, "subscribed", request.source, session_id=session_id)
             return True, SubscriptionOut(subscription_id=subscription_id)
         if found["status"] == "active":
             if request.member_id is not None:
@@ -126,7 +129,7 @@ async def subscribe(db: Database, request: SubscriptionIn) -> tuple[bool, Subscr
                     found["id"], request.member_id,
                 )
             return False, SubscriptionOut(subscription_id=found["id"])
-        await _renew(conn, found["id"], request.source, member_id=request.member_id)
+        await _renew(conn, found["id"], request.source, member_id=request.member_id, session_id=session_id)
         return True, SubscriptionOut(subscription_id=found["id"])
 
     return await db.transaction(work)
@@ -136,15 +139,16 @@ LIFT_OPT_OUT = "DELETE FROM opt_out_hashes WHERE channel = $1 AND address_hash =
 
 
 async def _record(conn: asyncpg.Connection, subscription_id: int, kind: str, source: str,
-                  detail: str | None = None) -> None:
+                  detail: str | None = None, *, session_id: int | None = None) -> None:
     await conn.execute(
-        "INSERT INTO subscription_events (subscription_id, kind, source, detail) VALUES ($1, $2, $3, $4)",
-        subscription_id, kind, source, detail,
+        """INSERT INTO subscription_events (subscription_id, kind, source, detail, actor_session_id)
+           VALUES ($1, $2, $3, $4, $5)""",
+        subscription_id, kind, source, detail, session_id,
     )
 
 
 async def _renew(conn: asyncpg.Connection, subscription_id: int, source: str, *,
-                 member_id: int | None = None, detail: str | None = None) -> None:
+                 member_id: int | None = None, detail: str | None = None, session_id: int | None = None) -> None:
     """A later opt-in: the subscription is active again, from this opt-in's source and time."""
     await conn.execute(
         """UPDATE subscriptions SET status = 'active', unsubscribed_at = NULL, subscribed_at = now(),
@@ -152,7 +156,7 @@ async def _renew(conn: asyncpg.Connection, subscription_id: int, source: str, *,
            WHERE id = $1""",
         subscription_id, source, member_id,
     )
-    await _record(conn, subscription_id, "renewed", source, detail)
+    await _record(conn, subscription_id, "renewed", source, detail, session_id=session_id)
 
 
 # One statement: the status changes only if the subscription is active, and the event is
@@ -163,21 +167,38 @@ _UNSUBSCRIBE = """
         WHERE {which} AND address IS NOT NULL AND status = 'active'
         RETURNING id
     )
-    INSERT INTO subscription_events (subscription_id, kind, source, detail)
-    SELECT id, 'unsubscribed', {source}, {detail} FROM stopped
+    INSERT INTO subscription_events (subscription_id, kind, source, detail, actor_session_id)
+    SELECT id, 'unsubscribed', {source}, {detail}, {session} FROM stopped
     RETURNING subscription_id"""
-UNSUBSCRIBE = _UNSUBSCRIBE.format(which="channel = $1 AND lower(address) = lower($2)", source="$3", detail="$4")
-UNSUBSCRIBE_BY_ID = _UNSUBSCRIBE.format(which="id = $1", source="'link'", detail="$2")
+UNSUBSCRIBE = _UNSUBSCRIBE.format(which="channel = $1 AND lower(address) = lower($2)", source="$3", detail="$4",
+                                  session="$5::bigint")
+UNSUBSCRIBE_BY_ID = _UNSUBSCRIBE.format(which="id = $1", source="'link'", detail="$2", session="NULL")
 
 
-async def _unsubscribe(db: Database, channel: str, address: str, source: str, detail: str | None = None) -> bool:
-    """Stop the address's subscription; True if it was active."""
-    return bool(await db.transaction(lambda conn: conn.fetch(UNSUBSCRIBE, channel, address, source, detail)))
+async def _unsubscribe(db: Database, channel: str, address: str, source: str, detail: str | None = None, *,
+                       session_id: int | None = None) -> bool:
+    """Stop the address's subscription; True if it was active. `session_id`: the guest's page
+    session that asked, recorded with the opt-out."""
+    return bool(await db.transaction(lambda conn: conn.fetch(UNSUBSCRIBE, channel, address, source, detail,
+                                                             session_id)))
 
 
 async def unsubscribe(db: Database, request: UnsubscribeIn) -> None:
     """Unsubscribe by link: the address is unsubscribed afterwards, whether or not it was known."""
     await _unsubscribe(db, request.channel, normalize_address(request.channel, request.address), "link")
+
+
+async def choose_on_page(db: Database, member_id: int, channel: Literal["email", "sms"], address: str, on: bool, *,
+                         session_id: int) -> bool:
+    """A signed-in guest turns their email or texts on or off on their page (rewards.pages):
+    an opt-in or opt-out from source `online` (an opt-out's detail: `guest page`), the page's
+    session recorded as who made it. True when it changed something."""
+    if on:
+        changed, _ = await subscribe(db, SubscriptionIn(channel=channel, address=address, source="online",
+                                                        member_id=member_id), session_id=session_id)
+        return changed
+    return await _unsubscribe(db, channel, normalize_address(channel, address), "online", "guest page",
+                              session_id=session_id)
 
 
 # --- unsubscribe links -----------------------------------------------------------------------

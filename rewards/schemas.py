@@ -266,6 +266,17 @@ class EnrolledOut(msgspec.Struct, kw_only=True):
     enrolled_at: datetime
 
 
+class SignInLinkIn(Inbound, kw_only=True):
+    channel: Literal["email", "sms"] = "email"
+    """Where the retailer's sender delivers the link: the member's email, or a text to their phone."""
+
+
+class SignInLinkOut(msgspec.Struct, kw_only=True):
+    url: str
+    """The link to the guest's page: it signs in once, until `expires_at`."""
+    expires_at: datetime
+
+
 class RulesIn(Inbound, kw_only=True):
     effective_from: Aware | None = None
     points_per_dollar: Annotated[int, Meta(ge=0, le=100)] = 1

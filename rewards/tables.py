@@ -278,7 +278,7 @@ ledger = Table(
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
     # who made the entry: one API key (staff or guest token), one guest session, or the service itself
     Column("actor_key_id", BigInteger, ForeignKey("api_keys.id", name="ledger_actor_key_id_fkey")),
-    Column("actor_session_id", BigInteger),
+    Column("actor_session_id", BigInteger, ForeignKey("guest_sessions.id", name="ledger_actor_session_id_fkey")),
     Column("actor_system", Text),
     CheckConstraint(
         "kind IN ('earn', 'card_bonus', 'reward_issued', 'reward_redeemed', 'reward_voided', 'return', 'forfeit')",
@@ -312,17 +312,60 @@ api_keys = Table(
     Column("member_id", BigInteger, ForeignKey("members.id")),
     Column("label", Text),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
-    Column("revoked_at", TIMESTAMPTZ),
+    Column("revoked_at", TIMESTAMPTZ),  # revoked by hand, or, for a guest token, by its member's cancellation
+    Column("expires_at", TIMESTAMPTZ),  # NULL: never (staff keys, unless made with a TTL)
     UniqueConstraint("token_hash"),
     CheckConstraint(
         "cardinality(scopes) > 0"
-        " AND scopes <@ ARRAY['checkout', 'guest_services', 'compliance', 'admin', 'guest']",
+        " AND scopes <@ ARRAY['checkout', 'guest_services', 'compliance', 'admin', 'web_shop', 'guest']",
         name="api_keys_scopes_check",
     ),
     # a guest token names its member, and holds the guest scope alone
     CheckConstraint("('guest' = ANY (scopes)) = (member_id IS NOT NULL)", name="api_keys_check"),
     CheckConstraint("NOT ('guest' = ANY (scopes)) OR cardinality(scopes) = 1", name="api_keys_scopes_check1"),
+    # a guest token ends (`rewards keys create --ttl`, 30 days by default)
+    CheckConstraint("member_id IS NULL OR expires_at IS NOT NULL", name="api_keys_guest_expires"),
 )
+# a cancellation ends its member's guest tokens
+Index("api_keys_member", api_keys.c.member_id, postgresql_where=api_keys.c.member_id.is_not(None))
+
+# One-time links to the guest's page (rewards/sign_in.py): only the token's hash is kept; the
+# link itself travels in its `sign_in_link.created` event to the retailer's email or SMS sender.
+sign_in_links = Table(
+    "sign_in_links",
+    metadata,
+    _id(),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("token_hash", BYTEA, nullable=False),
+    Column("channel", Text, nullable=False),  # where the link was sent: the member's email or phone
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    Column("expires_at", TIMESTAMPTZ, nullable=False),
+    Column("used_at", TIMESTAMPTZ),
+    Column("created_by_key_id", BigInteger, ForeignKey("api_keys.id"), nullable=False),  # who asked for it
+    UniqueConstraint("token_hash"),
+    CheckConstraint("channel IN ('email', 'sms')", name="sign_in_links_channel_check"),
+    CheckConstraint("expires_at > created_at", name="sign_in_links_check"),
+)
+# the per-member rate limit counts a member's recent links
+Index("sign_in_links_member", sign_in_links.c.member_id, sign_in_links.c.created_at)
+
+# A guest's browser session on the page, started by one sign-in link; the cookie holds a token of
+# which only the hash is kept. Ended by signing out, or by the member's cancellation or erasure
+# in its own transaction; idle ones lapse (rewards/sign_in.py).
+guest_sessions = Table(
+    "guest_sessions",
+    metadata,
+    _id(),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("token_hash", BYTEA, nullable=False),
+    Column("sign_in_link_id", BigInteger, ForeignKey("sign_in_links.id"), nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    Column("last_seen_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    Column("ended_at", TIMESTAMPTZ),
+    UniqueConstraint("token_hash"),
+    UniqueConstraint("sign_in_link_id"),  # a link starts one session
+)
+Index("guest_sessions_member", guest_sessions.c.member_id, postgresql_where=guest_sessions.c.ended_at.is_(None))
 
 # --- the mailing list and Guest Connect (texts) -------------------------------------------
 
@@ -361,6 +404,8 @@ subscription_events = Table(
     Column("source", Text, nullable=False),
     Column("detail", Text),  # the keyword texted, for STOP and friends
     Column("occurred_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    # the guest's page session that made the change, when one did (source `online`)
+    Column("actor_session_id", BigInteger, ForeignKey("guest_sessions.id")),
     CheckConstraint("kind IN ('subscribed', 'renewed', 'unsubscribed')", name="subscription_events_kind_check"),
     CheckConstraint("source IN ('store', 'online', 'link', 'sms', 'erasure')",
                     name="subscription_events_source_check"),
@@ -456,7 +501,8 @@ member_erasures = Table(
     Column("reason", Text, nullable=False),
     Column("erased_at", TIMESTAMPTZ),
     Column("actor_key_id", BigInteger, ForeignKey("api_keys.id", name="member_erasures_actor_key_id_fkey")),
-    Column("actor_session_id", BigInteger),
+    Column("actor_session_id", BigInteger,
+           ForeignKey("guest_sessions.id", name="member_erasures_actor_session_id_fkey")),
     Column("actor_system", Text),
     CheckConstraint("reason IN ('notice_given', 'minor', 'consumer_confirmed', 'no_notice_period', "
                     "'already_cancelled')", name="member_erasures_reason_check"),
@@ -492,10 +538,12 @@ privacy_requests = Table(
     Column("outcome", Text),
     Column("reason", Text),
     Column("filed_by_key_id", BigInteger, ForeignKey("api_keys.id", name="privacy_requests_filed_by_key_id_fkey")),
-    Column("filed_by_session_id", BigInteger),
+    Column("filed_by_session_id", BigInteger,
+           ForeignKey("guest_sessions.id", name="privacy_requests_filed_by_session_id_fkey")),
     Column("filed_by_system", Text),
     Column("closed_by_key_id", BigInteger, ForeignKey("api_keys.id", name="privacy_requests_closed_by_key_id_fkey")),
-    Column("closed_by_session_id", BigInteger),
+    Column("closed_by_session_id", BigInteger,
+           ForeignKey("guest_sessions.id", name="privacy_requests_closed_by_session_id_fkey")),
     Column("closed_by_system", Text),
     CheckConstraint("type IN ('access', 'delete', 'correct')", name="privacy_requests_type_check"),
     CheckConstraint("status IN ('open', 'completed', 'denied')", name="privacy_requests_status_check"),

@@ -21,7 +21,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from rewards.app import create_app
-from rewards.auth import create_key
+from rewards.auth import SCOPES, create_key
 from rewards.config import load_settings
 from rewards.db import Database, start_embedded
 from rewards.engine import Actor, Cancel, Engine, Limits, PostPurchase, PostReturn, unwrap
@@ -85,8 +85,8 @@ async def client(app: Any) -> AsyncIterator[AsyncTestClient]:
 @pytest.fixture(scope="session")
 async def keys(db: Database) -> dict[str, str]:
     """A token for each scope, and `all` with every staff scope."""
-    made = {scope: await create_key(db, [scope]) for scope in ("checkout", "guest_services", "compliance", "admin")}
-    made["all"] = await create_key(db, ["checkout", "guest_services", "compliance", "admin"])
+    made = {scope: await create_key(db, [scope]) for scope in SCOPES}
+    made["all"] = await create_key(db, list(SCOPES))
     return made
 
 

@@ -16,11 +16,13 @@ from litestar.testing import AsyncTestClient
 from rewards.app import create_app
 from rewards.auth import GUEST, create_key
 from rewards.config import load_settings
-from tests.conftest import auth, purchase
+from tests.conftest import auth, enrollment, purchase
 
 PUBLIC = frozenset({"public"})
 # the carrier's signature, not a token: with no REWARDS_TWILIO_AUTH_TOKEN here, every caller gets 403
 CARRIER = frozenset({"carrier"})
+# the guest's page session (a cookie from a sign-in link), not a token: every bearer caller gets 401
+SESSION = frozenset({"session"})
 PROBLEM = "application/problem+json"
 
 # which scopes reach each endpoint (docs/api.md); GUEST means the guest token of the path's member.
@@ -67,10 +69,26 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/privacy-requests/{request_id}/confirm"): frozenset({"guest_services"}),
     ("POST", "/v1/privacy-requests/{request_id}/complete"): frozenset({"guest_services"}),
     ("POST", "/v1/privacy-requests/{request_id}/deny"): frozenset({"guest_services"}),
+    ("POST", "/v1/members/{member_id}/sign-in-links"): frozenset({"guest_services", "web_shop"}),
+    ("GET", "/v1/members/{member_id}/export"): frozenset({"guest_services", GUEST}),
+    # the link is the credential: any caller without one gets 404 invalid_link
+    ("GET", "/me/sign-in"): PUBLIC,
+    ("GET", "/me"): SESSION,
+    ("GET", "/me/activity"): SESSION,
+    ("GET", "/me/subscriptions"): SESSION,
+    ("POST", "/me/subscriptions"): SESSION,
+    ("GET", "/me/data"): SESSION,
+    ("GET", "/me/data/export.json"): SESSION,
+    ("GET", "/me/cancel"): SESSION,
+    ("POST", "/me/cancel"): SESSION,
+    ("POST", "/me/sign-out"): SESSION,
 }
+# routes that cancel or erase the member of the path: each gets a member of its own
+ENDS_THE_MEMBER = {("POST", "/v1/members/{member_id}/cancel"), ("DELETE", "/v1/members/{member_id}/personal-data")}
 
-STAFF = ("checkout", "guest_services", "compliance", "admin")
-CALLERS = ("no_token", "not_bearer", "unknown_token", "revoked_token", *STAFF, "guest_self", "guest_other")
+STAFF = ("checkout", "guest_services", "compliance", "admin", "web_shop")
+# guests before staff: a staff caller allowed to cancel or erase the member ends its guest token
+CALLERS = ("no_token", "not_bearer", "unknown_token", "revoked_token", "guest_self", "guest_other", *STAFF)
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 
 
@@ -99,8 +117,6 @@ async def world(client: AsyncTestClient, db: Any, keys: dict[str, str]) -> dict[
     """Two members with guest tokens, a purchase that issued a reward, a revoked key."""
     made = []
     for _ in range(2):
-        from tests.conftest import enrollment
-
         answer = await client.post("/v1/members", json=enrollment(), headers=auth(keys["guest_services"]))
         assert answer.status_code == 201, answer.text
         made.append(answer.json()["member_id"])
@@ -110,8 +126,17 @@ async def world(client: AsyncTestClient, db: Any, keys: dict[str, str]) -> dict[
     assert posted.status_code == 201, posted.text
     revoked = await create_key(db, ["checkout", "guest_services", "compliance", "admin"])
     await db.run("UPDATE api_keys SET revoked_at = now() WHERE token_hash = sha256($1::bytea)", revoked.encode())
+
+    async def member_of_its_own() -> tuple[int, dict[str, str]]:
+        """A member and its guest token, for a route that cancels or erases it."""
+        answer = await client.post("/v1/members", json=enrollment(), headers=auth(keys["guest_services"]))
+        assert answer.status_code == 201, answer.text
+        made = answer.json()["member_id"]
+        return made, auth(await create_key(db, [GUEST], member_id=made))
+
     return {
         "member": member,
+        "member_of_its_own": member_of_its_own,
         "purchase_id": bought["purchase_id"],
         "code": posted.json()["rewards_issued"][0]["code"],
         "headers": {
@@ -133,6 +158,8 @@ def expected_status(route: tuple[str, str], caller: str) -> str:
         return "allowed"
     if allowed == CARRIER:
         return "403"
+    if allowed == SESSION:
+        return "401"
     if caller in ("no_token", "not_bearer", "unknown_token", "revoked_token"):
         return "401"
     if caller in STAFF:
@@ -145,14 +172,18 @@ def expected_status(route: tuple[str, str], caller: str) -> str:
 @pytest.mark.parametrize("route", [r for r in ROUTES if r in EXPECTED], ids=lambda r: f"{r[0]} {r[1]}")
 async def test_authorization_matrix(route: tuple[str, str], client: AsyncTestClient, world: dict[str, Any]) -> None:
     method, template = route
-    values = {"member_id": world["member"], "purchase_id": world["purchase_id"], "code": world["code"],
+    member, headers = world["member"], world["headers"]
+    if route in ENDS_THE_MEMBER:
+        member, own_token = await world["member_of_its_own"]()
+        headers = {**headers, "guest_self": own_token}
+    values = {"member_id": member, "purchase_id": world["purchase_id"], "code": world["code"],
               "path": "openapi.yaml", "file_path": "swagger-ui.css"}
     path = _PARAM.sub(lambda m: str(values.get(m.group(1), 1)), template)
     # a body no endpoint accepts: an allowed caller gets a 4xx from validation and writes nothing
     body = {"authorization_matrix_probe": True} if method in ("POST", "PUT", "PATCH") else None
     wrong = []
     for caller in CALLERS:
-        answer = await client.request(method, path, json=body, headers=world["headers"][caller])
+        answer = await client.request(method, path, json=body, headers=headers[caller])
         want = expected_status(route, caller)
         ok = answer.status_code not in (401, 403) and answer.status_code < 500 if want == "allowed" \
             else answer.status_code == int(want)

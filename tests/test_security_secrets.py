@@ -119,6 +119,10 @@ async def test_an_erased_member_leaves_no_trace_in_any_table(
     assert (await client.post("/v1/sms/inbound", json={"from": pii["phone"], "body": "stop "},
                               headers=staff)).status_code == 200
     assert (await client.post("/v1/purchases", json=purchase(member, 45_000), headers=staff)).status_code == 201
+    # sign-in links sent to the email and the phone: their events name the address
+    for channel in ("email", "sms"):
+        link = await client.post(f"/v1/members/{member}/sign-in-links", json={"channel": channel}, headers=staff)
+        assert link.status_code == 201, link.text
     for value in pii.values():
         assert await where_found(db, value), f"{value} was never stored: the scan proves nothing"
 

@@ -273,6 +273,9 @@ class Planner:
         member.point_cents -= forfeit
         member.status, member.cancelled_at = "cancelled", now
         self.plan.consents_withdrawn.append(rows.ConsentWithdrawn(member_id=member.id, withdrawn_at=now))
+        # the member's guest tokens and page sessions end with it, at the real time of writing
+        self.plan.keys_revoked.append(rows.KeysRevoked(member_id=member.id, revoked_at=self.recorded_at))
+        self.plan.sessions_ended.append(rows.SessionsEnded(member_id=member.id, ended_at=self.recorded_at))
         self._cancellations[member.id] = Cancellation(member_id=member.id, forfeited=forfeit,
                                                       voided=[r.code for r in voided])
         self._event("member.cancelled", member.id, now, {

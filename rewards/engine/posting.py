@@ -139,6 +139,8 @@ WRITES = (
     Write("members", "members", rows.Member, key="id"),
     Write("consents_withdrawn", "consents", rows.ConsentWithdrawn, key="member_id",
           where="t.withdrawn_at IS NULL"),
+    Write("keys_revoked", "api_keys", rows.KeysRevoked, key="member_id", where="t.revoked_at IS NULL"),
+    Write("sessions_ended", "guest_sessions", rows.SessionsEnded, key="member_id", where="t.ended_at IS NULL"),
     Write("events", "events", rows.Event),
 )
 

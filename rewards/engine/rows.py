@@ -116,6 +116,20 @@ class ConsentWithdrawn(msgspec.Struct, kw_only=True):
     withdrawn_at: datetime
 
 
+class KeysRevoked(msgspec.Struct, kw_only=True):
+    """A cancellation ends every guest token of the member (api_keys, by member_id)."""
+
+    member_id: int
+    revoked_at: datetime
+
+
+class SessionsEnded(msgspec.Struct, kw_only=True):
+    """A cancellation ends every page session of the member (guest_sessions, by member_id)."""
+
+    member_id: int
+    ended_at: datetime
+
+
 def entry(member_id: int, kind: str, point_cents: int, when: datetime, actor: Actor, now: datetime, *,
           purchase_id: int | None = None, return_id: int | None = None, reward_id: int | None = None,
           rules_version: int | None = None) -> Entry:
@@ -135,4 +149,6 @@ class Plan:
     entries: list[Entry] = field(default_factory=list)
     members: dict[int, Member] = field(default_factory=dict)
     consents_withdrawn: list[ConsentWithdrawn] = field(default_factory=list)
+    keys_revoked: list[KeysRevoked] = field(default_factory=list)
+    sessions_ended: list[SessionsEnded] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)

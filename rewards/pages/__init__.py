@@ -64,6 +64,7 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
         lstrip_blocks=True,
     )
     environment.globals["page_css"] = Markup(PAGE_CSS)  # our own file, inlined byte for byte (see the CSP hash)
+    environment.filters["sentence"] = sentence
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
 
 
@@ -82,10 +83,18 @@ def wants_page(request: Request[Any, Any, Any]) -> bool:
     return request.accept.best_match(["application/problem+json", "application/json", "text/html"]) == "text/html"
 
 
-def error_page(exc: errors.DomainError) -> Template:
-    """A domain error as a page, with its status and code."""
-    return page("error.html", {"status": exc.status, "code": exc.code, "title": exc.title, "detail": exc.detail},
-                status=exc.status)
+def error_page(exc: errors.DomainError, path: str = "") -> Template:
+    """A domain error as a page, with its status and code; `path`, the page asked for, picks its look."""
+    return page("error.html", {"status": exc.status, "code": exc.code, "title": exc.title, "detail": exc.detail,
+                               "path": path}, status=exc.status)
+
+
+def sentence(text: str) -> str:
+    """An error's detail (written in lower case, as problem+json has it) as a sentence on a page."""
+    text = text.strip()
+    if not text:
+        return text
+    return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 def from_this_site(request: Request[Any, Any, Any], public_url: str) -> bool:

@@ -41,6 +41,7 @@ from rewards.events import emit
 from rewards.privacy import requests
 from rewards.privacy.schemas import ErasureScheduledOut
 from rewards.schemas import ErasureOut, RewardIssuedOut
+from rewards.sign_in import end_access
 
 log = logging.getLogger("rewards.privacy")
 
@@ -75,6 +76,10 @@ ERASE_SUBSCRIPTIONS = """
                              unsubscribed_at = coalesce(unsubscribed_at, $2)
     WHERE member_id = $1 AND erased_at IS NULL
     RETURNING id, channel"""
+# the address a sign-in link was sent to (a message event names it; rewards.sign_in)
+ERASE_LINK_ADDRESSES = """
+    UPDATE events SET data = (data - 'address') || jsonb_build_object('address_erased_at', $2::timestamptz)
+    WHERE member_id = $1 AND type = 'sign_in_link.created' AND data ? 'address'"""
 
 # the erasure's record: a schedule becomes done; an erasure at once is recorded done
 RECORD = """
@@ -94,6 +99,8 @@ async def erase_in(conn: asyncpg.Connection, rulebook: StoredRules, limits: Limi
     moment (tests of past periods, as the engine's commands)."""
     (outcome,) = await apply(conn, [Cancel(member_id, actor, as_of)], rulebook, limits)
     _, cancelled = unwrap(outcome)
+    # the cancellation ended them if it happened now; a member cancelled before is checked again
+    await end_access(conn, member_id)
     erased_at = await conn.fetchval("SELECT erased_at FROM members WHERE id = $1", member_id)
     if erased_at is not None:
         # erased before: a schedule still pending is done (the job must not find it due forever)
@@ -109,6 +116,7 @@ async def erase_in(conn: asyncpg.Connection, rulebook: StoredRules, limits: Limi
     await conn.execute(ERASE_MEMBER, member_id, erased_at)
     for subscription in await conn.fetch(ERASE_SUBSCRIPTIONS, member_id, erased_at):
         await subscription_erased(conn, subscription["id"], subscription["channel"], member_id, erased_at)
+    await conn.execute(ERASE_LINK_ADDRESSES, member_id, erased_at)
     await emit(conn, "member.erased", member_id=member_id, occurred_at=erased_at, data={"reason": reason})
     return ErasureOut(member_id=member_id, status="cancelled", erased_at=erased_at)
 
