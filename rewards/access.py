@@ -41,7 +41,7 @@ _NOT_PARAMETERS = frozenset({"state", "request", "scope", "headers", "cookies", 
 EXAMPLE_DETAILS: dict[str, str] = {
     "not_found": "member 42 does not exist",
     "member_not_active": "member 42 is cancelled",
-    "duplicate_member": "an active member already has this email",
+    "duplicate_member": "member 7 is active with this phone; find it (GET /v1/members?phone=…) or merge the two",
     "age_restricted": "members must be at least 13 years old",
     "guardian_consent_required": "a member under 18 needs a guardian's consent",
     "idempotency_conflict": "purchase_id pos-12-000981 was posted before with a different body",
@@ -50,6 +50,7 @@ EXAMPLE_DETAILS: dict[str, str] = {
     "reward_not_redeemable": "reward WR3F9A61C0B27D4E85 is not this member's, not issued, expired, or worth less than tendered",
     "return_exceeds_purchase": "more of SKU JKT-221 is returned than was bought",
     "unknown_offer": "offer SPRING10 was never made",
+    "member_merged": "member 42 was merged into member 7; use that member",
 }
 
 

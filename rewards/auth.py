@@ -2,18 +2,25 @@
 
 API keys carry scopes; a guest token is bound to one member and reads only that member.
 Tokens are random and stored only as their SHA-256 (they carry 256 bits, so a slow hash
-would add nothing); a short in-process cache keeps the hot path off the database.
+would add nothing); a short in-process cache keeps the hot path off the database. The cache
+never outlives a revocation: each worker listens (LISTEN, on a connection of its own) for the
+notification a revocation commits with (`rewards.desk.keys`) and forgets every token it had
+checked; while that connection is down, the worker checks every token in the database.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
-
 from typing import Any
+
+import asyncpg
 
 from sqlalchemy import bindparam, insert, select
 
@@ -28,6 +35,9 @@ SCOPES = ("checkout", "guest_services", "compliance", "admin")
 GUEST = "guest"
 TOKEN_PREFIX = "wr_"
 CACHE_SECONDS = 10.0
+REVOCATIONS = "rewards_api_key_revoked"  # the notification channel: the payload is the key's id
+RELISTEN_SECONDS = 1.0
+log = logging.getLogger("rewards.auth")
 
 NEW_KEY = Statement(insert(api_keys).values(
     token_hash=bindparam("token_hash"), scopes=bindparam("scopes"), member_id=bindparam("member_id"),
@@ -82,6 +92,54 @@ class Authenticator:
         self.guest_rate_limit = guest_rate_limit
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._guest_calls: dict[int, deque[float]] = {}
+        self._listener: asyncpg.Connection | None = None
+        self._listening: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def caching(self) -> bool:
+        """Whether checked tokens are kept: only while revocations are heard."""
+        return self._listener is not None and not self._listener.is_closed()
+
+    async def start(self) -> None:
+        """Listen for revocations (and keep listening: a lost connection is opened again)."""
+        self._stopped.clear()
+        self._listening = asyncio.create_task(self._listen())
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
+        await self._close_listener()
+
+    def forget(self, _key_id: object = None) -> None:
+        """Forget every token checked: a key was revoked (rarely; the cache refills in one request each)."""
+        self._cache.clear()
+
+    async def _listen(self) -> None:
+        while not self._stopped.is_set():
+            lost = asyncio.Event()
+            try:
+                conn = await self.db.dedicated_connection()
+                conn.add_termination_listener(lambda _conn: lost.set())
+                await conn.add_listener(REVOCATIONS, lambda _conn, _pid, _channel, payload: self.forget(payload))
+                self._listener = conn
+                self.forget()  # what was cached while nobody listened may have been revoked since
+                await lost.wait()
+            except Exception as exc:  # noqa: BLE001 - the database is away: try again shortly
+                log.warning("not hearing key revocations (%s); checking every token meanwhile", exc)
+            finally:
+                await self._close_listener()
+            await asyncio.sleep(RELISTEN_SECONDS)
+
+    async def _close_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        self.forget()
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
 
     async def principal(self, authorization: str | None) -> Principal:
         scheme, _, token = (authorization or "").strip().partition(" ")
@@ -94,9 +152,11 @@ class Authenticator:
         if cached is None or now - cached[0] > CACHE_SECONDS:
             rows = await self.db.run(KEY_BY_TOKEN, token_hash=token_hash(token))
             found = Principal(rows[0]["id"], frozenset(rows[0]["scopes"]), rows[0]["member_id"]) if rows else None
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            cached = self._cache[token] = (now, found)
+            cached = (now, found)
+            if self.caching:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[token] = cached
         if cached[1] is None:
             raise errors.Unauthorized("the token is not valid")
         principal = cached[1]

@@ -4,17 +4,22 @@
 from __future__ import annotations
 
 import base64
+import unicodedata
 from datetime import UTC, date, datetime
+from typing import NamedTuple
 
 import asyncpg
+import msgspec
 from sqlalchemy import Integer, bindparam, insert, select, true
 
-from rewards import coalescing, errors, rules
+from rewards import coalescing, contacts, errors, member_changes, rules
 from rewards.coalescing import Coalescer
 from rewards.cards import new_card_number
 from rewards.db import Database
 from rewards.events import emit
-from rewards.engine import Actor, Cancel, Engine, unwrap, apply
+from rewards.engine import Actor, Cancel, CarryDebt, Engine, unwrap, apply
+from rewards.engine.planner import brief
+from rewards.idempotency import canonical, fingerprint
 from rewards.rulebook import Rulebook
 from rewards.schemas import (
     ActivityEntry,
@@ -30,7 +35,7 @@ from rewards.schemas import (
     RewardStatusOut,
 )
 from rewards.statements import Statement
-from rewards.tables import consents, ledger, members, purchase_returns, purchases, rewards
+from rewards.tables import adjustments, api_keys, consents, ledger, members, purchase_returns, purchases, rewards
 
 ADULT_AGE = {"ME": 18}  # states where a minor may not join at all, and the age of majority there
 MINIMUM_AGE = 13
@@ -59,7 +64,7 @@ def check_age(birth_date: date, state: str, guardian_consent: bool, today: date)
 NEW_MEMBER = Statement(
     insert(members)
     .values({name: bindparam(name) for name in ("external_id", "name", "email", "phone", "birth_date", "state",
-                                                "card_number")})
+                                                "card_number", "email_normalized", "phone_normalized")})
     .returning(members.c.id, members.c.status, members.c.enrolled_at)
 )
 NEW_CONSENT = Statement(insert(consents).values({
@@ -89,48 +94,126 @@ async def consented_documents(conn: asyncpg.Connection, enrollment: EnrollmentIn
     return found
 
 
-async def enroll(db: Database, enrollment: EnrollmentIn) -> EnrolledOut:
+class Contacts(NamedTuple):
+    """A guest's email and phone: as kept, and as compared (rewards.contacts)."""
+
+    email: str
+    email_normalized: str
+    phone: str
+    phone_normalized: str
+
+
+def contacts_of(email: str, phone: str) -> Contacts:
+    """The email and phone as kept and compared; 422 on the field that is neither."""
+    try:
+        kept_email, compared_email = contacts.email_as_given(email), contacts.normalize_email(email)
+    except contacts.NotAnEmail as exc:
+        raise errors.ValidationFailed(str(exc), field="email") from None
+    try:
+        compared_phone = contacts.normalize_phone(phone)
+    except contacts.NotAPhone as exc:
+        raise errors.ValidationFailed(str(exc), field="phone") from None
+    return Contacts(kept_email, compared_email, unicodedata.normalize("NFKC", phone).strip(), compared_phone)
+
+
+# the active member already holding an email, a phone or an external id, and which
+HOLDER = """
+    SELECT id, CASE WHEN email_normalized = $1 THEN 'email' WHEN phone_normalized = $2 THEN 'phone'
+                    ELSE 'external_id' END AS field
+    FROM members WHERE status = 'active' AND id <> $4
+      AND (email_normalized = $1 OR phone_normalized = $2 OR external_id = $3)
+    ORDER BY CASE WHEN email_normalized = $1 THEN 0 WHEN phone_normalized = $2 THEN 1 ELSE 2 END, id LIMIT 1"""
+CONSTRAINT_OF = {"email": "members_active_email", "phone": "members_active_phone",
+                 "external_id": "members_active_external_id"}
+
+
+async def refuse_duplicate(conn: asyncpg.Connection, email: str | None, phone: str | None, external_id: str | None,
+                           *, besides: int = 0) -> None:
+    """DuplicateMember naming the active member (other than `besides`) that already holds one of them.
+
+    It names the member, not what they hold: guest services, who enroll, can find that member
+    by the same email or phone anyway; a register that retries uses the Idempotency-Key."""
+    holder = await conn.fetchrow(HOLDER, email, phone, external_id, besides)
+    if holder is not None:
+        field = holder["field"]
+        raise errors.DuplicateMember(
+            f"member {holder['id']} is active with this {field.replace('_', ' ')}; find it (GET /v1/members?"
+            f"{field}=…) or merge the two (POST /v1/members/{{member_id}}/merge)",
+            member_id=holder["id"], field=field, constraint=CONSTRAINT_OF[field])
+
+
+# cancelled memberships of the same guest (by email or phone) that left a debt of points
+DEBTS = """
+    SELECT id FROM members
+    WHERE status = 'cancelled' AND point_cents < 0 AND id <> $3
+      AND (email_normalized = $1 OR phone_normalized = $2) ORDER BY id"""
+
+STORED_ENROLLMENT = "SELECT fingerprint, answer FROM enrollment_keys WHERE api_key_id = $1 AND key = $2"
+STORE_ENROLLMENT = """INSERT INTO enrollment_keys (api_key_id, key, fingerprint, member_id, answer)
+                      VALUES ($1, $2, $3, $4, $5)"""
+_enrolled = msgspec.json.Decoder(EnrolledOut)
+
+
+async def enroll(engine: Engine, enrollment: EnrollmentIn, actor: Actor, *,
+                 idempotency_key: str | None = None) -> tuple[bool, EnrolledOut]:
+    """Enroll a guest; (created, answer). With `idempotency_key` (the caller's Idempotency-Key,
+    unique per API key) the same key and body again answer (False, the first answer), another
+    body is an idempotency_conflict."""
     # the gate runs before anything touches the database: a refused guest leaves no trace
     check_age(enrollment.birth_date, enrollment.state, enrollment.guardian_consent, datetime.now(UTC).date())
+    given = contacts_of(enrollment.email, enrollment.phone)
+    digest = fingerprint(canonical(enrollment))
+    if idempotency_key is not None and actor.key_id is None:
+        raise ValueError("an Idempotency-Key is the key of an API key's caller")
 
-    async def work(conn: asyncpg.Connection) -> EnrolledOut:
+    async def work(conn: asyncpg.Connection) -> tuple[bool, EnrolledOut]:
+        if idempotency_key is not None:
+            # one enrollment per key at a time: a twin waits here, then finds the first answer
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))", idempotency_key,
+                               actor.key_id)
+            stored = await conn.fetchrow(STORED_ENROLLMENT, actor.key_id, idempotency_key)
+            if stored is not None:
+                if bytes(stored["fingerprint"]) != digest:
+                    raise errors.IdempotencyConflict(
+                        f"Idempotency-Key {idempotency_key} was used before with a different enrollment")
+                return False, msgspec.convert(stored["answer"], EnrolledOut)
         documents = await consented_documents(conn, enrollment)
+        await refuse_duplicate(conn, given.email_normalized, given.phone_normalized, enrollment.external_id)
         card_number = new_card_number()
-        try:
-            row = await NEW_MEMBER.fetchrow(
-                conn, external_id=enrollment.external_id, name=enrollment.name, email=enrollment.email,
-                phone=enrollment.phone, birth_date=enrollment.birth_date, state=enrollment.state,
-                card_number=card_number,
-            )
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == "members_card_number":
-                raise  # a random number already taken: the transaction is run again, with another
-            raise errors.DuplicateMember(
-                "an active member already has this email, phone or external_id",
-                constraint=exc.constraint_name,
-            ) from exc
+        # a racing twin (or a random card number already taken) is a unique violation: the
+        # transaction runs again, and finds the twin above
+        row = await NEW_MEMBER.fetchrow(
+            conn, external_id=enrollment.external_id, name=enrollment.name, email=given.email,
+            phone=given.phone, birth_date=enrollment.birth_date, state=enrollment.state, card_number=card_number,
+            email_normalized=given.email_normalized, phone_normalized=given.phone_normalized,
+        )
         assert row is not None  # an INSERT … RETURNING answers its row
+        member_id = row["id"]
         await NEW_CONSENT.execute(
-            conn, member_id=row["id"], terms_version=enrollment.terms_version,
+            conn, member_id=member_id, terms_version=enrollment.terms_version,
             notice_version=enrollment.notice_version, channel=enrollment.channel,
             guardian_consent=enrollment.guardian_consent, accepted_at=row["enrolled_at"],
             terms_document_id=documents.get("terms"), notice_document_id=documents.get("notice"),
         )
-        await emit(conn, "member.enrolled", member_id=row["id"], occurred_at=row["enrolled_at"],
+        await member_changes.record(conn, member_id, "enrolled", actor, occurred_at=row["enrolled_at"])
+        await emit(conn, "member.enrolled", member_id=member_id, occurred_at=row["enrolled_at"],
                    data={"state": enrollment.state, "channel": enrollment.channel})
-        return EnrolledOut(member_id=row["id"], card_number=card_number, status=row["status"],
-                           enrolled_at=row["enrolled_at"])
+        carried = None
+        debtors = [r["id"] for r in await conn.fetch(DEBTS, given.email_normalized, given.phone_normalized,
+                                                     member_id)]
+        if debtors:
+            (outcome,) = await apply(conn, [CarryDebt(member_id, tuple(debtors), actor)], engine.rulebook,
+                                     engine.limits)
+            _, carried = unwrap(outcome)
+        answer = EnrolledOut(member_id=member_id, card_number=card_number, status=row["status"],
+                             enrolled_at=row["enrolled_at"], balance=brief(carried.point_cents if carried else 0),
+                             carried_over=carried)
+        if idempotency_key is not None:
+            await conn.execute(STORE_ENROLLMENT, actor.key_id, idempotency_key, digest, member_id,
+                               msgspec.json.encode(answer).decode())
+        return True, answer
 
-    return await db.transaction(work)
-
-
-async def _member_row(conn: asyncpg.Connection, member_id: int, *, lock: bool = False) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "SELECT * FROM members WHERE id = $1" + (" FOR UPDATE" if lock else ""), member_id
-    )
-    if row is None:
-        raise errors.NotFound(f"member {member_id} does not exist")
-    return row
+    return await engine.db.transaction(work)
 
 
 MEMBER = Statement(select(members).where(members.c.id == bindparam("member_id")))
@@ -139,21 +222,28 @@ LATEST_CONSENT = Statement(
 )
 
 
-async def profile(db: Database, member_id: int) -> MemberOut:
+async def profile(db: Database, member_id: int, *, staff: bool = True) -> MemberOut:
+    """The profile and consent record, and who changed the member (`staff`: with who did it)."""
     async with db.connection() as conn:
-        m = await MEMBER.fetchrow(conn, member_id=member_id)
-        if m is None:
-            raise errors.NotFound(f"member {member_id} does not exist")
-        consent = await LATEST_CONSENT.fetchrow(conn, member_id=member_id)
+        return await profile_on(conn, member_id, staff=staff)
+
+
+async def profile_on(conn: asyncpg.Connection, member_id: int, *, staff: bool = True) -> MemberOut:
+    m = await MEMBER.fetchrow(conn, member_id=member_id)
+    if m is None:
+        raise errors.NotFound(f"member {member_id} does not exist")
+    consent = await LATEST_CONSENT.fetchrow(conn, member_id=member_id)
     return MemberOut(
-        member_id=m["id"], status=m["status"], name=m["name"], email=m["email"], phone=m["phone"],
-        birth_date=m["birth_date"], state=m["state"], external_id=m["external_id"],
-        enrolled_at=m["enrolled_at"], cancelled_at=m["cancelled_at"], erased_at=m["erased_at"],
+        member_id=m["id"], status=m["status"], name=m["name"], email=m["email"],
+        phone=m["phone_normalized"] or m["phone"], birth_date=m["birth_date"], state=m["state"],
+        external_id=m["external_id"], enrolled_at=m["enrolled_at"], cancelled_at=m["cancelled_at"],
+        erased_at=m["erased_at"], card_number=m["card_number"], merged_into=m["merged_into"],
         consent=None if consent is None else ConsentOut(
             terms_version=consent["terms_version"], notice_version=consent["notice_version"],
             channel=consent["channel"], guardian_consent=consent["guardian_consent"],
             accepted_at=consent["accepted_at"], withdrawn_at=consent["withdrawn_at"],
         ),
+        changes=await member_changes.changes(conn, member_id, staff=staff),
     )
 
 
@@ -246,13 +336,18 @@ MEMBER_EXISTS = Statement(select(true()).where(members.c.id == bindparam("member
 ACTIVITY = Statement(
     select(
         ledger.c.id, ledger.c.kind, ledger.c.point_cents, ledger.c.occurred_at, ledger.c.created_at,
-        ledger.c.rules_version, purchases.c.ext_id.label("purchase"), purchase_returns.c.ext_id.label("ret"),
-        rewards.c.code.label("reward"),
+        ledger.c.rules_version, purchases.c.ext_id.label("purchase"), purchases.c.store_id,
+        purchase_returns.c.ext_id.label("ret"), rewards.c.code.label("reward"),
+        adjustments.c.ext_id.label("adjustment"), adjustments.c.reason, adjustments.c.note,
+        ledger.c.counterpart_member_id, ledger.c.actor_key_id, ledger.c.actor_session_id, ledger.c.actor_system,
+        api_keys.c.label,
     )
     .select_from(
         ledger.outerjoin(purchases, purchases.c.id == ledger.c.purchase_id)
         .outerjoin(purchase_returns, purchase_returns.c.id == ledger.c.return_id)
         .outerjoin(rewards, rewards.c.id == ledger.c.reward_id)
+        .outerjoin(adjustments, adjustments.c.id == ledger.c.adjustment_id)
+        .outerjoin(api_keys, api_keys.c.id == ledger.c.actor_key_id)
     )
     .where(ledger.c.member_id == bindparam("member_id"), ledger.c.id < bindparam("before"))
     .order_by(ledger.c.id.desc())
@@ -260,8 +355,10 @@ ACTIVITY = Statement(
 )
 
 
-async def activity(db: Database, member_id: int, *, cursor: str | None, limit: int) -> ActivityPage:
-    """The member's ledger, newest first; `next_cursor` continues where this page ends."""
+async def activity(db: Database, member_id: int, *, cursor: str | None, limit: int, staff: bool = True
+                   ) -> ActivityPage:
+    """The member's ledger, newest first; `next_cursor` continues where this page ends. Staff see
+    who made each entry and the adjustments' notes; a guest sees neither."""
     before = decode_cursor(cursor) if cursor else 2**62
     async with db.connection() as conn:
         if not await MEMBER_EXISTS.fetchval(conn, member_id=member_id):
@@ -274,7 +371,10 @@ async def activity(db: Database, member_id: int, *, cursor: str | None, limit: i
             ActivityEntry(
                 entry_id=r["id"], kind=r["kind"], point_cents=r["point_cents"], occurred_at=r["occurred_at"],
                 recorded_at=r["created_at"], purchase_id=r["purchase"], return_id=r["ret"],
-                reward_code=r["reward"], rules_version=r["rules_version"],
+                reward_code=r["reward"], rules_version=r["rules_version"], store_id=r["store_id"],
+                adjustment_id=r["adjustment"], reason=r["reason"], note=r["note"] if staff else None,
+                counterpart_member_id=r["counterpart_member_id"],
+                actor=member_changes.actor_out(r) if staff else None,
             )
             for r in page
         ],
@@ -290,32 +390,47 @@ PERSONAL_DATA_ERASERS: list[str] = [
     """WITH linked AS (
            UPDATE subscriptions s SET member_id = m.id FROM members m
            WHERE m.id = $1 AND s.member_id IS NULL AND s.address IS NOT NULL
-             AND ((s.channel = 'email' AND lower(s.address) = lower(m.email))
-               OR (s.channel = 'sms' AND s.address IN ('+' || ltrim(m.phone, '+'), '+1' || m.phone)))
+             AND ((s.channel = 'email' AND lower(s.address) IN (lower(m.email), m.email_normalized))
+               OR (s.channel = 'sms' AND s.address = m.phone_normalized))
            RETURNING s.id)
        INSERT INTO subscription_events (subscription_id, kind, source, occurred_at)
        SELECT id, 'unsubscribed', 'erasure', $2 FROM subscriptions
        WHERE (member_id = $1 OR id IN (SELECT id FROM linked)) AND status = 'active'""",
     """UPDATE members SET name = NULL, email = NULL, phone = NULL, birth_date = NULL, external_id = NULL,
-                          erased_at = $2 WHERE id = $1""",
+                          email_normalized = NULL, phone_normalized = NULL, erased_at = $2 WHERE id = $1""",
     """UPDATE subscriptions SET address = NULL, erased_at = $2, status = 'unsubscribed',
                                 unsubscribed_at = coalesce(unsubscribed_at, $2) WHERE member_id = $1""",
 ]
 
 
+# an enrollment's retry key holds a digest of the body the person gave: it goes too
+FORGET_ENROLLMENT_KEYS = "DELETE FROM enrollment_keys WHERE member_id = $1"
+# the member, and the duplicates merged into it, whose personal data is not erased yet
+TO_ERASE = """SELECT id FROM members WHERE (id = $1 OR merged_into = $1) AND erased_at IS NULL ORDER BY id"""
+
+
 async def erase(engine: Engine, member_id: int, actor: Actor, *, as_of: datetime | None = None) -> ErasureOut:
     """Cancel (through the engine: points forfeited, open rewards voided), then erase name, email,
-    phone and birth date for good, in one transaction; the anonymous ledger stays. `as_of`:
-    erased as if at that moment (tests of past periods, as the engine's commands)."""
+    phone and birth date for good, in one transaction; the anonymous ledger stays. The duplicates
+    merged into the member are the same person: their personal data goes too. A merged member is
+    erased without a cancellation (its membership ended with the merge). `as_of`: erased as if at
+    that moment (tests of past periods, as the engine's commands)."""
 
     async def work(conn: asyncpg.Connection) -> ErasureOut:
-        (outcome,) = await apply(conn, [Cancel(member_id, actor, as_of)], engine.rulebook, engine.limits)
-        unwrap(outcome)
+        status = await conn.fetchval("SELECT status FROM members WHERE id = $1 FOR UPDATE", member_id)
+        if status is None:
+            raise errors.NotFound(f"member {member_id} does not exist")
+        if status != "merged":
+            (outcome,) = await apply(conn, [Cancel(member_id, actor, as_of)], engine.rulebook, engine.limits)
+            unwrap(outcome)
+            status = "cancelled"
         erased_at = await conn.fetchval("SELECT erased_at FROM members WHERE id = $1", member_id)
-        if erased_at is None:
-            erased_at = as_of or await conn.fetchval("SELECT clock_timestamp()")
+        at = erased_at or as_of or await conn.fetchval("SELECT clock_timestamp()")
+        for person in await conn.fetch(TO_ERASE, member_id):
             for statement in PERSONAL_DATA_ERASERS:
-                await conn.execute(statement, member_id, erased_at)
-        return ErasureOut(member_id=member_id, status="cancelled", erased_at=erased_at)
+                await conn.execute(statement, person["id"], at)
+            await conn.execute(FORGET_ENROLLMENT_KEYS, person["id"])
+            await member_changes.record(conn, person["id"], "erased", actor, occurred_at=at)
+        return ErasureOut(member_id=member_id, status=status, erased_at=at)
 
     return await engine.db.transaction(work)

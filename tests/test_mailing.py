@@ -610,6 +610,7 @@ async def test_verify_finds_every_subscription_explained_by_its_consent_record(c
         """UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = now()
            WHERE id = (SELECT max(id) FROM subscriptions WHERE status = 'active')""",
         """UPDATE members SET name = NULL, email = NULL, phone = NULL, birth_date = NULL, external_id = NULL,
+                              email_normalized = NULL, phone_normalized = NULL,
                               status = 'cancelled', cancelled_at = now(), erased_at = now()
            WHERE id = (SELECT max(member_id) FROM subscriptions WHERE address IS NOT NULL)""",
     ],

@@ -35,6 +35,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/schema/assets/{file_path}"): PUBLIC,
     ("GET", "/schema/{path}"): PUBLIC,
     ("POST", "/v1/members"): frozenset({"guest_services"}),
+    ("GET", "/v1/members"): frozenset({"checkout", "guest_services"}),
+    ("PATCH", "/v1/members/{member_id}"): frozenset({"guest_services"}),
+    ("POST", "/v1/members/{member_id}/adjustments"): frozenset({"guest_services", "admin"}),
+    ("POST", "/v1/members/{member_id}/merge"): frozenset({"guest_services"}),
+    ("GET", "/v1/keys"): frozenset({"admin"}),
+    ("DELETE", "/v1/keys/{key_id}"): frozenset({"admin"}),
     ("GET", "/v1/members/{member_id}"): frozenset({"guest_services", GUEST}),
     ("POST", "/v1/members/{member_id}/cancel"): frozenset({"guest_services", GUEST}),
     ("DELETE", "/v1/members/{member_id}/personal-data"): frozenset({"guest_services"}),
@@ -103,8 +109,12 @@ async def world(client: AsyncTestClient, db: Any, keys: dict[str, str]) -> dict[
     assert posted.status_code == 201, posted.text
     revoked = await create_key(db, ["checkout", "guest_services", "compliance", "admin"])
     await db.run("UPDATE api_keys SET revoked_at = now() WHERE token_hash = sha256($1::bytea)", revoked.encode())
+    # a key of no use, for the route that revokes keys
+    spare = await create_key(db, ["checkout"], label="spare")
+    [spare_id] = await db.run("SELECT id FROM api_keys WHERE token_hash = sha256($1::bytea)", spare.encode())
     return {
         "member": member,
+        "key_id": spare_id["id"],
         "purchase_id": bought["purchase_id"],
         "code": posted.json()["rewards_issued"][0]["code"],
         "headers": {
@@ -139,6 +149,7 @@ def expected_status(route: tuple[str, str], caller: str) -> str:
 async def test_authorization_matrix(route: tuple[str, str], client: AsyncTestClient, world: dict[str, Any]) -> None:
     method, template = route
     values = {"member_id": world["member"], "purchase_id": world["purchase_id"], "code": world["code"],
+              "key_id": world["key_id"],
               "path": "openapi.yaml", "file_path": "swagger-ui.css"}
     path = _PARAM.sub(lambda m: str(values.get(m.group(1), 1)), template)
     # a body no endpoint accepts: an allowed caller gets a 4xx from validation and writes nothing

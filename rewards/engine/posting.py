@@ -29,7 +29,7 @@ from rewards import rules
 from rewards.coalescing import Coalescer
 from rewards.db import RULES_LOCK, Database
 from rewards.engine import rows
-from rewards.engine.commands import Cancel, Command, Limits, PostPurchase, PostReturn
+from rewards.engine.commands import Adjust, CarryDebt, Command, Limits, Merge, PostPurchase, PostReturn
 from rewards.engine.planner import Outcome, OutOfIds, Planner
 from rewards.engine.snapshot import Member, decode_snapshot
 
@@ -44,40 +44,59 @@ def new_reward_code() -> str:
 
 # --- 1. lock -------------------------------------------------------------------------------------
 
+MEMBER_COLUMNS = "id, status, point_cents, rewards_issued, cancelled_at, merged_into, erased_at"
 _LOCK = """
 WITH rules_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared({lock}) AS held),
 asked AS (  -- the members of postings not made before (a replay is answered from what is stored)
     SELECT x.member_id FROM unnest($1::bigint[], $2::text[]) AS x(member_id, key)
     WHERE x.key IS NULL OR NOT EXISTS (SELECT 1 FROM purchases p WHERE p.ext_id = x.key)
     UNION ALL
-    SELECT p.member_id FROM unnest($3::text[], $4::text[]) AS r(purchase_key, return_key)
-    JOIN purchases p ON p.ext_id = r.purchase_key
-    WHERE NOT EXISTS (SELECT 1 FROM purchase_returns x WHERE x.ext_id = r.return_key))
+    SELECT y.member_id FROM unnest($5::bigint[], $6::text[]) AS y(member_id, key)
+    WHERE NOT EXISTS (SELECT 1 FROM adjustments a WHERE a.ext_id = y.key)
+    UNION ALL  -- a return charges the purchase's member, or the member it was merged into
+    SELECT unnest(ARRAY[p.member_id, m.merged_into]) FROM unnest($3::text[], $4::text[]) AS r(purchase_key, return_key)
+    JOIN purchases p ON p.ext_id = r.purchase_key JOIN members m ON m.id = p.member_id
+    WHERE NOT EXISTS (SELECT 1 FROM purchase_returns x WHERE x.ext_id = r.return_key)
+    UNION ALL  -- a merge re-points the members merged into its duplicate before
+    SELECT id FROM members WHERE merged_into = ANY ($7::bigint[]))
 SELECT coalesce(json_agg(m ORDER BY m.id), '[]')::text FROM (
-    SELECT id, status, point_cents, rewards_issued, cancelled_at FROM members
+    SELECT {columns} FROM members
     WHERE (SELECT true FROM rules_lock) AND id IN (SELECT member_id FROM asked)
     ORDER BY id {for_update}) m
 """
-LOCK = _LOCK.format(lock=RULES_LOCK, for_update="FOR UPDATE")
-PEEK = _LOCK.format(lock=RULES_LOCK, for_update="")  # a quote: the same read, locking no member
+LOCK = _LOCK.format(lock=RULES_LOCK, columns=MEMBER_COLUMNS, for_update="FOR UPDATE")
+PEEK = _LOCK.format(lock=RULES_LOCK, columns=MEMBER_COLUMNS, for_update="")  # a quote: the same read, locking none
+# After the locks are held: members a concurrent merge made part of the batch while it waited for
+# them (the member a locked duplicate was merged into; one merged into a duplicate this batch merges)
+FOLLOW = f"""
+SELECT coalesce(json_agg(m ORDER BY m.id), '[]')::text FROM (
+    SELECT {MEMBER_COLUMNS} FROM members
+    WHERE id <> ALL ($1::bigint[]) AND (id = ANY ($2::bigint[]) OR merged_into = ANY ($3::bigint[]))
+    ORDER BY id FOR UPDATE) m
+"""
 
 
 # --- 2. read -------------------------------------------------------------------------------------
 
 READ = """
-WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS now, coalesce($11::timestamptz, clock_timestamp()) AS open_at)
+WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS now, coalesce($11::timestamptz, clock_timestamp()) AS open_at),
+returned AS MATERIALIZED (SELECT id FROM purchases WHERE ext_id = ANY ($2::text[]))
 SELECT json_build_object(
     'now', (SELECT now FROM clock),
     'rules_version', (SELECT max(version) FROM program_rules),
     'rewards', coalesce((SELECT json_agg(w) FROM (
         SELECT id, code, member_id, ordinal, status, value_cents, cost_point_cents, issued_at, expires_at,
-               purchase_id, redeemed_at, redeemed_purchase_id, voided_at
+               purchase_id, adjustment_id, redeemed_at, redeemed_purchase_id, voided_at
         FROM rewards WHERE code = ANY ($3::text[])
         UNION
         SELECT id, code, member_id, ordinal, status, value_cents, cost_point_cents, issued_at, expires_at,
-               purchase_id, redeemed_at, redeemed_purchase_id, voided_at
+               purchase_id, adjustment_id, redeemed_at, redeemed_purchase_id, voided_at
         FROM rewards WHERE member_id = ANY ($1::bigint[]) AND status = 'issued'
-                       AND expires_at > (SELECT open_at FROM clock)) w), '[]'),
+                       AND expires_at > (SELECT open_at FROM clock)
+        UNION
+        SELECT id, code, member_id, ordinal, status, value_cents, cost_point_cents, issued_at, expires_at,
+               purchase_id, adjustment_id, redeemed_at, redeemed_purchase_id, voided_at
+        FROM rewards WHERE redeemed_purchase_id IN (SELECT id FROM returned) AND status = 'redeemed') w), '[]'),
     'returnable', coalesce((SELECT json_agg(json_build_object(
         'id', p.id, 'ext_id', p.ext_id, 'member_id', p.member_id, 'occurred_at', p.occurred_at,
         'rules_version', p.rules_version, 'lines', p.body->'lines', 'tenders', p.body->'tenders',
@@ -93,11 +112,23 @@ SELECT json_build_object(
                                                               'expires_at', w.expires_at) ORDER BY w.ordinal)
                             FROM rewards w WHERE w.purchase_id = p.id), '[]')))
         FROM purchases p WHERE p.ext_id = ANY ($4::text[])), '[]'),
+    'prior_adjustments', coalesce((SELECT json_agg(json_build_object(
+        'ext_id', a.ext_id, 'fingerprint', a.fingerprint, 'member_id', a.member_id, 'point_cents', a.point_cents,
+        'balance_after', a.balance_after,
+        'issued', coalesce((SELECT json_agg(json_build_object('code', w.code, 'value_cents', w.value_cents,
+                                                              'expires_at', w.expires_at) ORDER BY w.ordinal)
+                            FROM rewards w WHERE w.adjustment_id = a.id), '[]')))
+        FROM adjustments a WHERE a.ext_id = ANY ($12::text[])), '[]'),
+    'prior_merges', coalesce((SELECT json_agg(json_build_object('from_member_id', c.counterpart_member_id,
+                                                                'answer', c.details))
+        FROM member_changes c WHERE c.kind = 'merged_in' AND c.counterpart_member_id = ANY ($13::bigint[])), '[]'),
     'prior_returns', coalesce((SELECT json_agg(json_build_object(
         'ext_id', r.ext_id, 'purchase_ext_id', p.ext_id, 'fingerprint', r.fingerprint,
         'point_cents_reversed', r.point_cents_reversed, 'balance_after', r.balance_after,
         'voided', coalesce((SELECT json_agg(w.code ORDER BY l.id) FROM ledger l JOIN rewards w ON w.id = l.reward_id
-                            WHERE l.return_id = r.id AND l.kind = 'reward_voided'), '[]')))
+                            WHERE l.return_id = r.id AND l.kind = 'reward_voided'), '[]'),
+        'reinstated', coalesce((SELECT json_agg(w.code ORDER BY l.id) FROM ledger l JOIN rewards w ON w.id = l.reward_id
+                                WHERE l.return_id = r.id AND l.kind = 'reward_reinstated'), '[]')))
         FROM purchase_returns r JOIN purchases p ON p.id = r.purchase_id WHERE r.ext_id = ANY ($5::text[])), '[]'),
     'offers', coalesce((SELECT json_object_agg(code, value_cents) FROM offers WHERE code = ANY ($6::text[])), '{}'),
     'cancellations', coalesce((SELECT json_agg(json_build_object(
@@ -110,7 +141,8 @@ SELECT json_build_object(
     'ids', json_build_object(
         'purchases', ARRAY(SELECT nextval('purchases_id_seq') FROM generate_series(1, $8)),
         'returns', ARRAY(SELECT nextval('purchase_returns_id_seq') FROM generate_series(1, $9)),
-        'rewards', ARRAY(SELECT nextval('rewards_id_seq') FROM generate_series(1, $10)))
+        'rewards', ARRAY(SELECT nextval('rewards_id_seq') FROM generate_series(1, $10)),
+        'adjustments', ARRAY(SELECT nextval('adjustments_id_seq') FROM generate_series(1, $14)))
 )::text
 """
 
@@ -123,7 +155,7 @@ class _Asks:
 
     member_ids: list[int]
     member_keys: list[str | None]
-    """The purchase_id each member is named with (None: a cancellation), side by side."""
+    """The purchase_id each member is named with (None: a cancellation, a merge, a debt), side by side."""
     returned: list[str]
     purchase_keys: list[str]
     return_keys: list[str]
@@ -132,10 +164,14 @@ class _Asks:
     cancels: list[int]
     purchases: int
     returns: int
+    adjusted: list[int]
+    adjustment_keys: list[str]
+    merged: list[int]
+    """The duplicates merges name."""
 
     @classmethod
     def of(cls, commands: Sequence[Command]) -> _Asks:
-        asks = cls([], [], [], [], [], [], [], [], 0, 0)
+        asks = cls([], [], [], [], [], [], [], [], 0, 0, [], [], [])
         for c in commands:
             if isinstance(c, PostPurchase):
                 p = c.purchase
@@ -149,6 +185,16 @@ class _Asks:
                 asks.returned.append(c.purchase_id)
                 asks.return_keys.append(c.ret.return_id)
                 asks.returns += 1
+            elif isinstance(c, Adjust):
+                asks.adjusted.append(c.member_id)
+                asks.adjustment_keys.append(c.adjustment.adjustment_id)
+            elif isinstance(c, Merge):
+                asks.member_ids.extend((c.member_id, c.from_member_id))
+                asks.member_keys.extend((None, None))
+                asks.merged.append(c.from_member_id)
+            elif isinstance(c, CarryDebt):
+                asks.member_ids.extend((c.member_id, *c.from_member_ids))
+                asks.member_keys.extend([None] * (1 + len(c.from_member_ids)))
             else:
                 asks.member_ids.append(c.member_id)
                 asks.member_keys.append(None)
@@ -186,12 +232,14 @@ class Write:
 WRITES = (
     Write("purchases", "purchases", rows.Purchase),
     Write("returns", "purchase_returns", rows.Return),
+    Write("adjustments", "adjustments", rows.Adjustment),
     Write("new_rewards", "rewards", rows.Reward),
     Write("changed_rewards", "rewards", rows.Reward, key="id", columns=rows.REWARD_STATE),
     Write("entries", "ledger", rows.Entry),
     Write("members", "members", rows.Member, key="id"),
     Write("consents_withdrawn", "consents", rows.ConsentWithdrawn, key="member_id",
           where="t.withdrawn_at IS NULL"),
+    Write("member_changes", "member_changes", rows.MemberChange),
     Write("events", "events", rows.Event),
 )
 WRITE = ("WITH " + ",\n".join(f"w{n} AS ({w.sql(n)})" for n, w in enumerate(WRITES, start=1))
@@ -218,7 +266,8 @@ class StoredRules(Protocol):
         ...
 
 
-SEQUENCE_OF = {"purchases": "purchases", "returns": "purchase_returns", "rewards": "rewards"}
+SEQUENCE_OF = {"purchases": "purchases", "returns": "purchase_returns", "rewards": "rewards",
+               "adjustments": "adjustments"}
 
 
 Writer = Callable[[asyncpg.Connection, rows.Plan], Awaitable[None]]
@@ -235,12 +284,16 @@ async def apply(conn: asyncpg.Connection, commands: Sequence[Command], versions:
     """
     asks = _Asks.of(commands)
     locked = _members(await conn.fetchval(LOCK if write else PEEK, asks.member_ids, asks.member_keys,
-                                          asks.returned, asks.return_keys))
-    reward_ids = asks.purchases + 4 if write else 0
+                                          asks.returned, asks.return_keys, asks.adjusted, asks.adjustment_keys,
+                                          asks.merged))
+    if write:
+        locked = await _follow_merges(conn, locked, asks.merged)
+    reward_ids = asks.purchases + len(asks.adjusted) + 4 if write else 0
     snapshot = decode_snapshot(await conn.fetchval(
         READ, [m.id for m in locked], asks.returned, asks.reward_codes, asks.purchase_keys, asks.return_keys,
         asks.offer_codes, asks.cancels, asks.purchases if write else 0, asks.returns if write else 0, reward_ids,
-        min((c.as_of for c in commands if c.as_of is not None), default=None)))
+        min((c.as_of for c in commands if c.as_of is not None), default=None), asks.adjustment_keys, asks.merged,
+        len(asks.adjusted) if write else 0))
     snapshot.members = locked
     planner = Planner(snapshot, await versions.stored(conn, snapshot.rules_version), limits, new_reward_code)
     if not write:
@@ -255,6 +308,23 @@ async def apply(conn: asyncpg.Connection, commands: Sequence[Command], versions:
                 planner.add_ids(short.table, await draw_ids(conn, short.table, max(16, short.missing)))
     await writer(conn, planner.result())
     return outcomes
+
+
+async def _follow_merges(conn: asyncpg.Connection, locked: list[Member], merged: list[int]) -> list[Member]:
+    """The locked members, and those a merge committed while the batch waited for its locks made
+    part of it: the member a locked duplicate now lives in, and any merged into a duplicate that
+    this batch merges (re-pointed to the new target). Once a member is locked no merge can involve
+    it, so this ends; a merge's duplicates are always asked again (none is usually found)."""
+    while True:
+        ids = [m.id for m in locked]
+        targets = [m.merged_into for m in locked if m.merged_into is not None and m.merged_into not in ids]
+        if not targets and not merged:
+            return locked
+        more = _members(await conn.fetchval(FOLLOW, ids, targets, merged))
+        if not more:
+            return locked
+        locked = sorted(locked + more, key=lambda m: m.id)
+        merged = []
 
 
 async def draw_ids(conn: asyncpg.Connection, table: str, n: int) -> list[int]:

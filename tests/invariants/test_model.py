@@ -349,11 +349,11 @@ class RewardsMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.active()) < 2 and len(self.members) < 6)
     @rule()
     def enroll(self) -> None:
-        tag = uuid.uuid4().int % 10**9
-        out = self.service.run(members.enroll(self.service.db, EnrollmentIn(
-            name="Model Member", email=f"model.{tag}@example.com", phone=f"+1{tag:010d}",
+        tag = uuid.uuid4().int % 10**7
+        _, out = self.service.run(members.enroll(self.service.engine, EnrollmentIn(
+            name="Model Member", email=f"model.{tag}@example.com", phone=f"+1555{tag:07d}",
             birth_date=date(1990, 1, 1), state="CA", terms_version="2023-10-30", notice_version="2023-10-30",
-            channel="store")))
+            channel="store"), MODEL))
         assert out.status == "active"
         self.members[out.member_id] = MemberM(out.member_id)
 
