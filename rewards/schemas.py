@@ -178,6 +178,25 @@ class AdjustmentIn(Inbound, kw_only=True):
     """Why, in words, for the audit (shown to staff)."""
 
 
+class AdjustmentLine(Inbound, kw_only=True):
+    """A line of `rewards import adjustments`: an adjustment and its member, by id or by the retailer's own id."""
+
+    adjustment_id: Key
+    member_id: MemberId | None = None
+    external_id: Key | None = None
+    point_cents: Annotated[int, Meta(ge=-1_000_000_000, le=1_000_000_000)]
+    reason: AdjustmentReason
+    note: Annotated[str, Meta(min_length=1, max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$")] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.member_id is None) == (self.external_id is None):
+            raise ValueError("name the member by member_id or by external_id, one of them")
+
+    def adjustment(self) -> AdjustmentIn:
+        return AdjustmentIn(adjustment_id=self.adjustment_id, point_cents=self.point_cents, reason=self.reason,
+                            note=self.note)
+
+
 class MergeIn(Inbound, kw_only=True):
     from_member_id: MemberId
     """The duplicate, folded into the member in the path."""

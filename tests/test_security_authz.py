@@ -60,6 +60,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/offers"): frozenset({"admin"}),
     ("GET", "/v1/reports/incentive-value"): frozenset({"compliance"}),
     ("GET", "/v1/reports/liability"): frozenset({"compliance"}),
+    ("GET", "/v1/reports/stores"): frozenset({"compliance", "admin"}),
     ("GET", "/v1/program/rules"): frozenset({"admin"}),
     ("PUT", "/v1/program/rules"): frozenset({"admin"}),
     ("GET", "/v1/program/disclosures"): frozenset({"admin"}),
