@@ -104,7 +104,7 @@ async def merge_members(member_id: MemberPath, data: JSONBody[MergeIn], state: S
     email and phone free again; its purchases are refused with `member_merged` naming this
     member, and returns of its earlier purchases take the points back from this member. The
     same merge again answers 200 with the first answer."""
-    return answer(*unwrap(await state.engine.submit(Merge(member_id, data.from_member_id, actor_of(request)))))
+    return answer(*unwrap(await state.engine.submit(Merge(int(member_id), data.from_member_id, actor_of(request)))))
 
 
 @scoped("admin")

@@ -124,6 +124,7 @@ class Adjust:
 
     @classmethod
     def of(cls, member_id: int, adjustment: AdjustmentIn, actor: Actor, *, as_of: datetime | None = None) -> Adjust:
+        member_id = int(member_id)  # a path's MemberNumber is an int to JSON and to the database
         body = canonical(adjustment, member_id=member_id)
         return cls(member_id, adjustment, body, fingerprint(body), actor, as_of)
 
