@@ -24,11 +24,11 @@ from rewards.errors import ValidationFailed
 
 STORES = """
 WITH bought AS (
-    SELECT store_id, count(*) AS purchases, sum(qualifying_cents) AS qualifying_cents,
-           sum(point_cents) AS point_cents, sum(bonus_point_cents) AS bonus_point_cents
+    SELECT store_id, count(*) AS purchases, sum(qualifying_cents)::bigint AS qualifying_cents,
+           sum(point_cents)::bigint AS point_cents, sum(bonus_point_cents)::bigint AS bonus_point_cents
     FROM purchases WHERE occurred_at >= $1 AND occurred_at < $2 GROUP BY store_id),
 redeemed AS (
-    SELECT p.store_id, count(*) AS n, sum(w.value_cents) AS cents
+    SELECT p.store_id, count(*) AS n, sum(w.value_cents)::bigint AS cents
     FROM purchases p JOIN rewards w ON w.redeemed_purchase_id = p.id
     WHERE p.occurred_at >= $1 AND p.occurred_at < $2 GROUP BY p.store_id)
 SELECT b.store_id, b.purchases, b.qualifying_cents, b.point_cents, b.bonus_point_cents,
