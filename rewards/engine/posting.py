@@ -109,14 +109,14 @@ SELECT json_build_object(
         'bonus_point_cents', p.bonus_point_cents, 'balance_after', p.balance_after,
         'rewards_redeemed', p.rewards_redeemed,
         'issued', coalesce((SELECT json_agg(json_build_object('code', w.code, 'value_cents', w.value_cents,
-                                                              'expires_at', w.expires_at) ORDER BY w.ordinal)
+                                                              'expires_at', w.expires_at) ORDER BY w.id)
                             FROM rewards w WHERE w.purchase_id = p.id), '[]')))
         FROM purchases p WHERE p.ext_id = ANY ($4::text[])), '[]'),
     'prior_adjustments', coalesce((SELECT json_agg(json_build_object(
         'ext_id', a.ext_id, 'fingerprint', a.fingerprint, 'member_id', a.member_id, 'point_cents', a.point_cents,
         'balance_after', a.balance_after,
         'issued', coalesce((SELECT json_agg(json_build_object('code', w.code, 'value_cents', w.value_cents,
-                                                              'expires_at', w.expires_at) ORDER BY w.ordinal)
+                                                              'expires_at', w.expires_at) ORDER BY w.id)
                             FROM rewards w WHERE w.adjustment_id = a.id), '[]')))
         FROM adjustments a WHERE a.ext_id = ANY ($12::text[])), '[]'),
     'prior_merges', coalesce((SELECT json_agg(json_build_object('from_member_id', c.counterpart_member_id,
