@@ -572,7 +572,7 @@ class _Adjustments:
         return Adjust.of(line.member_id, line.adjustment(), IMPORTER)
 
     async def resolve(self, db: Database, items: list[_Item]) -> list[Any]:
-        wanted = sorted({item[2].external_id for item in items if isinstance(item[2], AdjustmentLine)})
+        wanted = sorted({item[2].external_id or "" for item in items if isinstance(item[2], AdjustmentLine)})
         if not wanted:
             return items
         found = {r["external_id"]: r["id"] for r in await db.run(EXTERNAL_IDS, wanted)}

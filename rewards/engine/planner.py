@@ -16,7 +16,7 @@ import msgspec
 
 from rewards import errors, rules
 from rewards.engine import rows
-from rewards.engine.commands import Actor, Adjust, CarryDebt, Command, Limits, Merge, PostPurchase, PostReturn
+from rewards.engine.commands import Actor, Adjust, Cancel, CarryDebt, Command, Limits, Merge, PostPurchase, PostReturn
 from rewards.engine.snapshot import Cancellation, Snapshot
 from rewards.schemas import (
     AdjustmentOut,
