@@ -54,13 +54,13 @@ class StoreRow(StoreFigures, kw_only=True):
     store_id: str
 
 
-class PeriodOut(msgspec.Struct):
+class StoresPeriod(msgspec.Struct):
     from_: date = msgspec.field(name="from")
     to: date
 
 
 class StoresReport(msgspec.Struct, kw_only=True):
-    period: PeriodOut
+    period: StoresPeriod
     time_zone: str
     generated_at: datetime
     stores: list[StoreRow]
@@ -85,7 +85,7 @@ async def stores(db: Database, period: Period) -> StoresReport:
                       rewards_redeemed_count=r["rewards_redeemed_count"],
                       rewards_redeemed_cents=r["rewards_redeemed_cents"]) for r in rows]
     totals = StoreFigures(**{name: sum(getattr(row, name) for row in found) for name in COLUMNS[1:]})
-    return StoresReport(period=PeriodOut(period.start, period.end), time_zone=period.zone,
+    return StoresReport(period=StoresPeriod(period.start, period.end), time_zone=period.zone,
                         generated_at=generated_at, stores=found, totals=totals)
 
 

@@ -11,8 +11,9 @@ indexed and unique among active members.
   world and a stray zero after the plus (`+0…`), which registers' keypads produce. It is kept
   in E.164 (`+12135550123`). A number must have a complete number's length for its country (a
   7-digit local number lacks its area code), and a North American area code starts with 2 to
-  9. Numbers are not checked against the ranges carriers have assigned: the 555 numbers of
-  examples and tests would be refused, and a newly opened area code too.
+  9; letters are refused (a member's number is not a vanity number). Numbers are not checked
+  against the ranges carriers have assigned: the 555 numbers of examples and tests would be
+  refused, and a newly opened area code too.
 - An email address is compared after Unicode compatibility normalization (NFKC: a full-width
   `ｊ` is `j`), trimmed, and case-folded; it is kept as given, trimmed and NFKC-normalized.
 """
@@ -46,6 +47,8 @@ def normalize_phone(text: str) -> str:
     if not written or len(written) > _LONGEST_PHONE:
         raise NotAPhone("a phone number is 1 to 40 characters, such as (213) 555-0123 or +1 213 555 0123")
     compact = _SEPARATORS.sub("", written)
+    if any(ch.isalpha() for ch in compact):  # libphonenumber would read letters as a keypad's (1-800-FLOWERS)
+        raise NotAPhone("a member's phone number is digits, not letters")
     if compact.startswith("00"):  # the international prefix of most of the world
         written = "+" + compact[2:]
     elif compact.startswith("+0"):  # a zero typed after the plus

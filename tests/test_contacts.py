@@ -35,7 +35,7 @@ def test_international_numbers_keep_their_country() -> None:
 
 
 @pytest.mark.parametrize("written", ["", "   ", "abc", "555-0123", "+1", "0155550100", "1155550100", "+12135550123999",
-                                    "213 555 0123 ext. 12", "x" * 41])
+                                    "213 555 0123 ext. 12", "x" * 41, "+1555CALLNOW", "1-800-FLOWERS"])
 def test_what_is_not_a_phone_number_is_refused_with_a_reason(written: str) -> None:
     with pytest.raises(NotAPhone) as refused:
         normalize_phone(written)
