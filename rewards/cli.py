@@ -155,14 +155,19 @@ def keys() -> None:
 @click.option("--label", default=None, help="What the key is for (a store, a system).")
 def keys_create(scopes: tuple[str, ...], member_id: int | None, label: str | None) -> None:
     """Make a key; its token is printed once, alone on the last line."""
-    from rewards.auth import create_key
+    from rewards.auth import KEY_BY_TOKEN, create_key, token_hash
     from rewards.errors import DomainError
 
+    async def make(db: Database) -> tuple[str, int]:
+        token = await create_key(db, list(scopes), member_id=member_id, label=label)
+        return token, (await db.run(KEY_BY_TOKEN, token_hash=token_hash(token)))[0]["id"]
+
     try:
-        token = with_database(lambda db: create_key(db, list(scopes), member_id=member_id, label=label))
+        token, key_id = with_database(make)
     except DomainError as exc:
         raise click.ClickException(exc.detail) from exc
-    click.echo(f"scopes: {', '.join(sorted(set(scopes)))}" + (f"; member {member_id}" if member_id else ""), err=True)
+    click.echo(f"key {key_id} (revoke it with `rewards keys revoke {key_id}`); scopes: {', '.join(sorted(set(scopes)))}"
+               + (f"; member {member_id}" if member_id else ""), err=True)
     click.echo(token)
 
 

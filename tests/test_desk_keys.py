@@ -98,8 +98,11 @@ async def test_keys_list_and_revoke_on_the_command_line(client: AsyncTestClient,
                                                         database_url: str) -> None:
     member = (await enrolled(client, keys))["member_id"]
     label = unique("till")
-    token = await create_key(db, ["checkout"], label=label)
+    made = await asyncio.to_thread(cli, database_url, "create", "--scope", "checkout", "--label", label)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.splitlines()[-1]
     key_id = await key_id_of(db, token)
+    assert f"key {key_id} (revoke it with `rewards keys revoke {key_id}`)" in made.stderr
     assert (await client.get(f"/v1/members/{member}/balance", headers=auth(token))).status_code == 200
     listed = await asyncio.to_thread(cli, database_url, "list")
     assert listed.returncode == 0, listed.stderr
