@@ -87,13 +87,15 @@ class Scratch:
 
 
 async def seed_members(url: str, count: int) -> None:
-    """`count` active members with ids 1..count, written directly (enrollment is not what is measured)."""
+    """`count` active members with ids 1..count, written directly (enrollment is not what is measured):
+    member g has the phone +1 555 and g in seven digits (so at most ten million), normalized as
+    enrollment keeps it (`phone_normalized`, `email_normalized`)."""
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(
-            """INSERT INTO members (id, name, email, phone, state, birth_date)
-               SELECT g, 'Bench Member', 'bench' || g || '@example.com', '+1555' || lpad(g::text, 8, '0'), 'CA',
-                      date '1980-01-01'
+            """INSERT INTO members (id, name, email, phone, email_normalized, phone_normalized, state, birth_date)
+               SELECT g, 'Bench Member', 'bench' || g || '@example.com', '+1555' || lpad(g::text, 7, '0'),
+                      'bench' || g || '@example.com', '+1555' || lpad(g::text, 7, '0'), 'CA', date '1980-01-01'
                FROM generate_series(1, $1) g""",
             count,
         )

@@ -9,9 +9,9 @@ from litestar import Response, get, put
 from litestar.datastructures import State
 from litestar.params import JSONBody, QueryParameter
 
-from incentives import program_texts, reports
+from incentives import program_texts, reports, stores
 from incentives.disclosures import Disclosures, DisclosuresOut
-from incentives.examples import INCENTIVE_VALUE_RESPONSE, LIABILITY_RESPONSE
+from incentives.examples import INCENTIVE_VALUE_RESPONSE, LIABILITY_RESPONSE, STORES_RESPONSE
 from incentives.periods import Period
 from incentives.program_texts import DocumentIn, DocumentOut, DocumentsOut
 from incentives.render import MEDIA_TYPES
@@ -75,6 +75,20 @@ async def liability(
     return _document(reports.liability_document(report, fmt), fmt, f"liability-{report.as_of.isoformat()}")
 
 
+@scoped("compliance", "admin", ok=STORES_RESPONSE)
+@get("/v1/reports/stores", tags=["reports"], summary="Purchases, spend, points and rewards by store")
+async def stores_report(
+    state: State,
+    from_: Annotated[date, QueryParameter(name="from", description="first day of the period (the program's time zone), YYYY-MM-DD")],
+    to: Annotated[date, QueryParameter(description="last day of the period, included, YYYY-MM-DD")],
+    fmt: Annotated[Literal["json", "csv"], QueryParameter(name="format", description="json or csv")] = "json",
+) -> Response[bytes]:
+    """Per store, for the period: purchases, qualifying spend, points earned (bonus included, and
+    the bonus alone), and the rewards redeemed there (count and cents); then the totals."""
+    report = await stores.stores(state.db, Period(from_, to, state.settings.timezone))
+    return _document(stores.document(report, fmt), fmt, f"stores-{from_.isoformat()}-{to.isoformat()}")
+
+
 @scoped("admin")
 @get("/v1/program/disclosures", tags=["program"], summary="Read the program's disclosures")
 async def get_disclosures(state: State) -> DisclosuresOut:
@@ -110,4 +124,4 @@ async def get_documents(
     return await program_texts.documents(state.db, kind)
 
 
-ROUTES = [incentive_value, liability, get_disclosures, put_disclosures, put_document, get_documents]
+ROUTES = [incentive_value, liability, stores_report, get_disclosures, put_disclosures, put_document, get_documents]

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from incentives import reports
+from incentives import reports, stores
 from incentives.methods import METHODS
 from incentives.periods import Period
 from incentives.render import FORMATS
@@ -53,7 +53,7 @@ def _write(body: bytes, out: Path | None) -> None:
 
 @click.group()
 def report() -> None:
-    """Compliance reports: the value of personal information behind the notice, and the liability."""
+    """Compliance reports: the value of personal information behind the notice, the liability, and by store."""
 
 
 @report.command("incentive-value")
@@ -111,3 +111,20 @@ def liability(as_of: datetime | None, fmt: str, out: Path | None) -> None:
     _write(reports.liability_document(result, fmt), out)
     moment = f"the close of {result.as_of}" if result.closed else f"now ({result.as_of}, not closed)"
     click.echo(f"liability at {moment}: {dollars(result.total_liability_cents)}", err=True)
+
+
+@report.command("stores")
+@click.option("--from", "from_", type=DATE, default=None,
+              help="First day of the period, in REWARDS_TIMEZONE [last year's Jan 1].")
+@click.option("--to", "to", type=DATE, default=None, help="Last day of the period, included [last year's Dec 31].")
+@click.option("--format", "fmt", type=click.Choice(("json", "csv")), default="json", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None)
+def stores_report(from_: datetime | None, to: datetime | None, fmt: str, out: Path | None) -> None:
+    """Per store: purchases, qualifying spend, points earned, rewards redeemed (count and cents)."""
+    zone = _zone()
+    default = last_year(zone=zone)
+    period = Period(from_.date() if from_ else default.start, to.date() if to else default.end, zone)
+    result = _run(lambda db: stores.stores(db, period))
+    _write(stores.document(result, fmt), out)
+    click.echo(f"{len(result.stores)} stores, {result.totals.purchases:,} purchases, "
+               f"{dollars(result.totals.qualifying_cents)} qualifying, {period.start}..{period.end} ({zone})", err=True)

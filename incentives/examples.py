@@ -14,6 +14,7 @@ from litestar.openapi.spec import Example
 from incentives.disclosures import Disclosures, DisclosuresOut
 from incentives.liability import LiabilityReport
 from incentives.program_texts import DocumentIn, DocumentOut, DocumentsOut
+from incentives.stores import StoresReport
 from incentives.valuation import IncentiveReport
 from rewards.examples import register_examples
 
@@ -217,6 +218,25 @@ DISCLOSURES: dict[str, Any] = {
     "labels": {"categories": {"gift_card": "gift cards"}, "tenders": {"westique_credit_card": "the Westique Credit Card"}},
     "notice": {"rewards": NOTICE_TEMPLATES, "mailing_list": NOTICE_TEMPLATES},
 }
+STORES: dict[str, Any] = {
+    "period": {"from": "2026-11-01", "to": "2026-11-30"},
+    "time_zone": "America/Los_Angeles",
+    "generated_at": "2026-12-01T17:00:00Z",
+    "stores": [
+        {"store_id": "S012", "purchases": 1840, "qualifying_cents": 10412300, "point_cents_earned": 13520440,
+         "bonus_point_cents": 3108140, "rewards_redeemed_count": 212, "rewards_redeemed_cents": 212000},
+        {"store_id": "WEB", "purchases": 960, "qualifying_cents": 6120050, "point_cents_earned": 7344060,
+         "bonus_point_cents": 1224010, "rewards_redeemed_count": 131, "rewards_redeemed_cents": 131000},
+    ],
+    "totals": {"purchases": 2800, "qualifying_cents": 16532350, "point_cents_earned": 20864500,
+               "bonus_point_cents": 4332150, "rewards_redeemed_count": 343, "rewards_redeemed_cents": 343000},
+}
+STORES_RESPONSE = ResponseSpec(
+    StoresReport, generate_examples=False,
+    description="The report as JSON (this schema); with format=csv, a row per store then the totals (text/csv).",
+    examples=[Example(summary="November at two stores", value=STORES)],
+)
+
 DOCUMENT_IN: dict[str, Any] = {"kind": "notice", "version": "2027-01-01", "text": "Notice of Financial Incentive …",
                                "effective_from": "2027-01-01T08:00:00Z"}
 DOCUMENT_OUT: dict[str, Any] = {

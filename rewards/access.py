@@ -41,7 +41,7 @@ _NOT_PARAMETERS = frozenset({"state", "request", "scope", "headers", "cookies", 
 EXAMPLE_DETAILS: dict[str, str] = {
     "not_found": "member 42 does not exist",
     "member_not_active": "member 42 is cancelled",
-    "duplicate_member": "an active member already has this email",
+    "duplicate_member": "member 7 is active with this phone; find it (GET /v1/members?phone=…) or merge the two",
     "age_restricted": "members must be at least 13 years old",
     "guardian_consent_required": "a member under 18 needs a guardian's consent",
     "idempotency_conflict": "purchase_id pos-12-000981 was posted before with a different body",
@@ -54,6 +54,7 @@ EXAMPLE_DETAILS: dict[str, str] = {
     "personal_data_held": "member 42's personal data is still held: the erasure scheduled for "
                           "2026-12-03T09:30:00Z completes this request when it happens",
     "subscriber_is_member": "ann@example.com is member 42's: erase the member (DELETE /v1/members/42/personal-data)",
+    "member_merged": "member 42 was merged into member 7; use that member",
 }
 
 

@@ -27,6 +27,7 @@ from rewards.auth import Authenticator
 from rewards.config import Settings, load_settings
 from rewards.db import Database, DatabaseUnavailable, database_from_env
 from rewards.decoding import StrictBodies
+from rewards.desk import api as desk_api
 from rewards.engine import Engine, limits_of
 from rewards.migrations import migrate
 from rewards.openapi import PROBLEM, PROBLEM_TYPE, Problem
@@ -198,6 +199,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
         await app.state.rulebook.load()
         app.state.engine = Engine(db, app.state.rulebook, limits_of(settings))
         app.state.auth = Authenticator(db, guest_rate_limit=settings.guest_rate_limit)
+        await app.state.auth.start()
         app.state.settings = settings
         app.state.links = UnsubscribeLinks.from_settings(settings)
         app.state.session_cookies = SessionCookies.from_settings(settings)
@@ -210,11 +212,12 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
         try:
             yield
         finally:
+            await app.state.auth.stop()
             await db.close()
 
     return Litestar(
-        route_handlers=[health, ready, metrics, openapi.assets_router(), *controllers.ROUTES, *mailing_api.ROUTES,
-                        *guest_api.ROUTES, *unsubscribe.ROUTES, *guest.ROUTES, *privacy_api.ROUTES,
+        route_handlers=[health, ready, metrics, openapi.assets_router(), *controllers.ROUTES, *desk_api.ROUTES,
+                        *mailing_api.ROUTES, *guest_api.ROUTES, *unsubscribe.ROUTES, *guest.ROUTES, *privacy_api.ROUTES,
                         *plugin_routes(), *(extra_routes or [])],
         lifespan=[lifespan],
         middleware=[metrics_middleware],

@@ -6,12 +6,18 @@ would add nothing). A key may end (`expires_at`): a guest token always does, GUE
 days) after it is made unless `--ttl` says otherwise, and the member's cancellation or
 erasure revokes it. Staff keys are cached in each worker for CACHE_SECONDS, which keeps the
 hot path (the registers' postings) off the database; guest tokens are looked up at every
-request, so one that ends stops at once on every worker.
+request, so one that ends stops at once on every worker. The cache never outlives a
+revocation: each worker listens (LISTEN, on a connection of its own) for the notification a
+revocation commits with (`rewards.desk.keys`) and forgets every token it had checked; while
+that connection is down, the worker checks every token in the database.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import secrets
 import time
 from collections import deque
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Interval, bindparam, func, insert, or_, select
 
 from rewards import errors
@@ -33,6 +40,9 @@ TOKEN_PREFIX = "wr_"
 CACHE_SECONDS = 10.0
 GUEST_TTL = timedelta(days=30)
 MAX_GUEST_TTL = timedelta(days=366)
+REVOCATIONS = "rewards_api_key_revoked"  # the notification channel: the payload is the key's id
+RELISTEN_SECONDS = 1.0
+log = logging.getLogger("rewards.auth")
 
 NEW_KEY = Statement(insert(api_keys).values(
     token_hash=bindparam("token_hash"), scopes=bindparam("scopes"), member_id=bindparam("member_id"),
@@ -110,6 +120,54 @@ class Authenticator:
         self.guest_rate_limit = guest_rate_limit
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._guest_calls: dict[int, deque[float]] = {}
+        self._listener: asyncpg.Connection | None = None
+        self._listening: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def caching(self) -> bool:
+        """Whether checked tokens are kept: only while revocations are heard."""
+        return self._listener is not None and not self._listener.is_closed()
+
+    async def start(self) -> None:
+        """Listen for revocations (and keep listening: a lost connection is opened again)."""
+        self._stopped.clear()
+        self._listening = asyncio.create_task(self._listen())
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
+        await self._close_listener()
+
+    def forget(self, _key_id: object = None) -> None:
+        """Forget every token checked: a key was revoked (rarely; the cache refills in one request each)."""
+        self._cache.clear()
+
+    async def _listen(self) -> None:
+        while not self._stopped.is_set():
+            lost = asyncio.Event()
+            try:
+                conn = await self.db.dedicated_connection()
+                conn.add_termination_listener(lambda _conn: lost.set())
+                await conn.add_listener(REVOCATIONS, lambda _conn, _pid, _channel, payload: self.forget(payload))
+                self._listener = conn
+                self.forget()  # what was cached while nobody listened may have been revoked since
+                await lost.wait()
+            except Exception as exc:  # noqa: BLE001 - the database is away: try again shortly
+                log.warning("not hearing key revocations (%s); checking every token meanwhile", exc)
+            finally:
+                await self._close_listener()
+            await asyncio.sleep(RELISTEN_SECONDS)
+
+    async def _close_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        self.forget()
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
 
     async def principal(self, authorization: str | None) -> Principal:
         scheme, _, token = (authorization or "").strip().partition(" ")
@@ -123,10 +181,12 @@ class Authenticator:
             rows = await self.db.run(KEY_BY_TOKEN, token_hash=token_hash(token))
             found = Principal(rows[0]["id"], frozenset(rows[0]["scopes"]), rows[0]["member_id"],
                               rows[0]["expires_at"]) if rows else None
-            if len(self._cache) > 10_000:
-                self._cache.clear()
             cached = (now, found)
-            if found is None or not found.is_guest:  # a guest token is read afresh each time: it ends at once
+            # a guest token is read afresh each time (it ends at once); staff keys only while
+            # revocations are heard
+            if self.caching and (found is None or not found.is_guest):
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
                 self._cache[token] = cached
         principal = cached[1]
         if principal is None or (principal.expires_at is not None and principal.expires_at <= datetime.now(UTC)):

@@ -158,12 +158,15 @@ async def _bulk_members(conn: asyncpg.Connection, rng: random.Random, members: i
             e = _member(rng, first + k, seed)
             membership.check_age(e.birth_date, e.state, e.guardian_consent, today)
             enrolled = start - timedelta(seconds=rng.randint(0, 60 * 86400))
-            rows.append((member_id, e.name, e.email, e.phone, e.birth_date, e.state, enrolled))
+            given = membership.contacts_of(e.email, e.phone)
+            rows.append((member_id, e.name, given.email, given.phone, given.email_normalized, given.phone_normalized,
+                         e.birth_date, e.state, enrolled))
             consents.append((member_id, e.terms_version, e.notice_version, e.channel, e.guardian_consent, enrolled))
         async with conn.transaction():
             await conn.copy_records_to_table(
                 "members", records=rows,
-                columns=["id", "name", "email", "phone", "birth_date", "state", "enrolled_at"])
+                columns=["id", "name", "email", "phone", "email_normalized", "phone_normalized", "birth_date", "state",
+                         "enrolled_at"])
             await conn.copy_records_to_table(
                 "consents", records=consents,
                 columns=["member_id", "terms_version", "notice_version", "channel", "guardian_consent", "accepted_at"])

@@ -180,17 +180,62 @@ class Duration(click.ParamType):
                    "a staff key: for good unless given.")
 def keys_create(scopes: tuple[str, ...], member_id: int | None, label: str | None, ttl: timedelta | None) -> None:
     """Make a key; its token is printed once, alone on the last line."""
-    from rewards.auth import GUEST_TTL, create_key
+    from rewards.auth import GUEST_TTL, KEY_BY_TOKEN, create_key, token_hash
     from rewards.errors import DomainError
 
+    async def make(db: Database) -> tuple[str, int]:
+        token = await create_key(db, list(scopes), member_id=member_id, label=label, ttl=ttl)
+        return token, (await db.run(KEY_BY_TOKEN, token_hash=token_hash(token)))[0]["id"]
+
     try:
-        token = with_database(lambda db: create_key(db, list(scopes), member_id=member_id, label=label, ttl=ttl))
+        token, key_id = with_database(make)
     except DomainError as exc:
         raise click.ClickException(exc.detail) from exc
     lasts = f"; expires {(datetime.now(UTC) + (ttl or GUEST_TTL)):%Y-%m-%d %H:%M} UTC" if ttl or member_id else ""
-    click.echo(f"scopes: {', '.join(sorted(set(scopes)))}" + (f"; member {member_id}" if member_id else "") + lasts,
-               err=True)
+    click.echo(f"key {key_id} (revoke it with `rewards keys revoke {key_id}`); scopes: {', '.join(sorted(set(scopes)))}"
+               + (f"; member {member_id}" if member_id else "") + lasts, err=True)
     click.echo(token)
+
+
+@keys.command("list")
+@click.option("--all", "everything", is_flag=True, help="Guest tokens too (by default staff keys only).")
+def keys_list(everything: bool) -> None:
+    """List the keys: id, scopes, label, created, revoked. Tokens are never shown again."""
+    from rewards.desk.keys import list_keys
+    from rewards.schemas import KeyOut
+
+    async def every(db: Database) -> list[KeyOut]:
+        found, cursor = [], None
+        while True:
+            page = await list_keys(db, cursor=cursor, limit=500)
+            found.extend(page.items)
+            if page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
+
+    shown = [k for k in with_database(every) if everything or k.member_id is None]
+    click.echo(f"{'id':>6}  {'scopes':<40}  {'label':<24}  {'created (UTC)':<16}  revoked (UTC)")
+    for k in shown:
+        scopes = ", ".join(k.scopes) + (f" (member {k.member_id})" if k.member_id else "")
+        click.echo(f"{k.key_id:>6}  {scopes:<40}  {(k.label or ''):<24}  {k.created_at:%Y-%m-%d %H:%M}  "
+                   + (f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-"))
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=click.IntRange(1))
+def keys_revoke(key_id: int) -> None:
+    """Revoke key KEY_ID: it stops working at once, on every worker of every running service."""
+    from rewards.desk.keys import revoke_key
+    from rewards.errors import DomainError
+
+    try:
+        revoked, key = with_database(lambda db: revoke_key(db, key_id))
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from exc
+    label = f" ({key.label})" if key.label else ""
+    assert key.revoked_at is not None
+    click.echo(f"revoked key {key_id}{label}" if revoked
+               else f"key {key_id}{label} was already revoked, at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
 
 
 @main.command()
@@ -244,23 +289,65 @@ def import_group() -> None:
     """Bulk imports."""
 
 
-# `rewards import purchases` exit statuses, for scripts
+# `rewards import purchases` and `rewards import adjustments` exit statuses, for scripts
 IMPORT_OK, IMPORT_FAILED, IMPORT_REJECTED = 0, 1, 3
 
 
+def _import_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options every `rewards import` command takes."""
+    for option in reversed((
+        click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+        click.option("--rejected", "rejected", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Where refused records go, each with its reason, in line order [FILE.rejected.jsonl]."),
+        click.option("--batch-size", type=click.IntRange(1, 50_000), default=2000, show_default=True,
+                     help="Records applied per transaction."),
+        click.option("--connections", type=click.IntRange(1, 16), default=2, show_default=True,
+                     help="Batches applied at the same time, each on its own connection, split by member."),
+        click.option("--format", "file_format", type=click.Choice(["jsonl", "csv"]), default=None,
+                     help="The file's format [csv for a *.csv file, otherwise jsonl]."),
+    )):
+        command = option(command)
+    return command
+
+
+def _run_import(kind_name: str, file: Path, file_format: str | None, **options: object) -> None:
+    """Import with a progress bar, print the summary, exit with the import's status."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rewards.engine import limits_of
+    from rewards.importer import ADJUSTMENTS, PURCHASES, CsvHeaderError, count_records, format_of, import_records
+
+    kind = PURCHASES if kind_name == "purchases" else ADJUSTMENTS
+    fmt = file_format or format_of(file)
+    settings = load_settings()
+    with Progress(TextColumn(f"importing {kind_name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=False) as progress:
+        task = progress.add_task("import", total=count_records(file, kind, fmt))  # type: ignore[arg-type]
+        try:
+            summary = with_database(lambda db: import_records(
+                db, file, kind, limits=limits_of(settings), file_format=fmt,  # type: ignore[arg-type]
+                progress=lambda done: progress.update(task, completed=done), **options))  # type: ignore[arg-type]
+        except CsvHeaderError as exc:
+            raise click.ClickException(f"{file}: {exc}; nothing was imported") from exc
+    click.echo(f"{kind_name} read: {summary.lines}")
+    click.echo(f"imported: {summary.imported}")
+    click.echo(f"already imported (same {kind.key} and body): {summary.already_imported}")
+    click.echo(f"rejected: {summary.rejected}" + (f" -> {summary.rejected_file}" if summary.rejected_file else ""))
+    for code, count in sorted(summary.reasons.items()):
+        click.echo(f"  {code}: {count}")
+    if kind is ADJUSTMENTS:
+        click.echo(f"points adjusted: {summary.point_cents_adjusted / 100:,.2f}")
+    click.echo(f"rewards issued: {summary.rewards_issued}")
+    rate = f" ({summary.per_second:,.0f} {kind_name}/s)" if summary.per_second is not None else ""
+    click.echo(f"time: {summary.seconds:.1f} s{rate}; peak memory: {summary.peak_rss_mib:.0f} MiB")
+    sys.exit(IMPORT_REJECTED if summary.rejected else IMPORT_OK)
+
+
 @import_group.command("purchases")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_import_options
 @click.option("--history", is_flag=True,
               help="Accept purchases older than REWARDS_MAX_BACKDATE (each with the rules of its day; "
                    "the rewards it issues may already have expired).")
-@click.option("--rejected", "rejected", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where refused purchases go, each with its reason, in line order [FILE.rejected.jsonl].")
-@click.option("--batch-size", type=click.IntRange(1, 50_000), default=2000, show_default=True,
-              help="Purchases applied per transaction.")
-@click.option("--connections", type=click.IntRange(1, 16), default=2, show_default=True,
-              help="Batches applied at the same time, each on its own connection, split by member.")
-@click.option("--format", "file_format", type=click.Choice(["jsonl", "csv"]), default=None,
-              help="The file's format [csv for a *.csv file, otherwise jsonl].")
 def import_purchases(file: Path, history: bool, rejected: Path | None, batch_size: int, connections: int,
                      file_format: str | None) -> None:
     """Import purchases from FILE: JSON lines (one purchase per line, exactly the API's body) or CSV.
@@ -280,34 +367,28 @@ def import_purchases(file: Path, history: bool, rejected: Path | None, batch_siz
     finished but refused some purchases (listed in the rejected file); 1 when it could not
     run (a CSV header that names the wrong columns, the database unreachable).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    _run_import("purchases", file, file_format, history=history, rejected_path=rejected, batch_size=batch_size,
+                connections=connections)
 
-    from rewards.engine import limits_of
-    from rewards.importer import CsvHeaderError, count_purchases, format_of
-    from rewards.importer import import_purchases as run_import
 
-    fmt = file_format or format_of(file)
-    settings = load_settings()
-    with Progress(TextColumn("importing purchases"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=False) as progress:
-        task = progress.add_task("import", total=count_purchases(file, fmt))  # type: ignore[arg-type]
-        try:
-            summary = with_database(lambda db: run_import(
-                db, file, limits=limits_of(settings), history=history, rejected_path=rejected,
-                batch_size=batch_size, connections=connections, file_format=fmt,  # type: ignore[arg-type]
-                progress=lambda done: progress.update(task, completed=done)))
-        except CsvHeaderError as exc:
-            raise click.ClickException(f"{file}: {exc}; nothing was imported") from exc
-    click.echo(f"purchases read: {summary.lines}")
-    click.echo(f"imported: {summary.imported}")
-    click.echo(f"already imported (same purchase_id and body): {summary.already_imported}")
-    click.echo(f"rejected: {summary.rejected}" + (f" -> {summary.rejected_file}" if summary.rejected_file else ""))
-    for code, count in sorted(summary.reasons.items()):
-        click.echo(f"  {code}: {count}")
-    click.echo(f"rewards issued: {summary.rewards_issued}")
-    rate = f" ({summary.per_second:,.0f} purchases/s)" if summary.per_second is not None else ""
-    click.echo(f"time: {summary.seconds:.1f} s{rate}; peak memory: {summary.peak_rss_mib:.0f} MiB")
-    sys.exit(IMPORT_REJECTED if summary.rejected else IMPORT_OK)
+@import_group.command("adjustments")
+@_import_options
+def import_adjustments(file: Path, rejected: Path | None, batch_size: int, connections: int,
+                       file_format: str | None) -> None:
+    """Import adjustments from FILE (opening balances from a previous program): JSON lines or CSV.
+
+    Each record: adjustment_id, the member by member_id or external_id (the retailer's own
+    id), point_cents (non-zero; negative takes points), reason (goodwill, correction,
+    migration, other) and optionally note. CSV: a header naming those columns, one row per
+    adjustment. Each posts as POST /v1/members/{id}/adjustments does (rewards issued as the
+    balance allows; a cancelled member is refused), with no limit by scope; adjustment_id is
+    the idempotency key, so running the same file again imports nothing twice.
+
+    Exit status: as `rewards import purchases` (0 all imported or already, 3 some refused,
+    1 could not run).
+    """
+    _run_import("adjustments", file, file_format, rejected_path=rejected, batch_size=batch_size,
+                connections=connections)
 
 
 @main.group("db")

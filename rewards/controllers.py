@@ -10,11 +10,11 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, get, post, put
 from litestar.datastructures import State
-from litestar.params import JSONBody, Parameter
+from litestar.params import HeaderParameter, JSONBody, Parameter
 
 from rewards import errors, members
 from rewards.access import public, scoped
-from rewards.auth import GUEST, actor_of
+from rewards.auth import GUEST, Principal, actor_of
 from rewards.engine import Cancel, PostPurchase, PostReturn, unwrap
 from rewards.rules import Rules
 from rewards.schemas import (
@@ -52,21 +52,39 @@ def answer(created: bool, body: Any) -> Response[Any]:
 # --- members ----------------------------------------------------------------------------------
 
 
-@scoped("guest_services", errors=[errors.AgeRestricted, errors.GuardianConsentRequired, errors.DuplicateMember])
-@post("/v1/members", status_code=201, tags=["members"], summary="Enroll a member")
-async def enroll_member(data: JSONBody[EnrollmentIn], state: State) -> EnrolledOut:
-    """Enroll a guest: the age gate, then the member and their consent record."""
-    return await members.enroll(state.db, data)
+def is_staff(request: Request[Any, Any, Any]) -> bool:
+    """A staff key (not a guest's token): it sees who made each change."""
+    principal: Principal = request.state.principal
+    return not principal.is_guest
+
+
+@scoped("guest_services", errors=[errors.AgeRestricted, errors.GuardianConsentRequired, errors.DuplicateMember,
+                                  errors.IdempotencyConflict], replays=True)
+@post("/v1/members", tags=["members"], summary="Enroll a member")
+async def enroll_member(
+    data: JSONBody[EnrollmentIn], state: State, request: Request[Any, Any, Any],
+    idempotency_key: Annotated[str | None, HeaderParameter(
+        name="Idempotency-Key", max_length=64, pattern=KEY_PATTERN,
+        description="Makes a retry safe: the same key and body again answer 200 with the first answer "
+                    "(its card_number included); the same key with another body is 409. A key is the caller's "
+                    "own (another API key's same key is another enrollment).")] = None,
+) -> Response[EnrolledOut]:
+    """Enroll a guest: the age gate, then the member and their consent record. The email and
+    phone are compared as guest services and registers look them up (`+1 (555) 888-2535` is
+    `5558882535`): an active member who has either is 409 `duplicate_member`, naming that member.
+    A guest who cancelled with a negative balance starts from it (`carried_over`)."""
+    return answer(*await members.enroll(state.engine, data, actor_of(request), idempotency_key=idempotency_key))
 
 
 @scoped("guest_services", GUEST, errors=[errors.NotFound])
 @get("/v1/members/{member_id:str}", tags=["members"], summary="Read a member's profile")
-async def get_member(member_id: MemberPath, state: State) -> MemberOut:
-    """The member's profile and consent record (personal data is null once erased)."""
-    return await members.profile(state.db, member_id)
+async def get_member(member_id: MemberPath, state: State, request: Request[Any, Any, Any]) -> MemberOut:
+    """The member's profile and consent record (personal data is null once erased), and its
+    changes (enrollment, corrections, cancellation, merges), with who made each for staff."""
+    return await members.profile(state.db, member_id, staff=is_staff(request))
 
 
-@scoped("guest_services", GUEST, errors=[errors.NotFound])
+@scoped("guest_services", GUEST, errors=[errors.NotFound, errors.MemberMerged])
 @post("/v1/members/{member_id:str}/cancel", status_code=200, tags=["members"], summary="Cancel a membership")
 async def cancel_member(member_id: MemberPath, state: State, request: Request[Any, Any, Any]) -> CancelOut:
     """Cancel (withdraw consent): points forfeited, open rewards voided; idempotent."""
@@ -87,17 +105,19 @@ async def get_balance(member_id: MemberPath, state: State) -> BalanceOut:
 async def get_activity(
     member_id: MemberPath,
     state: State,
+    request: Request[Any, Any, Any],
     cursor: Annotated[str | None, Parameter(max_length=200)] = None,
     limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
 ) -> ActivityPage:
-    """The member's ledger, newest first; pass `next_cursor` back as `cursor` for the next page."""
-    return await members.activity(state.db, member_id, cursor=cursor, limit=limit)
+    """The member's ledger, newest first; pass `next_cursor` back as `cursor` for the next page.
+    Staff see who made each entry (the key's id and label) and adjustments' notes; a guest does not."""
+    return await members.activity(state.db, member_id, cursor=cursor, limit=limit, staff=is_staff(request))
 
 
 # --- purchases, returns, rewards ----------------------------------------------------------------
 
 
-@scoped("checkout", errors=[errors.NotFound, errors.MemberNotActive, errors.IdempotencyConflict,
+@scoped("checkout", errors=[errors.NotFound, errors.MemberNotActive, errors.MemberMerged, errors.IdempotencyConflict,
                             errors.TendersDoNotBalance, errors.UnsupportedCurrency, errors.RewardNotRedeemable,
                             errors.UnknownOffer, errors.ValidationFailed], replays=True)
 @post("/v1/purchases", tags=["purchases"], summary="Post a purchase")
@@ -107,7 +127,7 @@ async def post_purchase(data: JSONBody[PurchaseIn], state: State, request: Reque
     return answer(*unwrap(await state.engine.submit(PostPurchase.of(data, actor_of(request)))))
 
 
-@scoped("checkout", errors=[errors.NotFound, errors.MemberNotActive, errors.IdempotencyConflict,
+@scoped("checkout", errors=[errors.NotFound, errors.MemberNotActive, errors.MemberMerged, errors.IdempotencyConflict,
                             errors.TendersDoNotBalance, errors.UnsupportedCurrency, errors.RewardNotRedeemable,
                             errors.UnknownOffer, errors.ValidationFailed])
 @post("/v1/purchases/quote", status_code=200, tags=["purchases"], summary="Quote what a purchase would earn")

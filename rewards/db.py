@@ -196,6 +196,14 @@ class Database:
                 await asyncio.sleep(0.002 * attempt)
         raise AssertionError("unreachable")
 
+    async def dedicated_connection(self) -> asyncpg.Connection:
+        """A connection of its own, outside the pool, for a caller that keeps it (LISTEN); closing it is theirs."""
+        try:
+            return await asyncpg.connect(asyncpg_dsn(self.url), timeout=self.command_timeout,
+                                         server_settings={"application_name": "rewards-listen"})
+        except UNAVAILABLE as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+
     async def run(self, query: str | Statement, *args: object, **params: object) -> list[asyncpg.Record]:
         """One statement on a pooled connection: SQL text with positional `args`, or a
         `Statement` (rewards/statements.py) with its values named in `params`."""

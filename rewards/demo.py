@@ -32,11 +32,16 @@ CATEGORIES = [("apparel", 2500, 9000), ("home", 1500, 20000), ("beauty", 800, 40
 CONCURRENCY = 8
 
 
+def demo_phone(seed: int, n: int) -> str:
+    """A fictional (555) number of its own for each of the seed's first ten million members."""
+    return f"+1555{(seed * 1_000_003 + n) % 10**7:07d}"
+
+
 def _member(rng: random.Random, n: int, seed: int) -> EnrollmentIn:
     first, last = rng.choice(FIRST), rng.choice(LAST)
     return EnrollmentIn(
         name=f"{first} {last}", email=f"{first}.{last}.{seed}.{n}@example.com".lower(),
-        phone=f"+1555{seed % 1000:03d}{n:07d}"[:15], birth_date=date(rng.randint(1945, 2004), rng.randint(1, 12), 15),
+        phone=demo_phone(seed, n), birth_date=date(rng.randint(1945, 2004), rng.randint(1, 12), 15),
         state=rng.choice(STATES), terms_version="2023-10-30", notice_version="2023-10-30",
         channel=rng.choice(["store", "online"]),
     )
@@ -96,7 +101,7 @@ async def run_demo(db: Database, *, members: int, purchases: int, days: int, see
         task = progress.add_task("enrolling members", total=members)
         ids: list[int] = []
         for n in range(members):
-            enrolled = await membership.enroll(db, _member(rng, n, seed))
+            _, enrolled = await membership.enroll(engine, _member(rng, n, seed), DEMO)
             ids.append(enrolled.member_id)
             progress.advance(task)
         # backdate enrollment across the first months of the period, as a real program grew

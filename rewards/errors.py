@@ -63,6 +63,13 @@ class GuardianConsentRequired(DomainError):
     status, code, title = 422, "guardian_consent_required", "A guardian's consent is required"
 
 
+class MemberMerged(DomainError):
+    status, code, title = 409, "member_merged", "The member was merged into another"
+
+    def __init__(self, detail: str, *, merged_into: int) -> None:
+        super().__init__(detail, merged_into=merged_into)
+
+
 class DuplicateMember(DomainError):
     status, code, title = 409, "duplicate_member", "An active member already has this email, phone or id"
 

@@ -14,6 +14,7 @@ from rewards import schemas
 from rewards.rules import Rules
 
 ENROLLED_AT = "2026-11-20T17:02:11.418Z"
+CARD_NUMBER = "7020418733569012"
 PURCHASED_AT = "2026-11-25T10:00:00Z"
 EXPIRES_AT = "2027-02-23T10:00:00Z"
 REWARDS_ISSUED = [
@@ -33,15 +34,41 @@ EXAMPLES: dict[Any, Any] = {
         "name": "Ann Lee", "email": "ann@example.com", "phone": "+15551234567", "birth_date": "1990-04-01",
         "state": "CA", "terms_version": "2023-10-30", "notice_version": "2023-10-30", "channel": "online",
     },
-    schemas.EnrolledOut: {"member_id": 1, "card_number": "7020418733569012", "status": "active",
-                          "enrolled_at": ENROLLED_AT},
+    schemas.EnrolledOut: {"member_id": 1, "card_number": CARD_NUMBER, "status": "active",
+                          "enrolled_at": ENROLLED_AT, "balance": {"points": 0, "point_cents": 0},
+                          "carried_over": None},
     schemas.MemberOut: {
         "member_id": 1, "status": "active", "name": "Ann Lee", "email": "ann@example.com",
         "phone": "+15551234567", "birth_date": "1990-04-01", "state": "CA", "external_id": None,
         "enrolled_at": ENROLLED_AT, "cancelled_at": None, "erased_at": None,
         "consent": {"terms_version": "2023-10-30", "notice_version": "2023-10-30", "channel": "online",
                     "guardian_consent": False, "accepted_at": ENROLLED_AT, "withdrawn_at": None},
+        "card_number": CARD_NUMBER, "merged_into": None,
+        "changes": [
+            {"kind": "corrected", "occurred_at": "2026-11-22T16:40:00Z", "fields": ["phone"],
+             "counterpart_member_id": None, "actor": {"key_id": 3, "label": "guest services desk"}},
+            {"kind": "enrolled", "occurred_at": ENROLLED_AT, "fields": None, "counterpart_member_id": None,
+             "actor": {"key_id": 2, "label": "store 12"}},
+        ],
     },
+    schemas.CorrectionIn: {"phone": "(555) 123-4568"},
+    schemas.MembersFound: {"items": [{"member_id": 1, "status": "active", "display_name": "Ann L.",
+                                      "card_number": CARD_NUMBER, "points": 24}]},
+    schemas.AdjustmentIn: {"adjustment_id": "desk-2026-11-30-0007", "point_cents": 5000, "reason": "goodwill",
+                           "note": "jacket delivered a week late"},
+    schemas.AdjustmentOut: {"adjustment_id": "desk-2026-11-30-0007", "member_id": 1, "point_cents": 5000,
+                            "rewards_issued": [], "balance": {"points": 74, "point_cents": 7468}},
+    schemas.MergeIn: {"from_member_id": 9},
+    schemas.MergeOut: {"member_id": 1, "from_member_id": 9, "merged_at": "2026-12-01T11:15:00Z",
+                       "point_cents_moved": 12000, "rewards_moved": ["WR5E2C90A4D1B7F368"],
+                       "balance": {"points": 144, "point_cents": 14468}},
+    schemas.KeyOut: {"key_id": 2, "scopes": ["checkout", "guest_services"], "member_id": None, "label": "store 12",
+                     "created_at": "2026-11-01T08:00:00Z", "revoked_at": "2026-12-01T09:12:44Z"},
+    schemas.KeysPage: {"items": [
+        {"key_id": 1, "scopes": ["admin", "compliance"], "member_id": None, "label": "head office",
+         "created_at": "2026-11-01T07:55:00Z", "revoked_at": None},
+        {"key_id": 2, "scopes": ["checkout", "guest_services"], "member_id": None, "label": "store 12",
+         "created_at": "2026-11-01T08:00:00Z", "revoked_at": None}], "next_cursor": None},
     schemas.CancelOut: {
         "member_id": 1, "status": "cancelled", "cancelled_at": "2026-12-01T09:30:00Z",
         "point_cents_forfeited": 2468, "rewards_voided": [r["code"] for r in REWARDS_ISSUED],
@@ -57,10 +84,12 @@ EXAMPLES: dict[Any, Any] = {
         "entries": [
             {"entry_id": 4, "kind": "reward_issued", "point_cents": -30000, "occurred_at": PURCHASED_AT,
              "recorded_at": "2026-11-25T10:00:01.204Z", "purchase_id": "pos-12-000981",
-             "reward_code": REWARDS_ISSUED[1]["code"], "rules_version": 1},
+             "reward_code": REWARDS_ISSUED[1]["code"], "rules_version": 1, "store_id": "S012",
+             "actor": {"key_id": 2, "label": "store 12"}},
             {"entry_id": 3, "kind": "reward_issued", "point_cents": -30000, "occurred_at": PURCHASED_AT,
              "recorded_at": "2026-11-25T10:00:01.204Z", "purchase_id": "pos-12-000981",
-             "reward_code": REWARDS_ISSUED[0]["code"], "rules_version": 1},
+             "reward_code": REWARDS_ISSUED[0]["code"], "rules_version": 1, "store_id": "S012",
+             "actor": {"key_id": 2, "label": "store 12"}},
         ],
         "next_cursor": "YmVmb3JlOjM",
     },
@@ -82,6 +111,7 @@ EXAMPLES: dict[Any, Any] = {
         # the jacket back: its 624.68 points would leave -600; both its rewards are voided first
         "return_id": "ret-12-000114", "purchase_id": "pos-12-000981", "point_cents_reversed": 62468,
         "balance": {"points": 0, "point_cents": 0}, "rewards_voided": [r["code"] for r in reversed(REWARDS_ISSUED)],
+        "rewards_reinstated": [],
     },
     schemas.RewardStatusOut: {
         "code": REWARDS_ISSUED[0]["code"], "value_cents": 1000, "status": "issued", "issued_at": PURCHASED_AT,
@@ -91,13 +121,13 @@ EXAMPLES: dict[Any, Any] = {
         "effective_from": "2027-01-01T00:00:00Z", "points_per_dollar": 1, "card_bonus_points_per_dollar": 2,
         "reward_threshold_points": 300, "reward_value_cents": 1000, "reward_validity_days": 90,
         "excluded_categories": ["gift_card", "tax", "shipping"], "bonus_tenders": ["westique_credit_card"],
-        "rounding": "carry",
+        "rounding": "carry", "reinstate_rewards_on_return": False,
     },
     Rules: {
         "version": 2, "effective_from": "2027-01-01T00:00:00Z", "points_per_dollar": 1,
         "card_bonus_points_per_dollar": 2, "reward_threshold_points": 300, "reward_value_cents": 1000,
         "reward_validity_days": 90, "excluded_categories": ["gift_card", "tax", "shipping"],
-        "bonus_tenders": ["westique_credit_card"], "rounding": "carry",
+        "bonus_tenders": ["westique_credit_card"], "rounding": "carry", "reinstate_rewards_on_return": False,
     },
     schemas.SignInLinkIn: {"channel": "email"},
     schemas.SignInLinkOut: {"url": SIGN_IN_URL, "expires_at": "2026-11-30T18:15:00Z"},

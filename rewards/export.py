@@ -6,7 +6,8 @@ notice versions and the published texts they point at (id and SHA-256); purchase
 lines, tenders and offers; returns; the ledger; rewards; subscriptions (the member's, and those
 of the member's email and phone made without the member's id) with their consent events and
 the offers sent to them; the events about the member; the sign-in links, page sessions and
-guest tokens (when, never their secrets); the member's privacy requests and the record of an
+guest tokens (when, never their secrets); adjustments, the membership's changes and the
+register's retry keys for the enrollment; the member's privacy requests and the record of an
 erasure asked for; and, from the program's stored disclosures, the categories of personal
 information, its sources and its purposes.
 
@@ -29,7 +30,7 @@ from sqlalchemy.orm import aliased
 from rewards import errors, rules
 from rewards.db import Database
 from rewards.examples import register_examples
-from rewards.mailing import normalize_phone
+from rewards.contacts import normalize_phone
 from rewards.statements import Statement
 from rewards.tables import (
     api_keys,
@@ -37,6 +38,9 @@ from rewards.tables import (
     events,
     guest_sessions,
     ledger,
+    adjustments,
+    enrollment_keys,
+    member_changes,
     member_erasures,
     members,
     offer_deliveries,
@@ -251,6 +255,32 @@ class PrivacyRequestRecord(Record, kw_only=True):
     reason: str | None
 
 
+class AdjustmentRecord(Record, kw_only=True):
+    """Points added or taken by Guest Services (or an import), and why."""
+
+    adjustment_id: str
+    point_cents: int
+    reason: str
+    note: str | None
+    balance_after: int
+    occurred_at: datetime
+
+
+class ChangeRecord(Record, kw_only=True):
+    """A change of the membership (enrolled, corrected, cancelled, merged, erased), without who made it."""
+
+    kind: str
+    occurred_at: datetime
+    details: dict[str, Any]
+    counterpart_member_id: int | None
+
+
+class EnrollmentRetryRecord(Record, kw_only=True):
+    """A register's retry key for the enrollment (it keeps a digest of what was given, not the text)."""
+
+    created_at: datetime
+
+
 class ErasureRecord(Record, kw_only=True):
     """The erasure asked for: when, when it is (or was) due, what the notice said would be lost."""
 
@@ -284,6 +314,9 @@ class MemberExport(Record, kw_only=True):
     purchases: list[PurchaseRecord]
     returns: list[ReturnRecord]
     ledger: list[LedgerRecord]
+    adjustments: list[AdjustmentRecord]
+    changes: list[ChangeRecord]
+    enrollment_retries: list[EnrollmentRetryRecord]
     rewards: list[RewardRecord]
     subscriptions: list[SubscriptionRecord]
     events: list[EventRecord]
@@ -359,6 +392,11 @@ SIGN_IN_LINKS = Statement(select(sign_in_links).where(sign_in_links.c.member_id 
 SESSIONS = Statement(select(guest_sessions).where(guest_sessions.c.member_id == MEMBER_ID)
                      .order_by(guest_sessions.c.id))
 GUEST_TOKENS = Statement(select(api_keys).where(api_keys.c.member_id == MEMBER_ID).order_by(api_keys.c.id))
+ADJUSTMENTS = Statement(select(adjustments).where(adjustments.c.member_id == MEMBER_ID).order_by(adjustments.c.id))
+CHANGES = Statement(select(member_changes).where(member_changes.c.member_id == MEMBER_ID)
+                    .order_by(member_changes.c.id))
+ENROLLMENT_RETRIES = Statement(select(enrollment_keys.c.created_at).where(enrollment_keys.c.member_id == MEMBER_ID)
+                               .order_by(enrollment_keys.c.id))
 PRIVACY_REQUESTS = Statement(select(privacy_requests).where(privacy_requests.c.member_id == MEMBER_ID)
                              .order_by(privacy_requests.c.id))
 ERASURE = Statement(select(member_erasures).where(member_erasures.c.member_id == MEMBER_ID))
@@ -407,6 +445,15 @@ async def _export(conn: asyncpg.Connection, member_id: int) -> MemberExport:
             recorded_at=e["created_at"], purchase_id=e["purchase_ext_id"], return_id=e["return_ext_id"],
             reward_code=e["reward_code"], rules_version=e["rules_version"])
             for e in await LEDGER.fetch(conn, member_id=member_id)],
+        adjustments=[AdjustmentRecord(
+            adjustment_id=a["ext_id"], point_cents=a["point_cents"], reason=a["reason"], note=a["note"],
+            balance_after=a["balance_after"], occurred_at=a["occurred_at"])
+            for a in await ADJUSTMENTS.fetch(conn, member_id=member_id)],
+        changes=[ChangeRecord(kind=c["kind"], occurred_at=c["occurred_at"], details=c["details"],
+                              counterpart_member_id=c["counterpart_member_id"])
+                 for c in await CHANGES.fetch(conn, member_id=member_id)],
+        enrollment_retries=[EnrollmentRetryRecord(created_at=k["created_at"])
+                            for k in await ENROLLMENT_RETRIES.fetch(conn, member_id=member_id)],
         rewards=[RewardRecord(
             code=w["code"], value_cents=w["value_cents"],
             status="expired" if w["status"] == "issued" and w["expires_at"] <= now else w["status"],
@@ -500,6 +547,9 @@ register_examples({MemberExport: {
     "ledger": [{"entry_id": 1, "kind": "earn", "point_cents": 31234, "occurred_at": _BOUGHT,
                 "recorded_at": "2026-11-25T10:00:01.204Z", "purchase_id": "pos-12-000981", "return_id": None,
                 "reward_code": None, "rules_version": 1}],
+    "adjustments": [],
+    "changes": [{"kind": "enrolled", "occurred_at": _AT, "details": {}, "counterpart_member_id": None}],
+    "enrollment_retries": [],
     "rewards": [{"code": code, "value_cents": 1000, "status": "issued", "issued_at": _BOUGHT, "expires_at": _EXPIRES,
                  "issued_by_purchase": "pos-12-000981", "redeemed_at": None, "redeemed_in_purchase": None,
                  "voided_at": None} for code in _CODES],

@@ -1,4 +1,7 @@
-"""`rewards import purchases FILE`: JSON lines (exactly the API's body, one a line) or CSV.
+"""`rewards import purchases FILE` and `rewards import adjustments FILE`: JSON lines or CSV.
+
+Both go the same way (a `Kind` says what differs: the record, its CSV columns, its command,
+what the summary adds up); purchases are described first, adjustments at the end.
 
 Each purchase is decoded with the API's own struct and posted through the posting engine
 (`rewards.engine`), a batch per transaction: the same decisions, in the same place, as
@@ -20,6 +23,14 @@ row of its purchase, one a row: `tender_method`, `tender_amount_cents`, `reward_
 (optional columns). A row may carry a line, a tender, an offer, or all three. Each
 purchase is then exactly the API body its rows spell, checked and refused (under the
 number of its first row) like a JSON line.
+
+Adjustments (opening balances from a previous program, corrections in bulk): each JSON line
+is the API's adjustment body plus the member, named by `member_id` or by `external_id` (the
+retailer's own id, matched to the active member that has it, or else the latest one); CSV
+has one row per adjustment with the columns `adjustment_id`, `member_id` or `external_id`,
+`point_cents`, `reason` and optionally `note`. They post through the engine like
+`POST /v1/members/{id}/adjustments` (as the service: no limit by scope), idempotent by
+adjustment_id, in file order per member.
 """
 
 from __future__ import annotations
@@ -34,33 +45,37 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal, Protocol
 
 import msgspec
 
+from rewards import errors
 from rewards.db import Database
-from rewards.engine import Limits, PostPurchase, apply, system
+from rewards.engine import Adjust, Command, Limits, Outcome, PostPurchase, apply, system
 from rewards.engine.posting import BEGIN as ENGINE_BEGIN
 from rewards.rulebook import Rulebook
-from rewards.schemas import PurchaseIn
+from rewards.schemas import AdjustmentIn, AdjustmentLine, PurchaseIn
 
 BATCH = 2000
 CONNECTIONS = 2
 IMPORTER = system("import")
-_decode = msgspec.json.Decoder(PurchaseIn).decode
 _encode = msgspec.json.Encoder().encode
 
 
 @dataclass
 class ImportSummary:
     lines: int = 0
-    """Purchases read: JSON lines, or CSV purchases (groups of rows)."""
+    """Records read: JSON lines, CSV adjustments, or CSV purchases (groups of rows)."""
     imported: int = 0
     already_imported: int = 0
-    """Purchases whose purchase_id was already posted with the same body (a re-run, or the API first)."""
+    """Records whose key (purchase_id, adjustment_id) was already posted with the same body (a re-run,
+    or the API first)."""
     rejected: int = 0
     rewards_issued: int = 0
     point_cents_earned: int = 0
+    """Purchases: the points they earned."""
+    point_cents_adjusted: int = 0
+    """Adjustments: the points they added, less those they took."""
     seconds: float = 0.0
     peak_rss_mib: float = 0.0
     rejected_file: str | None = None
@@ -85,17 +100,17 @@ class _Rejects:
     refused while it is read (not a purchase) or when it is applied, and the next round is
     read while this one is applied."""
 
-    def __init__(self, path: Path, summary: ImportSummary) -> None:
+    def __init__(self, path: Path, summary: ImportSummary, key: str = "purchase_id") -> None:
         self.path = path
         self.summary = summary
+        self.key = key
         self._file: IO[bytes] | None = None
 
     def refuse(self, held: list[_Reject], line_no: int, raw: bytes | list[list[str]], code: str, reason: str,
-               purchase_id: str | None = None) -> None:
+               key: str | None = None) -> None:
         self.summary.rejected += 1
         self.summary.reasons[code] = self.summary.reasons.get(code, 0) + 1
-        record = {"line": line_no, "purchase_id": purchase_id, "code": code, "reason": reason,
-                  "input": _input_text(raw)}
+        record = {"line": line_no, self.key: key, "code": code, "reason": reason, "input": _input_text(raw)}
         held.append(_Reject(line_no, _encode(record) + b"\n"))
 
     def write(self, held: list[_Reject]) -> None:
@@ -135,20 +150,64 @@ class _Round:
     read: int = 0
 
 
-def count_purchases(path: Path, file_format: Format | None = None) -> int:
-    """How many purchases the file holds (for the progress bar): a pass over it, reading nothing else."""
+class Kind(Protocol):
+    """What an import of one kind of record needs besides the shared machinery."""
+
+    noun: str
+    """What a record is, in words ("purchase")."""
+    key: str
+    """The record's idempotency key, as the API names it (`purchase_id`)."""
+
+    def csv_records(self, source: IO[bytes]) -> Iterator[_Read]:
+        """The records of a CSV file, each as its API body (JSON) or why it is refused."""
+        ...
+
+    def command(self, body: bytes, history: bool) -> Command | Any:
+        """The body as a posting, or what stands for it until `resolve` (msgspec's errors if it is not one)."""
+        ...
+
+    async def resolve(self, db: Database, items: list[_Item]) -> list[_Item]:
+        """The round's items with every posting made, or `Refused`."""
+        ...
+
+    def owner(self, command: Command) -> tuple[int, str]:
+        """(member_id, key) of a posting."""
+        ...
+
+    def tally(self, summary: ImportSummary, answer: Any) -> None:
+        """Add a new posting's answer to the summary."""
+        ...
+
+
+def count_records(path: Path, kind: Kind, file_format: Format | None = None) -> int:
+    """How many records the file holds (for the progress bar): a pass over it, reading nothing else."""
     with path.open("rb") as source:
         if (file_format or format_of(path)) == "jsonl":
             return sum(1 for raw in source if raw.strip())
         try:
-            return sum(1 for _ in _csv_purchases(source))
+            return sum(1 for _ in kind.csv_records(source))
         except CsvHeaderError:
             return 0
 
 
-async def import_purchases(
+def count_purchases(path: Path, file_format: Format | None = None) -> int:
+    return count_records(path, PURCHASES, file_format)
+
+
+async def import_purchases(db: Database, path: Path, **options: Any) -> ImportSummary:
+    """Import the purchases in `path` (see `import_records`)."""
+    return await import_records(db, path, PURCHASES, **options)
+
+
+async def import_adjustments(db: Database, path: Path, **options: Any) -> ImportSummary:
+    """Import the adjustments in `path` (see `import_records`)."""
+    return await import_records(db, path, ADJUSTMENTS, **options)
+
+
+async def import_records(
     db: Database,
     path: Path,
+    kind: Kind,
     *,
     limits: Limits | None = None,
     history: bool = False,
@@ -158,7 +217,7 @@ async def import_purchases(
     file_format: Format | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImportSummary:
-    """Import the purchases in `path`; `progress` hears how many purchases are done so far.
+    """Import the records of `kind` in `path`; `progress` hears how many are done so far.
 
     `file_format` is "jsonl" or "csv" (see the module's docstring); by default a file
     named *.csv is CSV and any other JSON lines.
@@ -174,7 +233,7 @@ async def import_purchases(
     """
     limits = limits or Limits()
     summary = ImportSummary()
-    rejects = _Rejects(rejected_path or path.with_name(path.name + ".rejected.jsonl"), summary)
+    rejects = _Rejects(rejected_path or path.with_name(path.name + ".rejected.jsonl"), summary, kind.key)
     rulebook = Rulebook(db)
     started = time.perf_counter()
     connections = max(1, min(connections, db.pool_size))
@@ -190,7 +249,7 @@ async def import_purchases(
 
     async def finish(previous: _Round) -> None:
         nonlocal done
-        await _apply_round(db, rulebook, limits, previous, connections, summary, rejects)
+        await _apply_round(db, rulebook, limits, kind, previous, connections, summary, rejects)
         rejects.write(previous.rejects)
         done += previous.read
         if progress:
@@ -199,16 +258,16 @@ async def import_purchases(
     try:
         with path.open("rb") as source:
             fmt = file_format or format_of(path)
-            purchases = _csv_purchases(source) if fmt == "csv" else _json_lines(source)
-            for line_no, raw, body, refused in purchases:
+            records = kind.csv_records(source) if fmt == "csv" else _json_lines(source)
+            for line_no, raw, body, refused in records:
                 summary.lines += 1
                 this.read += 1
                 if refused is not None:
                     rejects.refuse(this.rejects, line_no, raw, *refused)
                 else:
-                    purchase = _decode_purchase(body, raw, line_no, rejects, this.rejects)
-                    if purchase is not None:
-                        this.items.append((line_no, raw, PostPurchase.of(purchase, IMPORTER, history=history)))
+                    command = _decode(kind, body, history, raw, line_no, rejects, this.rejects)
+                    if command is not None:
+                        this.items.append((line_no, raw, command))
                 if summary.lines % 50 == 0:
                     # let the round being written take its next round trip: every 200 lines, the
                     # batches waited for the reader between statements (13 to 50 % slower in all)
@@ -236,9 +295,9 @@ async def import_purchases(
 
 
 Format = Literal["jsonl", "csv"]
-_Raw = bytes | list[list[str]]  # a JSON line as read, or a CSV purchase's rows
-_Item = tuple[int, _Raw, PostPurchase]  # (line number, the input as read, the posting)
-# a purchase as read: its first line's number, the input, the API body (JSON) or why it is refused
+_Raw = bytes | list[list[str]]  # a JSON line as read, or a CSV record's rows
+_Item = tuple[int, _Raw, Any]  # (line number, the input as read, the posting, or what stands for it)
+# a record as read: its first line's number, the input, the API body (JSON) or why it is refused
 _Read = tuple[int, _Raw, bytes, tuple[str, str, str | None] | None]
 
 
@@ -267,7 +326,10 @@ class CsvHeaderError(ValueError):
     """The CSV file's header does not name the columns a purchase needs; nothing is imported."""
 
 
-def _csv_purchases(source: IO[bytes]) -> Iterator[_Read]:
+def _csv_reader(source: IO[bytes], known: tuple[str, ...], required: tuple[str, ...]
+                ) -> tuple[Any, dict[str, int]] | None:
+    """A CSV reader past the header, and each column's place; None for an empty file."""
+
     def text() -> Iterator[str]:
         for n, raw in enumerate(source):
             line = raw.decode("utf-8", "replace")
@@ -277,18 +339,26 @@ def _csv_purchases(source: IO[bytes]) -> Iterator[_Read]:
     reader = csv.reader(text())
     header = next(reader, None)
     if header is None:
-        return
+        return None
     header = [name.strip() for name in header]
-    unknown = [name for name in header if name not in CSV_COLUMNS]
-    missing = [name for name in CSV_REQUIRED if name not in header]
+    unknown = [name for name in header if name not in known]
+    missing = [name for name in required if name not in header]
     repeated = sorted({name for name in header if header.count(name) > 1})
     if unknown or missing or repeated:
         raise CsvHeaderError("; ".join(
             what for what in (unknown and f"unknown columns: {', '.join(unknown)}",
                               missing and f"missing columns: {', '.join(missing)}",
                               repeated and f"columns named twice: {', '.join(repeated)}") if what)
-            + f" (the columns are: {', '.join(CSV_COLUMNS)})")
-    columns = {name: i for i, name in enumerate(header)}
+            + f" (the columns are: {', '.join(known)})")
+    return reader, {name: i for i, name in enumerate(header)}
+
+
+def _csv_purchases(source: IO[bytes]) -> Iterator[_Read]:
+    opened = _csv_reader(source, CSV_COLUMNS, CSV_REQUIRED)
+    if opened is None:
+        return
+    reader, columns = opened
+    header = list(columns)
     key = columns["purchase_id"]
     group: list[list[str]] = []
     first_line = 0
@@ -359,65 +429,172 @@ def _cell(text: str) -> int | str:
     return int(text) if _INTEGER.fullmatch(text) else text
 
 
-def _decode_purchase(body: bytes, raw: _Raw, line_no: int, rejects: _Rejects, held: list[_Reject]
-                     ) -> PurchaseIn | None:
-    """The body as the API's purchase struct, or None after refusing it (the engine checks the rest)."""
+def _decode(kind: Kind, body: bytes, history: bool, raw: _Raw, line_no: int, rejects: _Rejects,
+            held: list[_Reject]) -> Any:
+    """The body as a posting (or what stands for it), or None after refusing it (the engine checks the rest)."""
     try:
-        return _decode(body)
+        return kind.command(body, history)
     except msgspec.ValidationError as exc:
-        rejects.refuse(held, line_no, raw, "validation_error", str(exc), _purchase_id(body))
+        rejects.refuse(held, line_no, raw, "validation_error", str(exc), _key(body, kind.key))
     except msgspec.DecodeError as exc:
         rejects.refuse(held, line_no, raw, "malformed_request", f"not valid JSON: {exc}")
     return None
 
 
-def _purchase_id(raw: bytes) -> str | None:
+def _key(raw: bytes, name: str) -> str | None:
     try:
         found = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         return None
-    value = found.get("purchase_id") if isinstance(found, dict) else None
+    value = found.get(name) if isinstance(found, dict) else None
     return value if isinstance(value, str) else None
 
 
-def split_by_member(items: list[_Item], parts: int) -> list[list[_Item]] | None:
-    """`items` in `parts` batches by member_id, each in file order; None if a purchase_id
+def split_by_member(items: list[_Item], parts: int, kind: Kind | None = None) -> list[list[_Item]] | None:
+    """`items` in `parts` batches by member_id, each in file order; None if a key (purchase_id)
     appears under members of two batches (the round must then go as one batch)."""
+    owner_of = (kind or PURCHASES).owner
     batches: list[list[_Item]] = [[] for _ in range(parts)]
     owner: dict[str, int] = {}
     for item in items:
-        purchase = item[2].purchase
-        part = purchase.member_id % parts
-        if owner.setdefault(purchase.purchase_id, part) != part:
+        member_id, key = owner_of(item[2])
+        part = member_id % parts
+        if owner.setdefault(key, part) != part:
             return None
         batches[part].append(item)
     return [batch for batch in batches if batch]
 
 
-async def _apply_round(db: Database, rulebook: Rulebook, limits: Limits, this: _Round, connections: int,
-                       summary: ImportSummary, rejects: _Rejects) -> None:
-    batches = split_by_member(this.items, connections) if connections > 1 else None
+async def _apply_round(db: Database, rulebook: Rulebook, limits: Limits, kind: Kind, this: _Round,
+                       connections: int, summary: ImportSummary, rejects: _Rejects) -> None:
+    items: list[_Item] = []
+    for line_no, raw, resolved in await kind.resolve(db, this.items):
+        if isinstance(resolved, Refused):
+            rejects.refuse(this.rejects, line_no, raw, resolved.error.code, resolved.error.detail, resolved.key)
+        else:
+            items.append((line_no, raw, resolved))
+    batches = split_by_member(items, connections, kind) if connections > 1 else None
     if batches is None:
-        batches = [this.items] if this.items else []
-    results = await asyncio.gather(*(_apply(db, rulebook, limits, batch, summary, rejects, this.rejects)
+        batches = [items] if items else []
+    results = await asyncio.gather(*(_apply(db, rulebook, limits, kind, batch, summary, rejects, this.rejects)
                                      for batch in batches), return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
 
 
-async def _apply(db: Database, rulebook: Rulebook, limits: Limits, batch: list[_Item], summary: ImportSummary,
-                 rejects: _Rejects, held: list[_Reject]) -> None:
+async def _apply(db: Database, rulebook: Rulebook, limits: Limits, kind: Kind, batch: list[_Item],
+                 summary: ImportSummary, rejects: _Rejects, held: list[_Reject]) -> None:
     commands = [posting for _, _, posting in batch]
-    outcomes = await db.transaction(lambda conn: apply(conn, commands, rulebook, limits), begin=ENGINE_BEGIN)
+    outcomes: list[Outcome] = await db.transaction(lambda conn: apply(conn, commands, rulebook, limits),
+                                                   begin=ENGINE_BEGIN)
     for (line_no, raw, posting), outcome in zip(batch, outcomes, strict=True):
         if outcome.error is not None:
-            rejects.refuse(held, line_no, raw, outcome.error.code, outcome.error.detail,
-                           posting.purchase.purchase_id)
+            rejects.refuse(held, line_no, raw, outcome.error.code, outcome.error.detail, kind.owner(posting)[1])
         elif outcome.created:
             summary.imported += 1
-            summary.rewards_issued += len(outcome.answer.rewards_issued)
-            summary.point_cents_earned += outcome.answer.point_cents_earned
+            kind.tally(summary, outcome.answer)
         else:
             summary.already_imported += 1
     await asyncio.sleep(0)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A record `Kind.resolve` could not make a posting of."""
+
+    error: errors.DomainError
+    key: str | None
+
+
+# --- the kinds ----------------------------------------------------------------------------------------
+
+
+class _Purchases:
+    noun, key = "purchase", "purchase_id"
+    _decode = msgspec.json.Decoder(PurchaseIn).decode
+
+    def csv_records(self, source: IO[bytes]) -> Iterator[_Read]:
+        return _csv_purchases(source)
+
+    def command(self, body: bytes, history: bool) -> PostPurchase:
+        return PostPurchase.of(self._decode(body), IMPORTER, history=history)
+
+    async def resolve(self, db: Database, items: list[_Item]) -> list[Any]:
+        return items
+
+    def owner(self, command: Command) -> tuple[int, str]:
+        assert isinstance(command, PostPurchase)
+        return command.purchase.member_id, command.purchase.purchase_id
+
+    def tally(self, summary: ImportSummary, answer: Any) -> None:
+        summary.rewards_issued += len(answer.rewards_issued)
+        summary.point_cents_earned += answer.point_cents_earned
+
+
+ADJUSTMENT_COLUMNS = ("adjustment_id", "member_id", "external_id", "point_cents", "reason", "note")
+ADJUSTMENT_REQUIRED = ("adjustment_id", "point_cents", "reason")
+# the member an external id names: the active one that has it, or else the latest to have had it
+EXTERNAL_IDS = """SELECT DISTINCT ON (external_id) external_id, id FROM members WHERE external_id = ANY ($1::text[])
+                  ORDER BY external_id, status = 'active' DESC, id DESC"""
+
+
+class _Adjustments:
+    noun, key = "adjustment", "adjustment_id"
+    _decode = msgspec.json.Decoder(AdjustmentLine).decode
+
+    def csv_records(self, source: IO[bytes]) -> Iterator[_Read]:
+        opened = _csv_reader(source, ADJUSTMENT_COLUMNS, ADJUSTMENT_REQUIRED)
+        if opened is None:
+            return
+        reader, columns = opened
+        if "member_id" not in columns and "external_id" not in columns:
+            raise CsvHeaderError("missing columns: member_id or external_id (the columns are: "
+                                 f"{', '.join(ADJUSTMENT_COLUMNS)})")
+        read_to = reader.line_num
+        for row in reader:
+            line_no, read_to = read_to + 1, reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(columns):
+                yield line_no, [row], b"", ("validation_error",
+                                            f"{len(row)} columns where the header names {len(columns)}", None)
+                continue
+            body: dict[str, object] = {}
+            for name, i in columns.items():
+                value = row[i] if name == "note" else row[i].strip()
+                if value:
+                    body[name] = _cell(value) if name in ("member_id", "point_cents") else value
+            yield line_no, [row], _encode(body), None
+
+    def command(self, body: bytes, history: bool) -> Adjust | AdjustmentLine:
+        line = self._decode(body)
+        if line.member_id is None:
+            return line  # named by external_id: made a posting by `resolve`
+        return Adjust.of(line.member_id, line.adjustment(), IMPORTER)
+
+    async def resolve(self, db: Database, items: list[_Item]) -> list[Any]:
+        wanted = sorted({item[2].external_id or "" for item in items if isinstance(item[2], AdjustmentLine)})
+        if not wanted:
+            return items
+        found = {r["external_id"]: r["id"] for r in await db.run(EXTERNAL_IDS, wanted)}
+        resolved: list[Any] = []
+        for line_no, raw, made in items:
+            if isinstance(made, AdjustmentLine):
+                member_id = found.get(made.external_id)
+                made = Adjust.of(member_id, made.adjustment(), IMPORTER) if member_id is not None else Refused(
+                    errors.NotFound(f"no member has external_id {made.external_id}"), made.adjustment_id)
+            resolved.append((line_no, raw, made))
+        return resolved
+
+    def owner(self, command: Command) -> tuple[int, str]:
+        assert isinstance(command, Adjust)
+        return command.member_id, command.adjustment.adjustment_id
+
+    def tally(self, summary: ImportSummary, answer: Any) -> None:
+        summary.rewards_issued += len(answer.rewards_issued)
+        summary.point_cents_adjusted += answer.point_cents
+
+
+PURCHASES: Kind = _Purchases()
+ADJUSTMENTS: Kind = _Adjustments()

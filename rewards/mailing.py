@@ -27,16 +27,14 @@ Choices, as the API documents them:
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 import asyncpg
 import msgspec
 
-from rewards import errors
+from rewards import contacts, errors
 from rewards.db import Database
 from rewards.schemas import (
-    Email,
     OfferIn,
     OfferOut,
     SmsInboundIn,
@@ -47,36 +45,17 @@ from rewards.schemas import (
 )
 from rewards.texting import Replies, keyword_of
 
-_PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
-_E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
-_NANP = re.compile(r"^[2-9][0-9]{9}$")  # a US or Canadian number without its country code
-
-
-def normalize_phone(text: str) -> str | None:
-    """The number in E.164 (`+15551234567`), or None when it is not a phone number.
-
-    Spaces, dots, dashes and parentheses are dropped; a 10-digit number, or an 11-digit
-    one starting with 1, is taken as North American (+1).
-    """
-    digits = _PHONE_PUNCTUATION.sub("", text)
-    if _NANP.match(digits):
-        digits = "+1" + digits
-    elif len(digits) == 11 and digits.isdigit() and digits.startswith("1") and _NANP.match(digits[1:]):
-        digits = "+" + digits
-    return digits if _E164.match(digits) else None
-
-
 def normalize_address(channel: str, address: str, *, field: str = "address") -> str:
-    """The address as stored: an email in lower case, a phone number in E.164."""
-    text = address.strip()
+    """The address as stored and compared, as a member's (rewards.contacts): an email NFKC-normalized,
+    trimmed and case-folded, a phone number in E.164."""
     if channel == "sms":
-        phone = normalize_phone(text)
+        phone = contacts.phone_or_none(address)
         if phone is None:
             raise errors.ValidationFailed("an sms address is a phone number such as +15551234567", field=field)
         return phone
     try:
-        return msgspec.convert(text, Email).lower()
-    except msgspec.ValidationError as exc:
+        return contacts.normalize_email(address)
+    except contacts.NotAnEmail as exc:
         raise errors.ValidationFailed("an email address looks like name@example.com", field=field) from exc
 
 

@@ -4,16 +4,22 @@
 from __future__ import annotations
 
 import base64
+import unicodedata
 from datetime import UTC, date, datetime
+from typing import NamedTuple
 
 import asyncpg
+import msgspec
 from sqlalchemy import Integer, bindparam, insert, select, true
 
-from rewards import coalescing, errors, rules
+from rewards import coalescing, contacts, errors, member_changes, rules
 from rewards.coalescing import Coalescer
 from rewards.cards import new_card_number
 from rewards.db import Database
 from rewards.events import emit
+from rewards.engine import Actor, CarryDebt, Engine, unwrap, apply
+from rewards.engine.planner import brief
+from rewards.idempotency import canonical, fingerprint
 from rewards.rulebook import Rulebook
 from rewards.schemas import (
     ActivityEntry,
@@ -27,7 +33,7 @@ from rewards.schemas import (
     RewardStatusOut,
 )
 from rewards.statements import Statement
-from rewards.tables import consents, ledger, members, purchase_returns, purchases, rewards
+from rewards.tables import adjustments, api_keys, consents, ledger, members, purchase_returns, purchases, rewards
 
 ADULT_AGE = {"ME": 18}  # states where a minor may not join at all, and the age of majority there
 MINIMUM_AGE = 13
@@ -56,7 +62,7 @@ def check_age(birth_date: date, state: str, guardian_consent: bool, today: date)
 NEW_MEMBER = Statement(
     insert(members)
     .values({name: bindparam(name) for name in ("external_id", "name", "email", "phone", "birth_date", "state",
-                                                "card_number")})
+                                                "card_number", "email_normalized", "phone_normalized")})
     .returning(members.c.id, members.c.status, members.c.enrolled_at)
 )
 NEW_CONSENT = Statement(insert(consents).values({
@@ -86,39 +92,126 @@ async def consented_documents(conn: asyncpg.Connection, enrollment: EnrollmentIn
     return found
 
 
-async def enroll(db: Database, enrollment: EnrollmentIn) -> EnrolledOut:
+class Contacts(NamedTuple):
+    """A guest's email and phone: as kept, and as compared (rewards.contacts)."""
+
+    email: str
+    email_normalized: str
+    phone: str
+    phone_normalized: str
+
+
+def contacts_of(email: str, phone: str) -> Contacts:
+    """The email and phone as kept and compared; 422 on the field that is neither."""
+    try:
+        kept_email, compared_email = contacts.email_as_given(email), contacts.normalize_email(email)
+    except contacts.NotAnEmail as exc:
+        raise errors.ValidationFailed(str(exc), field="email") from None
+    try:
+        compared_phone = contacts.normalize_phone(phone)
+    except contacts.NotAPhone as exc:
+        raise errors.ValidationFailed(str(exc), field="phone") from None
+    return Contacts(kept_email, compared_email, unicodedata.normalize("NFKC", phone).strip(), compared_phone)
+
+
+# the active member already holding an email, a phone or an external id, and which
+HOLDER = """
+    SELECT id, CASE WHEN email_normalized = $1 THEN 'email' WHEN phone_normalized = $2 THEN 'phone'
+                    ELSE 'external_id' END AS field
+    FROM members WHERE status = 'active' AND id <> $4
+      AND (email_normalized = $1 OR phone_normalized = $2 OR external_id = $3)
+    ORDER BY CASE WHEN email_normalized = $1 THEN 0 WHEN phone_normalized = $2 THEN 1 ELSE 2 END, id LIMIT 1"""
+CONSTRAINT_OF = {"email": "members_active_email", "phone": "members_active_phone",
+                 "external_id": "members_active_external_id"}
+
+
+async def refuse_duplicate(conn: asyncpg.Connection, email: str | None, phone: str | None, external_id: str | None,
+                           *, besides: int = 0) -> None:
+    """DuplicateMember naming the active member (other than `besides`) that already holds one of them.
+
+    It names the member, not what they hold: guest services, who enroll, can find that member
+    by the same email or phone anyway; a register that retries uses the Idempotency-Key."""
+    holder = await conn.fetchrow(HOLDER, email, phone, external_id, besides)
+    if holder is not None:
+        field = holder["field"]
+        raise errors.DuplicateMember(
+            f"member {holder['id']} is active with this {field.replace('_', ' ')}; find it (GET /v1/members?"
+            f"{field}=…) or merge the two (POST /v1/members/{{member_id}}/merge)",
+            member_id=holder["id"], field=field, constraint=CONSTRAINT_OF[field])
+
+
+# cancelled memberships of the same guest (by email or phone) that left a debt of points
+DEBTS = """
+    SELECT id FROM members
+    WHERE status = 'cancelled' AND point_cents < 0 AND id <> $3
+      AND (email_normalized = $1 OR phone_normalized = $2) ORDER BY id"""
+
+STORED_ENROLLMENT = "SELECT fingerprint, answer FROM enrollment_keys WHERE api_key_id = $1 AND key = $2"
+STORE_ENROLLMENT = """INSERT INTO enrollment_keys (api_key_id, key, fingerprint, member_id, answer)
+                      VALUES ($1, $2, $3, $4, $5)"""
+_enrolled = msgspec.json.Decoder(EnrolledOut)
+
+
+async def enroll(engine: Engine, enrollment: EnrollmentIn, actor: Actor, *,
+                 idempotency_key: str | None = None) -> tuple[bool, EnrolledOut]:
+    """Enroll a guest; (created, answer). With `idempotency_key` (the caller's Idempotency-Key,
+    unique per API key) the same key and body again answer (False, the first answer), another
+    body is an idempotency_conflict."""
     # the gate runs before anything touches the database: a refused guest leaves no trace
     check_age(enrollment.birth_date, enrollment.state, enrollment.guardian_consent, datetime.now(UTC).date())
+    given = contacts_of(enrollment.email, enrollment.phone)
+    digest = fingerprint(canonical(enrollment))
+    if idempotency_key is not None and actor.key_id is None:
+        raise ValueError("an Idempotency-Key is the key of an API key's caller")
 
-    async def work(conn: asyncpg.Connection) -> EnrolledOut:
+    async def work(conn: asyncpg.Connection) -> tuple[bool, EnrolledOut]:
+        if idempotency_key is not None:
+            # one enrollment per key at a time: a twin waits here, then finds the first answer
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))", idempotency_key,
+                               actor.key_id)
+            stored = await conn.fetchrow(STORED_ENROLLMENT, actor.key_id, idempotency_key)
+            if stored is not None:
+                if bytes(stored["fingerprint"]) != digest:
+                    raise errors.IdempotencyConflict(
+                        f"Idempotency-Key {idempotency_key} was used before with a different enrollment")
+                return False, msgspec.convert(stored["answer"], EnrolledOut)
         documents = await consented_documents(conn, enrollment)
+        await refuse_duplicate(conn, given.email_normalized, given.phone_normalized, enrollment.external_id)
         card_number = new_card_number()
-        try:
-            row = await NEW_MEMBER.fetchrow(
-                conn, external_id=enrollment.external_id, name=enrollment.name, email=enrollment.email,
-                phone=enrollment.phone, birth_date=enrollment.birth_date, state=enrollment.state,
-                card_number=card_number,
-            )
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == "members_card_number":
-                raise  # a random number already taken: the transaction is run again, with another
-            raise errors.DuplicateMember(
-                "an active member already has this email, phone or external_id",
-                constraint=exc.constraint_name,
-            ) from exc
+        # a racing twin (or a random card number already taken) is a unique violation: the
+        # transaction runs again, and finds the twin above
+        row = await NEW_MEMBER.fetchrow(
+            conn, external_id=enrollment.external_id, name=enrollment.name, email=given.email,
+            phone=given.phone, birth_date=enrollment.birth_date, state=enrollment.state, card_number=card_number,
+            email_normalized=given.email_normalized, phone_normalized=given.phone_normalized,
+        )
         assert row is not None  # an INSERT … RETURNING answers its row
+        member_id = row["id"]
         await NEW_CONSENT.execute(
-            conn, member_id=row["id"], terms_version=enrollment.terms_version,
+            conn, member_id=member_id, terms_version=enrollment.terms_version,
             notice_version=enrollment.notice_version, channel=enrollment.channel,
             guardian_consent=enrollment.guardian_consent, accepted_at=row["enrolled_at"],
             terms_document_id=documents.get("terms"), notice_document_id=documents.get("notice"),
         )
-        await emit(conn, "member.enrolled", member_id=row["id"], occurred_at=row["enrolled_at"],
+        await member_changes.record(conn, member_id, "enrolled", actor, occurred_at=row["enrolled_at"])
+        await emit(conn, "member.enrolled", member_id=member_id, occurred_at=row["enrolled_at"],
                    data={"state": enrollment.state, "channel": enrollment.channel})
-        return EnrolledOut(member_id=row["id"], card_number=card_number, status=row["status"],
-                           enrolled_at=row["enrolled_at"])
+        carried = None
+        debtors = [r["id"] for r in await conn.fetch(DEBTS, given.email_normalized, given.phone_normalized,
+                                                     member_id)]
+        if debtors:
+            (outcome,) = await apply(conn, [CarryDebt(member_id, tuple(debtors), actor)], engine.rulebook,
+                                     engine.limits)
+            _, carried = unwrap(outcome)
+        answer = EnrolledOut(member_id=member_id, card_number=card_number, status=row["status"],
+                             enrolled_at=row["enrolled_at"], balance=brief(carried.point_cents if carried else 0),
+                             carried_over=carried)
+        if idempotency_key is not None:
+            await conn.execute(STORE_ENROLLMENT, actor.key_id, idempotency_key, digest, member_id,
+                               msgspec.json.encode(answer).decode())
+        return True, answer
 
-    return await db.transaction(work)
+    return await engine.db.transaction(work)
 
 
 MEMBER = Statement(select(members).where(members.c.id == bindparam("member_id")))
@@ -127,21 +220,28 @@ LATEST_CONSENT = Statement(
 )
 
 
-async def profile(db: Database, member_id: int) -> MemberOut:
+async def profile(db: Database, member_id: int, *, staff: bool = True) -> MemberOut:
+    """The profile and consent record, and who changed the member (`staff`: with who did it)."""
     async with db.connection() as conn:
-        m = await MEMBER.fetchrow(conn, member_id=member_id)
-        if m is None:
-            raise errors.NotFound(f"member {member_id} does not exist")
-        consent = await LATEST_CONSENT.fetchrow(conn, member_id=member_id)
+        return await profile_on(conn, member_id, staff=staff)
+
+
+async def profile_on(conn: asyncpg.Connection, member_id: int, *, staff: bool = True) -> MemberOut:
+    m = await MEMBER.fetchrow(conn, member_id=member_id)
+    if m is None:
+        raise errors.NotFound(f"member {member_id} does not exist")
+    consent = await LATEST_CONSENT.fetchrow(conn, member_id=member_id)
     return MemberOut(
-        member_id=m["id"], status=m["status"], name=m["name"], email=m["email"], phone=m["phone"],
-        birth_date=m["birth_date"], state=m["state"], external_id=m["external_id"],
-        enrolled_at=m["enrolled_at"], cancelled_at=m["cancelled_at"], erased_at=m["erased_at"],
+        member_id=m["id"], status=m["status"], name=m["name"], email=m["email"],
+        phone=m["phone_normalized"] or m["phone"], birth_date=m["birth_date"], state=m["state"],
+        external_id=m["external_id"], enrolled_at=m["enrolled_at"], cancelled_at=m["cancelled_at"],
+        erased_at=m["erased_at"], card_number=m["card_number"], merged_into=m["merged_into"],
         consent=None if consent is None else ConsentOut(
             terms_version=consent["terms_version"], notice_version=consent["notice_version"],
             channel=consent["channel"], guardian_consent=consent["guardian_consent"],
             accepted_at=consent["accepted_at"], withdrawn_at=consent["withdrawn_at"],
         ),
+        changes=await member_changes.changes(conn, member_id, staff=staff),
     )
 
 
@@ -234,13 +334,18 @@ MEMBER_EXISTS = Statement(select(true()).where(members.c.id == bindparam("member
 ACTIVITY = Statement(
     select(
         ledger.c.id, ledger.c.kind, ledger.c.point_cents, ledger.c.occurred_at, ledger.c.created_at,
-        ledger.c.rules_version, purchases.c.ext_id.label("purchase"), purchase_returns.c.ext_id.label("ret"),
-        rewards.c.code.label("reward"),
+        ledger.c.rules_version, purchases.c.ext_id.label("purchase"), purchases.c.store_id,
+        purchase_returns.c.ext_id.label("ret"), rewards.c.code.label("reward"),
+        adjustments.c.ext_id.label("adjustment"), adjustments.c.reason, adjustments.c.note,
+        ledger.c.counterpart_member_id, ledger.c.actor_key_id, ledger.c.actor_session_id, ledger.c.actor_system,
+        api_keys.c.label,
     )
     .select_from(
         ledger.outerjoin(purchases, purchases.c.id == ledger.c.purchase_id)
         .outerjoin(purchase_returns, purchase_returns.c.id == ledger.c.return_id)
         .outerjoin(rewards, rewards.c.id == ledger.c.reward_id)
+        .outerjoin(adjustments, adjustments.c.id == ledger.c.adjustment_id)
+        .outerjoin(api_keys, api_keys.c.id == ledger.c.actor_key_id)
     )
     .where(ledger.c.member_id == bindparam("member_id"), ledger.c.id < bindparam("before"))
     .order_by(ledger.c.id.desc())
@@ -248,8 +353,10 @@ ACTIVITY = Statement(
 )
 
 
-async def activity(db: Database, member_id: int, *, cursor: str | None, limit: int) -> ActivityPage:
-    """The member's ledger, newest first; `next_cursor` continues where this page ends."""
+async def activity(db: Database, member_id: int, *, cursor: str | None, limit: int, staff: bool = True
+                   ) -> ActivityPage:
+    """The member's ledger, newest first; `next_cursor` continues where this page ends. Staff see
+    who made each entry and the adjustments' notes; a guest sees neither."""
     before = decode_cursor(cursor) if cursor else 2**62
     async with db.connection() as conn:
         if not await MEMBER_EXISTS.fetchval(conn, member_id=member_id):
@@ -262,7 +369,10 @@ async def activity(db: Database, member_id: int, *, cursor: str | None, limit: i
             ActivityEntry(
                 entry_id=r["id"], kind=r["kind"], point_cents=r["point_cents"], occurred_at=r["occurred_at"],
                 recorded_at=r["created_at"], purchase_id=r["purchase"], return_id=r["ret"],
-                reward_code=r["reward"], rules_version=r["rules_version"],
+                reward_code=r["reward"], rules_version=r["rules_version"], store_id=r["store_id"],
+                adjustment_id=r["adjustment"], reason=r["reason"], note=r["note"] if staff else None,
+                counterpart_member_id=r["counterpart_member_id"],
+                actor=member_changes.actor_out(r) if staff else None,
             )
             for r in page
         ],

@@ -46,7 +46,8 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_f
     code: Annotated[str, Meta(description="The stable, machine-readable code of the problem (each route lists "
                                           "the codes it may answer).")]
     field: Annotated[str | None, Meta(description="For `validation_error`: the request field at fault, as a path "
-                                                  "(`lines[0].amount_cents`), when one field is.")] = None
+                                                  "(`lines[0].amount_cents`), when one field is; for "
+                                                  "`duplicate_member`: `email`, `phone` or `external_id`.")] = None
     retry_after: Annotated[int | None, Meta(description="For `rate_limited` and `database_unavailable`: seconds to "
                                                         "wait before retrying (also the `Retry-After` header).")] = None
     reward_code: Annotated[str | None, Meta(description="For `reward_not_redeemable`: the reward tendered that "
@@ -56,6 +57,10 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_f
     constraint: Annotated[str | None, Meta(description="For `duplicate_member`: the rule the enrollment broke: "
                                                        "`members_active_email`, `members_active_phone` or "
                                                        "`members_active_external_id`.")] = None
+    member_id: Annotated[int | None, Meta(description="For `duplicate_member`: the active member who already has "
+                                                      "the email, phone or external id (`field` says which).")] = None
+    merged_into: Annotated[int | None, Meta(description="For `member_merged`: the member the one asked for was merged "
+                                                        "into; use that member.")] = None
 
 
 class ErrorCode(msgspec.Struct, frozen=True):
@@ -112,6 +117,9 @@ TAGS = [
     Tag(name="members", description="Enrollment, profiles, balances, activity, cancellation and erasure."),
     Tag(name="purchases", description="Purchases, returns and rewards, as checkout systems post them."),
     Tag(name="program", description="The program's rules, versioned by the date they take effect."),
+    Tag(name="desk", description="At the register and the guest-services desk: find a member, adjust points, "
+                                 "merge duplicates."),
+    Tag(name="keys", description="API keys: list them, revoke one."),
     Tag(name="mailing list", description="Email and text subscriptions, offers, and inbound texts."),
     Tag(name="reports", description="The Notice of Financial Incentive's figures and the liability report."),
     Tag(name="operations", description="Health, readiness and metrics, for load balancers and monitoring."),

@@ -45,6 +45,9 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     excluded_categories: Annotated[tuple[Category, ...], Meta(max_length=100)] = ("gift_card", "tax", "shipping")
     bonus_tenders: Annotated[tuple[Literal[TENDER_METHODS], ...], Meta(max_length=10)] = ("westique_credit_card",)  # type: ignore[valid-type]
     rounding: Literal["carry", "floor_per_purchase"] = "carry"
+    reinstate_rewards_on_return: bool = False
+    """A return that brings back a whole purchase makes each reward it redeemed `issued` again,
+    with its original expiry."""
 
     @property
     def reward_threshold_point_cents(self) -> int:

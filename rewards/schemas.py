@@ -23,7 +23,12 @@ Cents = Annotated[int, Meta(ge=0, le=1_000_000_000)]  # at most $10M a line or a
 MAX_PURCHASE_CENTS = 1_000_000_000  # and at most $10M a purchase, all lines together
 Quantity = Annotated[int, Meta(ge=1, le=100_000)]
 Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")]
-Phone = Annotated[str, Meta(pattern=r"^\+?[0-9]{7,15}$")]
+# as typed: rewards.contacts normalizes (NFKC, trimmed) and checks them, and says what is wrong
+EmailText = Annotated[str, Meta(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]+$",
+                                description="An email address; compared trimmed, NFKC-normalized and case-folded.")]
+Phone = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[^\x00-\x1f\x7f]+$",
+                            description="A phone number in any common form (`(213) 555-0123`, `+1 213 555 0123`); "
+                                        "kept in E.164.")]
 Aware = Annotated[datetime, Meta(tz=True)]
 MemberId = Annotated[int, Meta(ge=1, le=2**62)]
 Channel = Literal["store", "online"]
@@ -72,7 +77,7 @@ TYPE_DECODERS = [(lambda kind: kind is MemberNumber, _decode_member_number)]
 
 class EnrollmentIn(Inbound, kw_only=True):
     name: Text
-    email: Email
+    email: EmailText
     phone: Phone
     birth_date: date
     state: USState
@@ -92,19 +97,109 @@ class ConsentOut(msgspec.Struct, kw_only=True):
     withdrawn_at: datetime | None = None
 
 
+class ActorOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Who made a change: an API key (its id and label), a guest's page session, or the service
+    itself (`system`: import, demo, jobs, migrated). Shown to staff, never to a guest."""
+
+    key_id: int | None = None
+    label: str | None = None
+    session_id: int | None = None
+    system: str | None = None
+
+
+class MemberChangeOut(msgspec.Struct, kw_only=True):
+    kind: Literal["enrolled", "corrected", "cancelled", "erased", "merged_out", "merged_in"]
+    occurred_at: datetime
+    fields: list[str] | None = None
+    """For `corrected`: the fields changed (never their values)."""
+    counterpart_member_id: int | None = None
+    """For `merged_out`: the member it was merged into; for `merged_in`: the duplicate merged in."""
+    actor: ActorOut | None = None
+    """Who made the change (staff see it; null for a guest)."""
+
+
 class MemberOut(msgspec.Struct, kw_only=True):
     member_id: int
     status: str
     name: str | None
     email: str | None
     phone: str | None
+    """In E.164 (`+15551234567`)."""
     birth_date: date | None
     state: str
     external_id: str | None
     enrolled_at: datetime
     cancelled_at: datetime | None
+    """When the membership ended: cancelled, or merged into another member."""
     erased_at: datetime | None
     consent: ConsentOut | None
+    card_number: str | None = None
+    merged_into: int | None = None
+    """For a `merged` member: the member it was merged into."""
+    changes: list[MemberChangeOut] = []
+    """Enrollment, corrections, cancellation, erasure and merges, newest first, each with who made it."""
+
+
+class CorrectionIn(Inbound, kw_only=True, omit_defaults=True):
+    """The fields to correct (at least one); the others stay as they are."""
+
+    name: Text | None = None
+    email: EmailText | None = None
+    phone: Phone | None = None
+    birth_date: date | None = None
+    state: USState | None = None
+    guardian_consent: bool | None = None
+    """For a corrected birth date that makes the guest 13 to 17: the guardian's consent."""
+
+
+class MemberFound(msgspec.Struct, kw_only=True):
+    member_id: int
+    status: Literal["active", "cancelled"]
+    display_name: str | None
+    """The first name and the initial of the last ("Ann L."): no contact data is shown."""
+    card_number: str | None
+    points: int
+
+
+class MembersFound(msgspec.Struct, kw_only=True):
+    items: list[MemberFound]
+
+
+AdjustmentReason = Literal["goodwill", "correction", "migration", "other"]
+
+
+class AdjustmentIn(Inbound, kw_only=True):
+    adjustment_id: Key
+    """The idempotency key, like a purchase_id."""
+    point_cents: Annotated[int, Meta(ge=-1_000_000_000, le=1_000_000_000)]
+    """Points to add (positive) or take (negative), in point-cents; never 0."""
+    reason: AdjustmentReason
+    note: Annotated[str, Meta(min_length=1, max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$")] | None = None
+    """Why, in words, for the audit (shown to staff)."""
+
+
+class AdjustmentLine(Inbound, kw_only=True):
+    """A line of `rewards import adjustments`: an adjustment and its member, by id or by the retailer's own id."""
+
+    adjustment_id: Key
+    member_id: MemberId | None = None
+    external_id: Key | None = None
+    point_cents: Annotated[int, Meta(ge=-1_000_000_000, le=1_000_000_000)]
+    reason: AdjustmentReason
+    note: Annotated[str, Meta(min_length=1, max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$")] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.member_id is None) == (self.external_id is None):
+            raise ValueError("name the member by member_id or by external_id, one of them")
+
+    def adjustment(self) -> AdjustmentIn:
+        return AdjustmentIn(adjustment_id=self.adjustment_id, point_cents=self.point_cents, reason=self.reason,
+                            note=self.note)
+
+
+class MergeIn(Inbound, kw_only=True):
+    from_member_id: MemberId
+    """The duplicate, folded into the member in the path."""
 
 
 # --- purchases and returns -----------------------------------------------------------------
@@ -199,6 +294,9 @@ class ReturnOut(msgspec.Struct, kw_only=True):
     balance: BalanceBrief
     rewards_voided: list[str] = []
     """Open rewards voided so the balance would not go below zero, newest first."""
+    rewards_reinstated: list[str] = []
+    """Rewards the purchase redeemed, issued again because it came back whole (the rules'
+    `reinstate_rewards_on_return`), with their original expiry."""
 
 
 # --- balances, rewards, activity ---------------------------------------------------------
@@ -236,6 +334,17 @@ class ActivityEntry(msgspec.Struct, kw_only=True):
     return_id: str | None = None
     reward_code: str | None = None
     rules_version: int | None = None
+    store_id: str | None = None
+    """The store of the purchase the entry belongs to."""
+    adjustment_id: str | None = None
+    reason: str | None = None
+    """For an `adjustment`: goodwill, correction, migration or other."""
+    note: str | None = None
+    """For an `adjustment`: the note staff wrote (staff only)."""
+    counterpart_member_id: int | None = None
+    """For a merge, a moved reward or a carried debt: the other member."""
+    actor: ActorOut | None = None
+    """Who made the entry (staff only; null for a guest)."""
 
 
 class ActivityPage(msgspec.Struct, kw_only=True):
@@ -258,12 +367,58 @@ class ErasureOut(msgspec.Struct, kw_only=True):
     erased_at: datetime
 
 
+class CarriedOver(msgspec.Struct, kw_only=True):
+    point_cents: int
+    """The negative balance the guest's cancelled memberships left, now this member's."""
+    from_member_ids: list[int]
+
+
 class EnrolledOut(msgspec.Struct, kw_only=True):
     member_id: int
     card_number: str
     """The number on the member's card (16 digits, the last a check digit), which a register scans."""
     status: str
     enrolled_at: datetime
+    balance: BalanceBrief
+    """What the member starts from: 0, or a debt carried over (below)."""
+    carried_over: CarriedOver | None = None
+    """A guest who cancelled with a negative balance and enrolls again with the same email or
+    phone starts from that balance: how much, and from which memberships."""
+
+
+class AdjustmentOut(msgspec.Struct, kw_only=True):
+    adjustment_id: str
+    member_id: int
+    point_cents: int
+    rewards_issued: list[RewardIssuedOut]
+    balance: BalanceBrief
+
+
+class MergeOut(msgspec.Struct, kw_only=True):
+    member_id: int
+    from_member_id: int
+    merged_at: datetime
+    point_cents_moved: int
+    """The duplicate's balance, now this member's (negative when it owed points)."""
+    rewards_moved: list[str]
+    """The duplicate's open rewards, now this member's, with their codes and expiry."""
+    balance: BalanceBrief
+
+
+class KeyOut(msgspec.Struct, kw_only=True):
+    key_id: int
+    scopes: list[str]
+    member_id: int | None
+    """For a guest token: its member."""
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeysPage(msgspec.Struct, kw_only=True):
+    items: list[KeyOut]
+    """Oldest first; the tokens themselves are never shown again."""
+    next_cursor: str | None
 
 
 class SignInLinkIn(Inbound, kw_only=True):
@@ -289,6 +444,7 @@ class RulesIn(Inbound, kw_only=True):
     bonus_tenders: Annotated[list[Literal[TENDER_METHODS]], Meta(max_length=10)] = msgspec.field(  # type: ignore[valid-type]
         default_factory=lambda: ["westique_credit_card"])
     rounding: Literal["carry", "floor_per_purchase"] = "carry"
+    reinstate_rewards_on_return: bool = False
 
 
 # --- mailing list and Guest Connect (texts) ------------------------------------------------

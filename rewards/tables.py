@@ -13,9 +13,11 @@ the ones PostgreSQL gave them (`<table>_pkey`, `<table>_<column>_fkey`, `<table>
 over several), written out so that a revision can name them and Alembic compares them by name.
 
 Some things live only in the migrations, because Core has no object for them:
-- `ledger_is_append_only()`, the trigger function behind `ledger_append_only` and
-  `subscription_events_append_only`: entries are inserted, never updated or deleted;
-- `post_purchases(...)`, the plpgsql function group commit calls to post a batch;
+- `ledger_is_append_only()`, the trigger function behind `ledger_append_only`,
+  `subscription_events_append_only` and `member_changes_append_only` (and the program
+  texts'): entries are inserted, never updated or deleted;
+- `engine_snapshot(...)`, the plpgsql function the posting engine reads a batch with
+  (rewards/engine/posting.py): the rules lock, the members' locks, and what the planner needs;
 - `privacy_hash(address)`, the keyed hash (HMAC-SHA256 with the key in `privacy_hash_key`) that
   erased addresses and the addresses privacy requests name are kept as, and
   `subscription_opt_out_holds()`, the trigger function behind `subscriptions_opt_outs_hold`: a
@@ -124,34 +126,49 @@ members = Table(
     Column("birth_date", Date),
     Column("state", CHAR(2), nullable=False),
     Column("enrolled_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    # when the membership ended: cancelled, or merged into another member (`status` says which)
     Column("cancelled_at", TIMESTAMPTZ),
     Column("erased_at", TIMESTAMPTZ),
     # caches of the ledger, kept in the posting's transaction; `rewards verify` recomputes them
     Column("point_cents", BigInteger, nullable=False, server_default=text("0")),
+    # the ordinals handed out: rewards issued to the member, and rewards moved in from a duplicate
     Column("rewards_issued", Integer, nullable=False, server_default=text("0")),
     # the number on the member's card (and its barcode): "7", 14 random digits, a Luhn check digit
     # (rewards.cards); not derived from the id
     Column("card_number", Text),
-    CheckConstraint("status IN ('active', 'cancelled')", name="members_status_check"),
+    # email and phone as compared (rewards.contacts): NFKC, trimmed, case-folded; E.164
+    Column("email_normalized", Text),
+    Column("phone_normalized", Text),
+    # the member a duplicate was merged into (always an active one: merging into it re-points these)
+    Column("merged_into", BigInteger, ForeignKey("members.id", name="members_merged_into_fkey")),
+    CheckConstraint("status IN ('active', 'cancelled', 'merged')", name="members_status_check"),
     CheckConstraint("card_number ~ '^[0-9]{16}$'", name="members_card_number_check"),
     CheckConstraint("rewards_issued >= 0", name="members_rewards_issued_check"),
-    CheckConstraint("(status = 'cancelled') = (cancelled_at IS NOT NULL)", name="members_check"),
+    CheckConstraint("(status = 'active') = (cancelled_at IS NULL)", name="members_check"),
     # the erased-member check: an erased member is cancelled and keeps no personal information
     CheckConstraint(
-        "erased_at IS NULL OR (status = 'cancelled' AND name IS NULL AND email IS NULL"
-        " AND phone IS NULL AND birth_date IS NULL AND external_id IS NULL)",
+        "erased_at IS NULL OR (status <> 'active' AND name IS NULL AND email IS NULL"
+        " AND phone IS NULL AND birth_date IS NULL AND external_id IS NULL"
+        " AND email_normalized IS NULL AND phone_normalized IS NULL)",
         name="members_check1",
     ),
+    CheckConstraint("(status = 'merged') = (merged_into IS NOT NULL) AND merged_into <> id",
+                    name="members_merged_check"),
     # A balance changes at every posting: with room left on each page that update is a HOT
     # update (no new entry in any of the members' indexes); full pages would bloat them all.
     postgresql_with={"fillfactor": 70},
 )
 # an email, a phone, an external id belongs to one active member at a time
-Index("members_active_email", func.lower(members.c.email), unique=True,
+Index("members_active_email", members.c.email_normalized, unique=True,
       postgresql_where=members.c.status == "active")
-Index("members_active_phone", members.c.phone, unique=True, postgresql_where=members.c.status == "active")
+Index("members_active_phone", members.c.phone_normalized, unique=True, postgresql_where=members.c.status == "active")
 Index("members_active_external_id", members.c.external_id, unique=True,
       postgresql_where=members.c.status == "active")
+# the desk finds cancelled members too (and enrollment their debts): every member by each
+Index("members_email", members.c.email_normalized, postgresql_where=members.c.email_normalized.is_not(None))
+Index("members_phone", members.c.phone_normalized, postgresql_where=members.c.phone_normalized.is_not(None))
+Index("members_external_id", members.c.external_id, postgresql_where=members.c.external_id.is_not(None))
+Index("members_merged_into", members.c.merged_into, postgresql_where=members.c.merged_into.is_not(None))
 
 # The opt-in consent the law asks for: what was shown, when, through which channel.
 consents = Table(
@@ -199,6 +216,7 @@ purchases = Table(
     Column("rewards_redeemed", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
     Column("card_paid", Boolean, Computed(CARD_PAID, persisted=True), nullable=False),
+    Column("store_id", Text, nullable=False),  # the body's store_id, for the report by store
     UniqueConstraint("ext_id"),
     CheckConstraint("qualifying_cents >= 0", name="purchases_qualifying_cents_check"),
     CheckConstraint("card_cents >= 0 AND card_cents <= qualifying_cents", name="purchases_check"),
@@ -207,6 +225,7 @@ purchases = Table(
 )
 Index("purchases_member", purchases.c.member_id, purchases.c.occurred_at)
 Index("purchases_occurred", purchases.c.occurred_at)
+Index("purchases_store", purchases.c.store_id, purchases.c.occurred_at)
 
 purchase_returns = Table(
     "purchase_returns",
@@ -238,12 +257,14 @@ rewards = Table(
     Column("value_cents", BigInteger, nullable=False),
     Column("issued_at", TIMESTAMPTZ, nullable=False),
     Column("expires_at", TIMESTAMPTZ, nullable=False),
-    Column("purchase_id", BigInteger, ForeignKey("purchases.id"), nullable=False),  # the posting that issued it
+    # the posting that issued it: a purchase, or an adjustment
+    Column("purchase_id", BigInteger, ForeignKey("purchases.id")),
     Column("status", Text, nullable=False, server_default=text("'issued'")),
     Column("redeemed_at", TIMESTAMPTZ),
     Column("redeemed_purchase_id", BigInteger, ForeignKey("purchases.id")),
     Column("voided_at", TIMESTAMPTZ),
     Column("cost_point_cents", BigInteger, nullable=False),  # what a return that voids it gives back
+    Column("adjustment_id", BigInteger, ForeignKey("adjustments.id", name="rewards_adjustment_id_fkey")),
     UniqueConstraint("code"),
     # a reward can never be issued twice: the member's n-th reward exists once
     UniqueConstraint("member_id", "ordinal"),
@@ -255,11 +276,38 @@ rewards = Table(
                     name="rewards_check1"),
     CheckConstraint("(status = 'voided') = (voided_at IS NOT NULL)", name="rewards_check2"),
     CheckConstraint("cost_point_cents > 0", name="rewards_cost_point_cents_check"),
+    CheckConstraint("num_nonnulls(purchase_id, adjustment_id) = 1", name="rewards_issued_by_check"),
 )
 Index("rewards_purchase", rewards.c.purchase_id)
 Index("rewards_open", rewards.c.member_id, postgresql_where=rewards.c.status == "issued")
 Index("rewards_redeemed_purchase", rewards.c.redeemed_purchase_id,
       postgresql_where=rewards.c.redeemed_purchase_id.is_not(None))
+
+LEDGER_KINDS = ("earn", "card_bonus", "reward_issued", "reward_redeemed", "reward_voided", "return", "forfeit",
+                "adjustment", "merge_out", "merge_in", "reward_moved_out", "reward_moved_in", "reward_reinstated",
+                "debt_carried_out", "debt_carried_in")
+
+# Staff adjustments of points (and opening balances imported from a previous program): the
+# ledger's `adjustment` entry names one; `ext_id` is the API's adjustment_id, the idempotency key.
+adjustments = Table(
+    "adjustments",
+    metadata,
+    _id(),
+    Column("ext_id", Text, nullable=False),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("point_cents", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("note", Text),
+    Column("fingerprint", BYTEA, nullable=False),  # digest of the canonical request
+    Column("body", JSONB, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),  # so a replay answers exactly as the first time
+    Column("occurred_at", TIMESTAMPTZ, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    UniqueConstraint("ext_id"),
+    CheckConstraint("point_cents <> 0", name="adjustments_point_cents_check"),
+    CheckConstraint("reason IN ('goodwill', 'correction', 'migration', 'other')", name="adjustments_reason_check"),
+)
+Index("adjustments_member", adjustments.c.member_id)
 
 # Append-only (trigger `ledger_append_only`): every change of points, and every change of a
 # reward's state, is an entry.
@@ -280,16 +328,30 @@ ledger = Table(
     Column("actor_key_id", BigInteger, ForeignKey("api_keys.id", name="ledger_actor_key_id_fkey")),
     Column("actor_session_id", BigInteger, ForeignKey("guest_sessions.id", name="ledger_actor_session_id_fkey")),
     Column("actor_system", Text),
-    CheckConstraint(
-        "kind IN ('earn', 'card_bonus', 'reward_issued', 'reward_redeemed', 'reward_voided', 'return', 'forfeit')",
-        name="ledger_kind_check",
-    ),
+    Column("adjustment_id", BigInteger, ForeignKey("adjustments.id", name="ledger_adjustment_id_fkey")),
+    # the other member of a merge, or of a debt carried to a new enrollment
+    Column("counterpart_member_id", BigInteger,
+           ForeignKey("members.id", name="ledger_counterpart_member_id_fkey")),
+    CheckConstraint(f"kind IN ({', '.join(repr(k) for k in LEDGER_KINDS)})", name="ledger_kind_check"),
     CheckConstraint("kind NOT IN ('earn', 'card_bonus') OR (point_cents > 0 AND purchase_id IS NOT NULL)",
                     name="ledger_check"),
     CheckConstraint("kind <> 'return' OR (point_cents < 0 AND return_id IS NOT NULL)", name="ledger_check1"),
     CheckConstraint("kind <> 'forfeit' OR point_cents < 0", name="ledger_check2"),
     CheckConstraint("kind NOT IN ('reward_issued', 'reward_redeemed', 'reward_voided') OR reward_id IS NOT NULL",
                     name="ledger_check3"),
+    CheckConstraint("kind <> 'adjustment' OR (point_cents <> 0 AND adjustment_id IS NOT NULL)",
+                    name="ledger_adjustment_check"),
+    # merges and carried debts name the other member; each side is non-zero
+    CheckConstraint("kind NOT IN ('merge_out', 'merge_in', 'debt_carried_out', 'debt_carried_in') "
+                    "OR (point_cents <> 0 AND counterpart_member_id IS NOT NULL)", name="ledger_moved_check"),
+    CheckConstraint("kind <> 'debt_carried_out' OR point_cents > 0", name="ledger_debt_out_check"),
+    CheckConstraint("kind <> 'debt_carried_in' OR point_cents < 0", name="ledger_debt_in_check"),
+    # a reward moved to the member a duplicate was merged into, or reinstated by a return: no points move
+    CheckConstraint("kind NOT IN ('reward_moved_out', 'reward_moved_in', 'reward_reinstated') "
+                    "OR (point_cents = 0 AND reward_id IS NOT NULL)", name="ledger_reward_moves_check"),
+    CheckConstraint("kind NOT IN ('reward_moved_out', 'reward_moved_in') OR counterpart_member_id IS NOT NULL",
+                    name="ledger_reward_moves_check1"),
+    CheckConstraint("kind <> 'reward_reinstated' OR return_id IS NOT NULL", name="ledger_reinstated_check"),
     CheckConstraint("kind <> 'reward_issued' OR point_cents < 0", name="ledger_check4"),
     CheckConstraint("kind <> 'reward_redeemed' OR point_cents = 0", name="ledger_redeemed_moves_no_points"),
     # a reward voided by a return gives its points back; voided at cancellation, nothing
@@ -300,6 +362,50 @@ Index("ledger_member", ledger.c.member_id, ledger.c.id)
 Index("ledger_occurred", ledger.c.occurred_at)
 # points earned are read from the purchases; the few entries that take points back, by index
 Index("ledger_taken_back", ledger.c.occurred_at, postgresql_where=ledger.c.kind.in_(["return", "forfeit"]))
+
+# Who changed a member, and how, besides the ledger: enrollment, correction (the names of the
+# fields changed, never their values), cancellation, erasure, and both sides of a merge (its
+# answer, for a merge asked again). Append-only (trigger `member_changes_append_only`).
+member_changes = Table(
+    "member_changes",
+    metadata,
+    _id(),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("counterpart_member_id", BigInteger,
+           ForeignKey("members.id", name="member_changes_counterpart_member_id_fkey")),
+    Column("occurred_at", TIMESTAMPTZ, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    Column("actor_key_id", BigInteger, ForeignKey("api_keys.id", name="member_changes_actor_key_id_fkey")),
+    Column("actor_session_id", BigInteger,
+           ForeignKey("guest_sessions.id", name="member_changes_actor_session_id_fkey")),
+    Column("actor_system", Text),
+    CheckConstraint("kind IN ('enrolled', 'corrected', 'cancelled', 'erased', 'merged_out', 'merged_in')",
+                    name="member_changes_kind_check"),
+    CheckConstraint("(kind IN ('merged_out', 'merged_in')) = (counterpart_member_id IS NOT NULL)",
+                    name="member_changes_check"),
+    CheckConstraint("num_nonnulls(actor_key_id, actor_session_id, actor_system) = 1",
+                    name="member_changes_one_actor"),
+)
+Index("member_changes_member", member_changes.c.member_id, member_changes.c.id)
+
+# Enrollment's Idempotency-Key: a register's retry answers the first enrollment. A key is the
+# caller's own (unique per API key); only a digest of the body is kept, and the rows of an
+# erased member are deleted with the rest of their personal data.
+enrollment_keys = Table(
+    "enrollment_keys",
+    metadata,
+    _id(),
+    Column("api_key_id", BigInteger, ForeignKey("api_keys.id"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("fingerprint", BYTEA, nullable=False),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("answer", JSONB, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    UniqueConstraint("api_key_id", "key"),
+)
+Index("enrollment_keys_member", enrollment_keys.c.member_id)
 
 # --- access ------------------------------------------------------------------------------
 

@@ -24,33 +24,49 @@ CHECKS: list[tuple[str, str]] = [
            WHERE m.point_cents <> coalesce(l.total, 0)""",
     ),
     (
-        "a member's reward count equals their rewards and their reward_issued entries",
-        """SELECT m.id AS member_id, m.rewards_issued AS cached, coalesce(r.n, 0) AS rewards, coalesce(l.n, 0) AS entries
+        "a member's reward count equals their rewards and their reward_issued entries (with those moved in and out)",
+        """SELECT m.id AS member_id, m.rewards_issued AS cached, coalesce(r.n, 0) AS held,
+                  coalesce(l.issued, 0) AS issued, coalesce(l.moved_in, 0) AS moved_in,
+                  coalesce(l.moved_out, 0) AS moved_out
            FROM members m
            LEFT JOIN (SELECT member_id, count(*) AS n FROM rewards GROUP BY member_id) r ON r.member_id = m.id
-           LEFT JOIN (SELECT member_id, count(*) AS n FROM ledger WHERE kind = 'reward_issued' GROUP BY member_id) l
-             ON l.member_id = m.id
-           WHERE m.rewards_issued <> coalesce(r.n, 0) OR m.rewards_issued <> coalesce(l.n, 0)""",
+           LEFT JOIN (SELECT member_id, count(*) FILTER (WHERE kind = 'reward_issued') AS issued,
+                             count(*) FILTER (WHERE kind = 'reward_moved_in') AS moved_in,
+                             count(*) FILTER (WHERE kind = 'reward_moved_out') AS moved_out
+                      FROM ledger WHERE kind IN ('reward_issued', 'reward_moved_in', 'reward_moved_out')
+                      GROUP BY member_id) l ON l.member_id = m.id
+           WHERE m.rewards_issued <> coalesce(l.issued, 0) + coalesce(l.moved_in, 0)
+              OR coalesce(r.n, 0) <> m.rewards_issued - coalesce(l.moved_out, 0)""",
     ),
     (
-        "a member's rewards are numbered 1..n without gaps",
-        """SELECT member_id, max(ordinal) AS highest, count(*) AS n FROM rewards
-           GROUP BY member_id HAVING max(ordinal) <> count(*)""",
+        "a member's rewards are numbered 1..n without gaps (but for those moved out to another member)",
+        """SELECT w.member_id, max(w.ordinal) AS highest, m.rewards_issued FROM rewards w JOIN members m ON m.id = w.member_id
+           GROUP BY w.member_id, m.rewards_issued HAVING max(w.ordinal) > m.rewards_issued""",
     ),
     (
-        "each reward's state is explained by exactly its ledger entries",
-        """SELECT w.code, w.status, e.issued, e.redeemed, e.voided, e.issued_points
+        "each reward's state is explained by exactly its ledger entries (and who holds it)",
+        """SELECT w.code, w.status, w.member_id, e.issued, e.redeemed, e.reinstated, e.voided, e.issued_points,
+                  e.moved_out, e.moved_in, e.holder
            FROM rewards w
            LEFT JOIN (SELECT reward_id,
                              count(*) FILTER (WHERE kind = 'reward_issued') AS issued,
                              count(*) FILTER (WHERE kind = 'reward_redeemed') AS redeemed,
+                             count(*) FILTER (WHERE kind = 'reward_reinstated') AS reinstated,
                              count(*) FILTER (WHERE kind = 'reward_voided') AS voided,
-                             sum(point_cents) FILTER (WHERE kind = 'reward_issued') AS issued_points
+                             count(*) FILTER (WHERE kind = 'reward_moved_out') AS moved_out,
+                             count(*) FILTER (WHERE kind = 'reward_moved_in') AS moved_in,
+                             sum(point_cents) FILTER (WHERE kind = 'reward_issued') AS issued_points,
+                             -- who holds it: the member it last moved to, or the one it was issued to
+                             (array_agg(member_id ORDER BY id DESC)
+                                  FILTER (WHERE kind IN ('reward_issued', 'reward_moved_in')))[1] AS holder
                       FROM ledger WHERE reward_id IS NOT NULL GROUP BY reward_id) e ON e.reward_id = w.id
            WHERE coalesce(e.issued, 0) <> 1
               OR e.issued_points <> -w.cost_point_cents
-              OR coalesce(e.redeemed, 0) <> (w.status = 'redeemed')::int
-              OR coalesce(e.voided, 0) <> (w.status = 'voided')::int""",
+              OR coalesce(e.redeemed, 0) - coalesce(e.reinstated, 0) <> (w.status = 'redeemed')::int
+              OR coalesce(e.reinstated, 0) > coalesce(e.redeemed, 0)
+              OR coalesce(e.voided, 0) <> (w.status = 'voided')::int
+              OR coalesce(e.moved_out, 0) <> coalesce(e.moved_in, 0)
+              OR e.holder IS DISTINCT FROM w.member_id""",
     ),
     (
         "a redeemed reward was tendered by a purchase of its own member",
@@ -96,9 +112,36 @@ CHECKS: list[tuple[str, str]] = [
            WHERE v.version IS DISTINCT FROM p.rules_version""",
     ),
     (
-        "every ledger entry says who made it: one key, one guest session, or the system",
-        """SELECT id AS entry_id, member_id, kind FROM ledger
+        "every ledger entry and member change says who made it: one key, one guest session, or the system",
+        """SELECT 'ledger' AS what, id, member_id, kind FROM ledger
+           WHERE num_nonnulls(actor_key_id, actor_session_id, actor_system) <> 1
+           UNION ALL
+           SELECT 'member_changes', id, member_id, kind FROM member_changes
            WHERE num_nonnulls(actor_key_id, actor_session_id, actor_system) <> 1""",
+    ),
+    (
+        "an adjustment's points are exactly its one adjustment entry",
+        """SELECT a.ext_id, a.point_cents, coalesce(sum(l.point_cents), 0) AS ledger, count(l.id) AS entries
+           FROM adjustments a LEFT JOIN ledger l ON l.adjustment_id = a.id AND l.kind = 'adjustment'
+           GROUP BY a.id HAVING count(l.id) <> 1 OR coalesce(sum(l.point_cents), 0) <> a.point_cents""",
+    ),
+    (
+        "points moved from one member to another (a merge, a carried debt) arrive whole",
+        """SELECT least(member_id, counterpart_member_id) AS one, greatest(member_id, counterpart_member_id) AS other,
+                  sum(point_cents) AS lost
+           FROM ledger WHERE kind IN ('merge_out', 'merge_in', 'debt_carried_out', 'debt_carried_in')
+           GROUP BY 1, 2 HAVING sum(point_cents) <> 0""",
+    ),
+    (
+        "a merged member holds no points and no open reward, and lives on in a member not merged itself",
+        """SELECT m.id AS member_id, m.point_cents, t.id AS merged_into, t.status AS target_status,
+                  (SELECT count(*) FROM rewards w WHERE w.member_id = m.id AND w.status = 'issued'
+                                                     AND w.expires_at > m.cancelled_at) AS open_rewards
+           FROM members m LEFT JOIN members t ON t.id = m.merged_into
+           WHERE m.status = 'merged'
+             AND (m.point_cents <> 0 OR t.id IS NULL OR t.status = 'merged'
+                  OR EXISTS (SELECT 1 FROM rewards w WHERE w.member_id = m.id AND w.status = 'issued'
+                                                       AND w.expires_at > m.cancelled_at))""",
     ),
     (
         "a cancelled member holds no open reward and no positive balance from before cancelling",
@@ -114,7 +157,8 @@ CHECKS: list[tuple[str, str]] = [
     (
         "an erased member keeps no personal data",
         """SELECT id AS member_id FROM members WHERE erased_at IS NOT NULL
-             AND (name IS NOT NULL OR email IS NOT NULL OR phone IS NOT NULL OR birth_date IS NOT NULL)""",
+             AND (name IS NOT NULL OR email IS NOT NULL OR phone IS NOT NULL OR birth_date IS NOT NULL
+                  OR email_normalized IS NOT NULL OR phone_normalized IS NOT NULL)""",
     ),
     (
         "a subscription's status is the one its latest consent event gave it",

@@ -43,7 +43,7 @@ async def test_return_answers_what_it_took_back_and_the_balance(client, keys, db
     assert response.status_code == 201, response.text
     assert response.json() == {"return_id": return_id, "purchase_id": sale["purchase_id"],
                                "point_cents_reversed": 4000, "balance": {"points": 40, "point_cents": 4000},
-                               "rewards_voided": []}
+                               "rewards_voided": [], "rewards_reinstated": []}
     (entry,) = [e for e in await ledger_of(db, member) if e["kind"] == "return"]
     assert entry["point_cents"] == -4000
     stored = await db.run("SELECT id FROM purchase_returns WHERE ext_id = $1", return_id)

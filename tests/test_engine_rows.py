@@ -21,16 +21,9 @@ def test_every_field_of_a_written_row_is_a_column_of_its_table(write: Write) -> 
         assert required <= fields, required - fields
 
 
-def test_the_snapshot_function_takes_the_same_rules_lock_as_a_publication() -> None:
+async def test_the_snapshot_function_takes_the_same_rules_lock_as_a_publication(db) -> None:
     """engine_snapshot (a migration) writes the lock's key as a number: it must be RULES_LOCK."""
-    import importlib.util
-    from pathlib import Path
-
     from rewards.db import RULES_LOCK
 
-    path = Path(__file__).resolve().parent.parent / "sql" / "versions" / "0005_engine_snapshot.py"
-    spec = importlib.util.spec_from_file_location("revision_0005", path)
-    assert spec is not None and spec.loader is not None
-    revision = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(revision)
-    assert f"pg_advisory_xact_lock_shared({RULES_LOCK})" in revision.ENGINE_SNAPSHOT
+    [row] = await db.run("SELECT prosrc FROM pg_proc WHERE proname = 'engine_snapshot'")
+    assert f"pg_advisory_xact_lock_shared({RULES_LOCK})" in row["prosrc"]

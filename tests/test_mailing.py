@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from rewards.mailing import normalize_phone
+from rewards.contacts import phone_or_none
+from rewards.mailing import normalize_address
 from rewards.verify import CHECKS
 from tests.conftest import auth, purchase, unique
 
@@ -576,10 +577,12 @@ async def test_erased_subscriptions_receive_no_offers(client, keys, db, member):
     ("given", "stored"),
     [("+14155550100", "+14155550100"), ("4155550100", "+14155550100"), ("1 (415) 555-0100", "+14155550100"),
      ("415.555.0100", "+14155550100"), ("+44 20 7946 0958", "+442079460958"), ("0155550100", None),
-     ("+1", None), ("14155550100999", None), ("+0441234567", None), ("", None)],
+     ("+1", None), ("14155550100999", None), ("+0044 20 7946 0958", "+442079460958"), ("", None)],
 )
 def test_phone_numbers_are_normalized_to_e164(given, stored):
-    assert normalize_phone(given) == stored
+    assert phone_or_none(given) == stored
+    if stored is not None:
+        assert normalize_address("sms", given) == stored
 
 
 
@@ -610,6 +613,7 @@ async def test_verify_finds_every_subscription_explained_by_its_consent_record(c
         """UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = now()
            WHERE id = (SELECT max(id) FROM subscriptions WHERE status = 'active')""",
         """UPDATE members SET name = NULL, email = NULL, phone = NULL, birth_date = NULL, external_id = NULL,
+                              email_normalized = NULL, phone_normalized = NULL,
                               status = 'cancelled', cancelled_at = now(), erased_at = now()
            WHERE id = (SELECT max(member_id) FROM subscriptions WHERE address IS NOT NULL)""",
     ],

@@ -37,6 +37,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/schema/assets/{file_path}"): PUBLIC,
     ("GET", "/schema/{path}"): PUBLIC,
     ("POST", "/v1/members"): frozenset({"guest_services"}),
+    ("GET", "/v1/members"): frozenset({"checkout", "guest_services"}),
+    ("PATCH", "/v1/members/{member_id}"): frozenset({"guest_services"}),
+    ("POST", "/v1/members/{member_id}/adjustments"): frozenset({"guest_services", "admin"}),
+    ("POST", "/v1/members/{member_id}/merge"): frozenset({"guest_services"}),
+    ("GET", "/v1/keys"): frozenset({"admin"}),
+    ("DELETE", "/v1/keys/{key_id}"): frozenset({"admin"}),
     ("GET", "/v1/members/{member_id}"): frozenset({"guest_services", GUEST}),
     ("POST", "/v1/members/{member_id}/cancel"): frozenset({"guest_services", GUEST}),
     ("DELETE", "/v1/members/{member_id}/personal-data"): frozenset({"guest_services"}),
@@ -56,6 +62,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/offers"): frozenset({"admin"}),
     ("GET", "/v1/reports/incentive-value"): frozenset({"compliance"}),
     ("GET", "/v1/reports/liability"): frozenset({"compliance"}),
+    ("GET", "/v1/reports/stores"): frozenset({"compliance", "admin"}),
     ("GET", "/v1/program/rules"): frozenset({"admin"}),
     ("PUT", "/v1/program/rules"): frozenset({"admin"}),
     ("GET", "/v1/program/disclosures"): frozenset({"admin"}),
@@ -134,9 +141,13 @@ async def world(client: AsyncTestClient, db: Any, keys: dict[str, str]) -> dict[
         made = answer.json()["member_id"]
         return made, auth(await create_key(db, [GUEST], member_id=made))
 
+    # a key of no use, for the route that revokes keys
+    spare = await create_key(db, ["checkout"], label="spare")
+    [spare_id] = await db.run("SELECT id FROM api_keys WHERE token_hash = sha256($1::bytea)", spare.encode())
     return {
         "member": member,
         "member_of_its_own": member_of_its_own,
+        "key_id": spare_id["id"],
         "purchase_id": bought["purchase_id"],
         "code": posted.json()["rewards_issued"][0]["code"],
         "headers": {
@@ -177,6 +188,7 @@ async def test_authorization_matrix(route: tuple[str, str], client: AsyncTestCli
         member, own_token = await world["member_of_its_own"]()
         headers = {**headers, "guest_self": own_token}
     values = {"member_id": member, "purchase_id": world["purchase_id"], "code": world["code"],
+              "key_id": world["key_id"],
               "path": "openapi.yaml", "file_path": "swagger-ui.css"}
     path = _PARAM.sub(lambda m: str(values.get(m.group(1), 1)), template)
     # a body no endpoint accepts: an allowed caller gets a 4xx from validation and writes nothing

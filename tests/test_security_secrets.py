@@ -38,8 +38,8 @@ async def where_found(db: Any, needle: str) -> dict[str, int]:
 
 def personal_data() -> dict[str, str]:
     tag = uuid.uuid4().hex[:10]
-    digits = uuid.uuid4().int % 10**9
-    return {"name": f"Quillon Vantrecht {tag}", "email": f"quillon.{tag}@example.org", "phone": f"+1{digits:010d}",
+    digits = uuid.uuid4().int % 10**7
+    return {"name": f"Quillon Vantrecht {tag}", "email": f"quillon.{tag}@example.org", "phone": f"+1555{digits:07d}",
             "birth_date": "1931-02-27", "external_id": f"EXT-{tag}"}
 
 

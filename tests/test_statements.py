@@ -63,7 +63,8 @@ async def test_an_insert_of_twelve_columns_writes_each_value_to_its_column(conn:
 
 async def test_a_list_is_one_array_parameter_whatever_its_length(conn: asyncpg.Connection) -> None:
     made = [await NEW_MEMBER.fetchrow(conn, external_id=None, name=f"Any {n}", email=None, phone=None,
-                                      birth_date=None, state="CA", card_number=None) for n in range(3)]
+                                      birth_date=None, state="CA", card_number=None,
+                                      email_normalized=None, phone_normalized=None) for n in range(3)]
     ids = [row["id"] for row in made if row is not None]
     some = Statement(select(members.c.id).where(members.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
                      .order_by(members.c.id))
@@ -82,7 +83,8 @@ async def test_a_list_written_into_the_statement_is_bound_once_with_its_values(c
 
     for state, found in (("VT", True), ("CA", False)):
         row = await NEW_MEMBER.fetchrow(conn, external_id=None, name=state, email=None, phone=None,
-                                        birth_date=None, state=state, card_number=None)
+                                        birth_date=None, state=state, card_number=None,
+                                        email_normalized=None, phone_normalized=None)
         assert row is not None
         assert bool(await in_new_england.fetch(conn, member_id=row["id"])) is found
 

@@ -141,3 +141,62 @@ async def test_find_problems_without_recompute_still_sees_the_cached_balance(con
         f"a member's balance equals the sum of their ledger entries: member_id={scratch.member_id}, cached=-5, "
         f"ledger={await conn.fetchval('SELECT sum(point_cents) FROM ledger WHERE member_id = $1', scratch.member_id)}"
     ]
+
+
+# --- the desk's postings: merges, moved rewards, adjustments ------------------------------------------
+
+
+class Desk(msgspec.Struct):
+    target: int           # a member a duplicate was merged into, with the duplicate's reward
+    duplicate: int
+    moved_code: str
+    adjustment_id: str    # an adjustment of the target's
+
+
+@pytest.fixture(scope="module")
+async def desk(engine: Any, make_member: Any) -> Desk:
+    from rewards.engine import Adjust, Merge, unwrap
+    from rewards.schemas import AdjustmentIn
+    from tests.conftest import TESTS
+
+    target, duplicate = await make_member(), await make_member()
+    _, bought = await post_purchase(engine, _purchase(duplicate, 31_000))
+    unwrap(await engine.submit(Merge(target, duplicate, TESTS)))
+    adjustment = AdjustmentIn(adjustment_id=unique("adj"), point_cents=700, reason="goodwill", note="sorry")
+    unwrap(await engine.submit(Adjust.of(target, adjustment, TESTS)))
+    return Desk(target, duplicate, bought.rewards_issued[0].code, adjustment.adjustment_id)
+
+
+DESK_TAMPERINGS: list[tuple[str, str, str, str]] = [
+    ("a merged member's balance changed with an entry",
+     """WITH e AS (INSERT INTO ledger (member_id, kind, point_cents, occurred_at, counterpart_member_id, actor_system)
+                   VALUES ({duplicate}, 'merge_in', 500, now(), {target}, 'tampering') RETURNING member_id)
+        UPDATE members SET point_cents = point_cents + 500 WHERE id IN (SELECT member_id FROM e)""",
+     "a merged member holds no points and no open reward", "member_id={duplicate},"),
+    ("a merge's points half moved",
+     """WITH e AS (INSERT INTO ledger (member_id, kind, point_cents, occurred_at, counterpart_member_id, actor_system)
+                   VALUES ({target}, 'merge_in', 500, now(), {duplicate}, 'tampering') RETURNING member_id)
+        UPDATE members SET point_cents = point_cents + 500 WHERE id IN (SELECT member_id FROM e)""",
+     "points moved from one member to another (a merge, a carried debt) arrive whole", "lost=500"),
+    ("a moved reward handed back to the duplicate without an entry",
+     """UPDATE rewards SET member_id = {duplicate}, ordinal = 99 WHERE code = '{moved_code}'""",
+     "each reward's state is explained by exactly its ledger entries (and who holds it)", "code={moved_code},"),
+    ("an adjustment's recorded points changed",
+     "UPDATE adjustments SET point_cents = point_cents + 1 WHERE ext_id = '{adjustment_id}'",
+     "an adjustment's points are exactly its one adjustment entry", "ext_id={adjustment_id},"),
+    ("a merged member made to live in another merged member",
+     "UPDATE members SET merged_into = {duplicate}, status = 'merged', cancelled_at = now() WHERE id = {target}",
+     "a merged member holds no points and no open reward", "member_id={duplicate},"),
+]
+
+
+@pytest.mark.parametrize(("statement", "what", "names"), [t[1:] for t in DESK_TAMPERINGS],
+                         ids=[t[0] for t in DESK_TAMPERINGS])
+async def test_find_problems_reports_tampering_with_the_desks_postings(conn: Any, desk: Desk, statement: str,
+                                                                        what: str, names: str) -> None:
+    fields = msgspec.structs.asdict(desk)
+    assert await find_problems(conn, recompute=False) == []
+    await conn.execute(statement.format(**fields))
+    problems = await find_problems(conn, recompute=False)
+    what, names = what.format(**fields), names.format(**fields)
+    assert any(p.startswith(what) and names in p for p in problems), problems

@@ -1,10 +1,11 @@
 """The posting engine: every change of points and rewards goes through here.
 
-One shape for every way in (HTTP group commit, `rewards import`, `rewards demo`, and the
-desk's and jobs' postings): `posting.apply` locks the members a batch touches and reads
+One shape for every way in (HTTP group commit, `rewards import`, `rewards demo`, the desk's
+adjustments and merges, a new enrollment's carried debt, and the jobs' postings): `posting.apply` locks the members a batch touches and reads
 what it needs in two statements, `planner.Planner` decides everything in pure Python
 (replays and conflicts, member status, offers, redemptions, the balance walk, the rewards
-issued and their expiry, returns by units, cancellation), and one set-based statement
+issued and their expiry, returns by units, reinstated rewards, cancellation, adjustments,
+merges), and one set-based statement
 writes the planned rows. A new kind of posting is a new command (`commands`), a branch of
 the planner, and, if it reads something new, a field of the snapshot (`snapshot`).
 """
@@ -14,12 +15,23 @@ from __future__ import annotations
 from typing import Any
 
 from rewards.config import Settings
-from rewards.engine.commands import Actor, Cancel, Command, Limits, PostPurchase, PostReturn, system
+from rewards.engine.commands import (
+    Actor,
+    Adjust,
+    Cancel,
+    CarryDebt,
+    Command,
+    Limits,
+    Merge,
+    PostPurchase,
+    PostReturn,
+    system,
+)
 from rewards.engine.planner import Outcome
 from rewards.engine.posting import Engine, apply
 
-__all__ = ["Actor", "Cancel", "Command", "Engine", "Limits", "Outcome", "PostPurchase", "PostReturn", "unwrap",
-           "apply", "limits_of", "system"]
+__all__ = ["Actor", "Adjust", "Cancel", "CarryDebt", "Command", "Engine", "Limits", "Merge", "Outcome",
+           "PostPurchase", "PostReturn", "unwrap", "apply", "limits_of", "system"]
 
 
 def limits_of(settings: Settings) -> Limits:

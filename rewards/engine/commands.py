@@ -9,7 +9,7 @@ import msgspec
 
 from rewards import errors
 from rewards.idempotency import canonical, fingerprint
-from rewards.schemas import PurchaseIn, ReturnIn
+from rewards.schemas import AdjustmentIn, PurchaseIn, ReturnIn
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,4 +109,47 @@ class Cancel:
     """Cancelled as if at this moment instead of now (see `AS_OF`)."""
 
 
-Command = PostPurchase | PostReturn | Cancel
+@dataclass(frozen=True, slots=True)
+class Adjust:
+    """Add or take points with a reason (the desk, or opening balances imported): may issue rewards,
+    may leave the balance negative; `adjustment_id` is the idempotency key."""
+
+    member_id: int
+    adjustment: AdjustmentIn
+    body: bytes
+    digest: bytes
+    actor: Actor
+    as_of: datetime | None = None
+    """Adjusted as if at this moment instead of now (see `AS_OF`)."""
+
+    @classmethod
+    def of(cls, member_id: int, adjustment: AdjustmentIn, actor: Actor, *, as_of: datetime | None = None) -> Adjust:
+        member_id = int(member_id)  # a path's MemberNumber is an int to JSON and to the database
+        body = canonical(adjustment, member_id=member_id)
+        return cls(member_id, adjustment, body, fingerprint(body), actor, as_of)
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """Fold the duplicate `from_member_id` into `member_id`: its balance and open rewards move,
+    it becomes `merged`; asking again answers the same."""
+
+    member_id: int
+    from_member_id: int
+    actor: Actor
+    as_of: datetime | None = None
+    """Merged as if at this moment instead of now (see `AS_OF`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CarryDebt:
+    """A new enrollment takes over the negative balances of the guest's cancelled memberships
+    (the same email or phone), so cancelling is no way out of a debt of points."""
+
+    member_id: int
+    from_member_ids: tuple[int, ...]
+    actor: Actor
+    as_of: datetime | None = None
+
+
+Command = PostPurchase | PostReturn | Cancel | Adjust | Merge | CarryDebt

@@ -16,11 +16,14 @@ import msgspec
 
 from rewards import errors, rules
 from rewards.engine import rows
-from rewards.engine.commands import Actor, Cancel, Command, Limits, PostPurchase, PostReturn
+from rewards.engine.commands import Actor, Adjust, Cancel, CarryDebt, Command, Limits, Merge, PostPurchase, PostReturn
 from rewards.engine.snapshot import Cancellation, Snapshot
 from rewards.schemas import (
+    AdjustmentOut,
     BalanceBrief,
     CancelOut,
+    CarriedOver,
+    MergeOut,
     PurchaseIn,
     PurchaseOut,
     QuoteOut,
@@ -84,6 +87,8 @@ class Planner:
         self._offers = snapshot.offers
         self._prior_purchases = {p.ext_id: p for p in snapshot.prior_purchases}
         self._prior_returns = {r.ext_id: r for r in snapshot.prior_returns}
+        self._prior_adjustments = {a.ext_id: a for a in snapshot.prior_adjustments}
+        self._prior_merges = {m.from_member_id: msgspec.convert(m.answer, MergeOut) for m in snapshot.prior_merges}
         self._cancellations = {c.member_id: c for c in snapshot.cancellations}
         self._returnable = {p.ext_id: _Returnable(
             p.id, p.member_id, p.occurred_at, p.rules_version,
@@ -92,10 +97,13 @@ class Planner:
             _after_returns(p.lines, p.returns)) for p in snapshot.returnable}
         self._ids = {"purchases": list(reversed(snapshot.ids.purchases)),
                      "returns": list(reversed(snapshot.ids.returns)),
-                     "rewards": list(reversed(snapshot.ids.rewards))}
+                     "rewards": list(reversed(snapshot.ids.rewards)),
+                     "adjustments": list(reversed(snapshot.ids.adjustments))}
         # postings made earlier in this batch, by key: (fingerprint, answer)
         self._posted: dict[str, tuple[bytes, PurchaseOut]] = {}
         self._returned: dict[str, tuple[bytes, ReturnOut]] = {}
+        self._adjusted: dict[str, tuple[bytes, AdjustmentOut]] = {}
+        self._merged: dict[int, MergeOut] = {}
 
     def result(self) -> rows.Plan:
         """The plan, without the members and rewards that were looked at but not changed."""
@@ -117,6 +125,12 @@ class Planner:
                 return self._purchase(command)
             if isinstance(command, PostReturn):
                 return self._return(command)
+            if isinstance(command, Adjust):
+                return self._adjust(command)
+            if isinstance(command, Merge):
+                return self._merge(command)
+            if isinstance(command, CarryDebt):
+                return self._carry_debt(command)
             return self._cancel(command)
         except errors.DomainError as refused:
             return Outcome(False, error=refused)
@@ -161,7 +175,7 @@ class Planner:
             entries.append(self._entry(member.id, "reward_redeemed", 0, when, actor, purchase_id=purchase_id,
                                        reward_id=reward.id, rules_version=version.version))
         member.point_cents += earned.point_cents
-        issued = self._issue_rewards(member, version, when, purchase_id, actor, entries)
+        issued = self._issue_rewards(member, version, when, actor, entries, purchase_id=purchase_id)
         self.plan.entries.extend(entries)
         answer = PurchaseOut(
             purchase_id=p.purchase_id, member_id=member.id, qualifying_cents=earned.qualifying_cents,
@@ -175,7 +189,7 @@ class Planner:
             fingerprint=rows.bytea(command.digest), body=msgspec.Raw(command.body),
             qualifying_cents=earned.qualifying_cents, card_cents=earned.card_cents, point_cents=earned.point_cents,
             bonus_point_cents=earned.bonus_point_cents, balance_after=member.point_cents,
-            rewards_redeemed=answer.rewards_redeemed, created_at=self.recorded_at))
+            rewards_redeemed=answer.rewards_redeemed, store_id=p.store_id, created_at=self.recorded_at))
         self._event("purchase.posted", member.id, when, {
             "purchase_id": p.purchase_id, "store_id": p.store_id, "channel": p.channel,
             "qualifying_cents": earned.qualifying_cents, "point_cents_earned": earned.point_cents,
@@ -222,12 +236,14 @@ class Planner:
         self._need(returns=1)
         return_id = self._new_id("returns")
         bought.remaining = after
-        member = self._member(bought.member_id)
+        # the points go back from the member who holds them now: the one a duplicate was merged into
+        member = self._holder(bought.member_id)
         when, actor = ret.occurred_at, command.actor
         if taken:
             self.plan.entries.append(self._entry(member.id, "return", -taken, when, actor, purchase_id=bought.id,
                                                  return_id=return_id, rules_version=version.version))
         member.point_cents -= taken
+        reinstated = self._reinstate(bought, after, member, when, actor, return_id)
         # a guest does not keep a reward for goods they brought back: open rewards, newest first,
         # give their points back before the balance may go below zero
         voided = []
@@ -240,7 +256,8 @@ class Planner:
             self.plan.entries.append(self._entry(member.id, "reward_voided", reward.cost_point_cents, when, actor,
                                                  purchase_id=bought.id, return_id=return_id, reward_id=reward.id))
         answer = ReturnOut(return_id=ret.return_id, purchase_id=command.purchase_id, point_cents_reversed=taken,
-                           balance=brief(member.point_cents), rewards_voided=voided)
+                           balance=brief(member.point_cents), rewards_voided=voided,
+                           rewards_reinstated=[r.code for r in reinstated])
         self.plan.returns.append(rows.Return(
             id=return_id, ext_id=ret.return_id, purchase_id=bought.id, member_id=member.id, occurred_at=when,
             fingerprint=rows.bytea(command.digest), body=msgspec.Raw(command.body), point_cents_reversed=taken,
@@ -248,6 +265,10 @@ class Planner:
         self._event("return.posted", member.id, when, {
             "return_id": ret.return_id, "purchase_id": command.purchase_id, "point_cents_reversed": taken,
             "rewards_voided": voided, "balance_point_cents": member.point_cents})
+        for reward in reinstated:
+            self._event("reward.reinstated", member.id, when, {
+                "code": reward.code, "value_cents": reward.value_cents, "expires_at": reward.expires_at,
+                "purchase_id": command.purchase_id, "return_id": ret.return_id})
         for code in voided:
             self._event("reward.voided", member.id, when, {"code": code, "reason": "return",
                                                             "return_id": ret.return_id})
@@ -256,6 +277,7 @@ class Planner:
 
     def _cancel(self, command: Cancel) -> Outcome:
         member = self._member(command.member_id)
+        _refuse_merged(member)
         if member.status == "cancelled":
             before = self._cancellations.get(member.id)
             assert member.cancelled_at is not None
@@ -276,6 +298,7 @@ class Planner:
         # the member's guest tokens and page sessions end with it, at the real time of writing
         self.plan.keys_revoked.append(rows.KeysRevoked(member_id=member.id, revoked_at=self.recorded_at))
         self.plan.sessions_ended.append(rows.SessionsEnded(member_id=member.id, ended_at=self.recorded_at))
+        self.plan.member_changes.append(rows.change(member.id, "cancelled", now, actor, self.recorded_at))
         self._cancellations[member.id] = Cancellation(member_id=member.id, forfeited=forfeit,
                                                       voided=[r.code for r in voided])
         self._event("member.cancelled", member.id, now, {
@@ -284,6 +307,124 @@ class Planner:
             self._event("reward.voided", member.id, now, {"code": reward.code, "reason": "cancellation"})
         return Outcome(True, CancelOut(member_id=member.id, status="cancelled", cancelled_at=now,
                                        point_cents_forfeited=forfeit, rewards_voided=[r.code for r in voided]))
+
+    def _adjust(self, command: Adjust) -> Outcome:
+        a = command.adjustment
+
+        def answer(prior: Any) -> AdjustmentOut:
+            return AdjustmentOut(adjustment_id=prior.ext_id, member_id=prior.member_id, point_cents=prior.point_cents,
+                                 rewards_issued=[RewardIssuedOut(code=r.code, value_cents=r.value_cents,
+                                                                 expires_at=r.expires_at) for r in prior.issued],
+                                 balance=brief(prior.balance_after))
+
+        replay = _replay("adjustment", a.adjustment_id, command.digest, self._adjusted, self._prior_adjustments,
+                         answer)
+        if replay is not None:
+            return replay
+        if a.point_cents == 0:
+            raise errors.ValidationFailed("an adjustment adds or takes points: point_cents is not 0",
+                                          field="point_cents")
+        member = self._member(command.member_id)
+        _refuse_merged(member)
+        if member.status != "active":
+            raise errors.MemberNotActive(f"member {member.id} is {member.status}; points cannot be adjusted")
+        now, actor = self.now, command.actor
+        version = self.in_force(now)
+        self._need(adjustments=1, rewards=rules.rewards_due(member.point_cents + a.point_cents, version))
+        adjustment_id = self._new_id("adjustments")
+        entries = [self._entry(member.id, "adjustment", a.point_cents, now, actor, adjustment_id=adjustment_id)]
+        member.point_cents += a.point_cents
+        issued = self._issue_rewards(member, version, now, actor, entries, adjustment_id=adjustment_id)
+        self.plan.entries.extend(entries)
+        self.plan.adjustments.append(rows.Adjustment(
+            id=adjustment_id, ext_id=a.adjustment_id, member_id=member.id, point_cents=a.point_cents, reason=a.reason,
+            note=a.note, fingerprint=rows.bytea(command.digest), body=msgspec.Raw(command.body),
+            balance_after=member.point_cents, occurred_at=now, created_at=self.recorded_at))
+        out = AdjustmentOut(adjustment_id=a.adjustment_id, member_id=member.id, point_cents=a.point_cents,
+                            rewards_issued=[RewardIssuedOut(code=r.code, value_cents=r.value_cents,
+                                                            expires_at=r.expires_at) for r in issued],
+                            balance=brief(member.point_cents))
+        self._event("points.adjusted", member.id, now, {
+            "adjustment_id": a.adjustment_id, "point_cents": a.point_cents, "reason": a.reason,
+            "rewards_issued": [r.code for r in issued], "balance_point_cents": member.point_cents})
+        for reward in issued:
+            self._event("reward.issued", member.id, now, {
+                "code": reward.code, "value_cents": reward.value_cents, "issued_at": reward.issued_at,
+                "expires_at": reward.expires_at, "adjustment_id": a.adjustment_id})
+        self._adjusted[a.adjustment_id] = (command.digest, out)
+        return Outcome(True, out)
+
+    def _merge(self, command: Merge) -> Outcome:
+        if command.member_id == command.from_member_id:
+            raise errors.ValidationFailed("a member cannot be merged into itself", field="from_member_id")
+        target = self._member(command.member_id)
+        source = self._member(command.from_member_id)
+        if source.status == "merged":
+            earlier = self._merged.get(source.id) or self._prior_merges.get(source.id)
+            if earlier is not None and earlier.member_id == target.id and source.merged_into == target.id:
+                return Outcome(False, earlier)
+            assert source.merged_into is not None
+            raise errors.MemberMerged(f"member {source.id} was merged into member {source.merged_into} already",
+                                      merged_into=source.merged_into)
+        _refuse_merged(target)
+        if target.status != "active":
+            raise errors.MemberNotActive(f"member {target.id} is {target.status}; a duplicate is merged into an "
+                                         "active member")
+        if self._snapshot_members[source.id].erased_at is not None:
+            raise errors.MemberNotActive(f"member {source.id}'s personal data was erased; it cannot be merged")
+        now, actor = self.now, command.actor
+        moved = source.point_cents
+        if moved:
+            self.plan.entries.append(self._entry(source.id, "merge_out", -moved, now, actor,
+                                                 counterpart_member_id=target.id))
+            self.plan.entries.append(self._entry(target.id, "merge_in", moved, now, actor,
+                                                 counterpart_member_id=source.id))
+        source.point_cents, target.point_cents = 0, target.point_cents + moved
+        rewards_moved = sorted(self._open_rewards(source.id), key=lambda r: r.ordinal)
+        for reward in rewards_moved:
+            self._move_reward(reward, source, target, now, actor)
+        source.status, source.merged_into, source.cancelled_at = "merged", target.id, now
+        # a member merged into the duplicate before now lives in the target: one hop, always
+        for earlier_id in sorted({m.id for m in self._snapshot_members.values() if m.merged_into == source.id}):
+            self._member(earlier_id).merged_into = target.id
+        out = MergeOut(member_id=target.id, from_member_id=source.id, merged_at=now, point_cents_moved=moved,
+                       rewards_moved=[r.code for r in rewards_moved], balance=brief(target.point_cents))
+        self.plan.member_changes.append(rows.change(source.id, "merged_out", now, actor, self.recorded_at,
+                                                    counterpart_member_id=target.id))
+        self.plan.member_changes.append(rows.change(target.id, "merged_in", now, actor, self.recorded_at,
+                                                    counterpart_member_id=source.id,
+                                                    details=msgspec.to_builtins(out)))
+        self._event("member.merged", target.id, now, {
+            "from_member_id": source.id, "point_cents_moved": moved, "rewards_moved": out.rewards_moved,
+            "balance_point_cents": target.point_cents})
+        self._merged[source.id] = out
+        return Outcome(True, out)
+
+    def _carry_debt(self, command: CarryDebt) -> Outcome:
+        """Each cancelled membership's negative balance becomes the new member's: out of the old one
+        (to 0), into the new one, each side an entry naming the other."""
+        member = self._member(command.member_id)
+        now, actor = self.now, command.actor
+        carried, sources = 0, []
+        for source_id in sorted(set(command.from_member_ids) - {member.id}):
+            source = self._member(source_id)
+            debt = source.point_cents
+            if source.status != "cancelled" or debt >= 0:
+                continue
+            self.plan.entries.append(self._entry(source.id, "debt_carried_out", -debt, now, actor,
+                                                 counterpart_member_id=member.id))
+            self.plan.entries.append(self._entry(member.id, "debt_carried_in", debt, now, actor,
+                                                 counterpart_member_id=source.id))
+            source.point_cents, member.point_cents = 0, member.point_cents + debt
+            carried += debt
+            sources.append(source.id)
+            self._event("points.carried", source.id, now, {"point_cents": -debt, "to_member_id": member.id,
+                                                           "balance_point_cents": 0})
+            self._event("points.carried", member.id, now, {"point_cents": debt, "from_member_id": source.id,
+                                                           "balance_point_cents": member.point_cents})
+        if not sources:
+            return Outcome(False, None)
+        return Outcome(True, CarriedOver(point_cents=carried, from_member_ids=sources))
 
     # --- the checks -------------------------------------------------------------------------
 
@@ -303,7 +444,7 @@ class Planner:
         def answer(prior: Any) -> ReturnOut:
             return ReturnOut(return_id=prior.ext_id, purchase_id=prior.purchase_ext_id,
                              point_cents_reversed=prior.point_cents_reversed, balance=brief(prior.balance_after),
-                             rewards_voided=prior.voided)
+                             rewards_voided=prior.voided, rewards_reinstated=prior.reinstated)
 
         return _replay("return", command.ret.return_id, command.digest, self._returned, self._prior_returns, answer)
 
@@ -314,6 +455,7 @@ class Planner:
         self._check_time(p.occurred_at, history=command.history)
         version = self._rules_at(p)
         member = self._member(p.member_id)
+        _refuse_merged(member)
         if member.status != "active":
             raise errors.MemberNotActive(f"member {member.id} is {member.status}; purchases are refused")
         for i, offer in enumerate(p.offers):
@@ -362,7 +504,7 @@ class Planner:
                 raise errors.NotFound(f"member {member_id} does not exist")
             member = self._members[member_id] = rows.Member(
                 id=found.id, status=found.status, point_cents=found.point_cents, rewards_issued=found.rewards_issued,
-                cancelled_at=found.cancelled_at)
+                cancelled_at=found.cancelled_at, merged_into=found.merged_into)
             self.plan.members[member_id] = member
         return member
 
@@ -374,7 +516,7 @@ class Planner:
             reward = self._rewards[reward_id] = self.plan.changed_rewards[reward_id] = rows.Reward(
                 id=r.id, code=r.code, member_id=r.member_id, ordinal=r.ordinal, value_cents=r.value_cents,
                 cost_point_cents=r.cost_point_cents, issued_at=r.issued_at, expires_at=r.expires_at,
-                purchase_id=r.purchase_id, status=r.status, redeemed_at=r.redeemed_at,
+                purchase_id=r.purchase_id, adjustment_id=r.adjustment_id, status=r.status, redeemed_at=r.redeemed_at,
                 redeemed_purchase_id=r.redeemed_purchase_id, voided_at=r.voided_at)
         return reward
 
@@ -386,8 +528,49 @@ class Planner:
         found = [self._reward(i) if i in self._snapshot_rewards else self.plan.new_rewards[i] for i in sorted(ids)]
         return [r for r in found if r.status == "issued" and r.expires_at > self.now]
 
-    def _issue_rewards(self, member: rows.Member, version: rules.Rules, when: Any, purchase_id: int, actor: Actor,
-                       entries: list[rows.Entry]) -> list[rows.Reward]:
+    def _holder(self, member_id: int) -> rows.Member:
+        """The member whose points and rewards these are now: itself, or the one it was merged into."""
+        member = self._member(member_id)
+        return self._member(member.merged_into) if member.merged_into is not None else member
+
+    def _move_reward(self, reward: rows.Reward, source: rows.Member, target: rows.Member, when: Any,
+                     actor: Actor) -> None:
+        """The reward becomes the target's, its code and expiry kept, under the target's next ordinal."""
+        self.plan.entries.append(self._entry(source.id, "reward_moved_out", 0, when, actor, reward_id=reward.id,
+                                             counterpart_member_id=target.id))
+        target.rewards_issued += 1
+        reward.member_id, reward.ordinal = target.id, target.rewards_issued
+        self.plan.entries.append(self._entry(target.id, "reward_moved_in", 0, when, actor, reward_id=reward.id,
+                                             counterpart_member_id=source.id))
+
+    def _reinstate(self, bought: _Returnable, after: rules.Remaining, member: rows.Member, when: Any, actor: Actor,
+                   return_id: int) -> list[rows.Reward]:
+        """With `reinstate_rewards_on_return` in force at the return, a return that brings back the
+        whole purchase makes each reward it redeemed `issued` again, with its original expiry (to an
+        active member: a cancelled one cannot use it)."""
+        if any(line.units for line in after.lines) or member.status != "active":
+            return []
+        try:
+            if not self.in_force(when).reinstate_rewards_on_return:
+                return []
+        except LookupError:
+            return []
+        ids = {i for i, r in self._snapshot_rewards.items() if r.redeemed_purchase_id == bought.id}
+        ids |= {i for i, r in self._rewards.items() if r.redeemed_purchase_id == bought.id}
+        found = (self._reward(i) if i in self._snapshot_rewards else self._rewards[i] for i in sorted(ids))
+        redeemed = [r for r in found if r.status == "redeemed" and r.redeemed_purchase_id == bought.id]
+        for reward in redeemed:
+            reward.status, reward.redeemed_at, reward.redeemed_purchase_id = "issued", None, None
+            owner = self._member(reward.member_id)
+            self.plan.entries.append(self._entry(owner.id, "reward_reinstated", 0, when, actor, purchase_id=bought.id,
+                                                 return_id=return_id, reward_id=reward.id))
+            if owner.id != member.id:  # redeemed by a duplicate since merged: it goes where its points went
+                self._move_reward(reward, owner, member, when, actor)
+        return redeemed
+
+    def _issue_rewards(self, member: rows.Member, version: rules.Rules, when: Any, actor: Actor,
+                       entries: list[rows.Entry], *, purchase_id: int | None = None,
+                       adjustment_id: int | None = None) -> list[rows.Reward]:
         """As many rewards as the balance allows, none while it is below the threshold."""
         issued = []
         threshold = version.reward_threshold_point_cents
@@ -397,11 +580,13 @@ class Planner:
             reward = rows.Reward(
                 id=self._new_id("rewards"), code=self.new_code(), member_id=member.id, ordinal=member.rewards_issued,
                 value_cents=version.reward_value_cents, cost_point_cents=threshold, issued_at=when,
-                expires_at=rules.reward_expires_at(when, version), purchase_id=purchase_id)
+                expires_at=rules.reward_expires_at(when, version), purchase_id=purchase_id,
+                adjustment_id=adjustment_id)
             self.plan.new_rewards[reward.id] = self._rewards[reward.id] = reward
             self._codes[reward.code] = reward.id
             entries.append(self._entry(member.id, "reward_issued", -threshold, when, actor, purchase_id=purchase_id,
-                                       reward_id=reward.id, rules_version=version.version))
+                                       adjustment_id=adjustment_id, reward_id=reward.id,
+                                       rules_version=version.version))
             issued.append(reward)
         return issued
 
@@ -443,8 +628,15 @@ def _replay(kind: str, key: str, digest: bytes, earlier: dict[str, tuple[bytes, 
     return Outcome(False, answer(prior))
 
 
+def _refuse_merged(member: rows.Member) -> None:
+    if member.status == "merged":
+        assert member.merged_into is not None
+        raise errors.MemberMerged(f"member {member.id} was merged into member {member.merged_into}; use that member",
+                                  merged_into=member.merged_into)
+
+
 def _member_state(m: Any) -> tuple[Any, ...]:
-    return m.status, m.point_cents, m.rewards_issued, m.cancelled_at
+    return m.status, m.point_cents, m.rewards_issued, m.cancelled_at, m.merged_into
 
 
 def _reward_state(r: Any) -> tuple[Any, ...]:

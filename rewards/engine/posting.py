@@ -31,7 +31,7 @@ from rewards import rules
 from rewards.coalescing import Coalescer
 from rewards.db import Database
 from rewards.engine import rows
-from rewards.engine.commands import Cancel, Command, Limits, PostPurchase, PostReturn
+from rewards.engine.commands import Adjust, CarryDebt, Command, Limits, Merge, PostPurchase, PostReturn
 from rewards.engine.planner import Outcome, OutOfIds, Planner
 from rewards.engine.snapshot import decode_snapshot
 
@@ -56,12 +56,13 @@ def new_reward_code() -> str:
 
 # --- 1, 2. lock and read ------------------------------------------------------------------------
 
-# One call of the database function `engine_snapshot` (sql/versions/0005_engine_snapshot.py): it
-# takes the rules lock (shared), locks the members of the postings not made before (in id order),
-# and then, each statement with a snapshot taken after those locks, reads what the planner needs,
-# only the parts the batch asks for, and draws the ids of its new rows. `p_lock` false (a quote)
-# locks nothing and draws no id.
-SNAPSHOT = "SELECT engine_snapshot($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+# One call of the database function `engine_snapshot` (its latest definition is in
+# sql/versions/0009_engine_snapshot_merges.py): it takes the rules lock (shared), locks the members
+# of the postings not made before (in id order, and then those a merge committed meanwhile made
+# part of the batch), and then, each statement with a snapshot taken after those locks, reads
+# what the planner needs, only the parts the batch asks for, and draws the ids of its new rows.
+# `p_lock` false (a quote) locks nothing and draws no id.
+SNAPSHOT = "SELECT engine_snapshot($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
 
 DRAW_IDS = "SELECT ARRAY(SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2))"
 
@@ -72,7 +73,7 @@ class _Asks:
 
     member_ids: list[int]
     member_keys: list[str | None]
-    """The purchase_id each member is named with (None: a cancellation), side by side."""
+    """The purchase_id each member is named with (None: a cancellation, a merge, a debt), side by side."""
     returned: list[str]
     return_keys: list[str]
     reward_codes: list[str]
@@ -80,10 +81,14 @@ class _Asks:
     cancels: list[int]
     purchases: int
     returns: int
+    adjusted: list[int]
+    adjustment_keys: list[str]
+    merged: list[int]
+    """The duplicates merges name."""
 
     @classmethod
     def of(cls, commands: Sequence[Command]) -> _Asks:
-        asks = cls([], [], [], [], [], [], [], 0, 0)
+        asks = cls([], [], [], [], [], [], [], 0, 0, [], [], [])
         for c in commands:
             if isinstance(c, PostPurchase):
                 p = c.purchase
@@ -96,6 +101,16 @@ class _Asks:
                 asks.returned.append(c.purchase_id)
                 asks.return_keys.append(c.ret.return_id)
                 asks.returns += 1
+            elif isinstance(c, Adjust):
+                asks.adjusted.append(c.member_id)
+                asks.adjustment_keys.append(c.adjustment.adjustment_id)
+            elif isinstance(c, Merge):
+                asks.member_ids.extend((c.member_id, c.from_member_id))
+                asks.member_keys.extend((None, None))
+                asks.merged.append(c.from_member_id)
+            elif isinstance(c, CarryDebt):
+                asks.member_ids.extend((c.member_id, *c.from_member_ids))
+                asks.member_keys.extend([None] * (1 + len(c.from_member_ids)))
             else:
                 asks.member_ids.append(c.member_id)
                 asks.member_keys.append(None)
@@ -133,6 +148,7 @@ class Write:
 WRITES = (
     Write("purchases", "purchases", rows.Purchase),
     Write("returns", "purchase_returns", rows.Return),
+    Write("adjustments", "adjustments", rows.Adjustment),
     Write("new_rewards", "rewards", rows.Reward),
     Write("changed_rewards", "rewards", rows.Reward, key="id", columns=rows.REWARD_STATE),
     Write("entries", "ledger", rows.Entry),
@@ -141,6 +157,7 @@ WRITES = (
           where="t.withdrawn_at IS NULL"),
     Write("keys_revoked", "api_keys", rows.KeysRevoked, key="member_id", where="t.revoked_at IS NULL"),
     Write("sessions_ended", "guest_sessions", rows.SessionsEnded, key="member_id", where="t.ended_at IS NULL"),
+    Write("member_changes", "member_changes", rows.MemberChange),
     Write("events", "events", rows.Event),
 )
 
@@ -176,7 +193,8 @@ class StoredRules(Protocol):
         ...
 
 
-SEQUENCE_OF = {"purchases": "purchases", "returns": "purchase_returns", "rewards": "rewards"}
+SEQUENCE_OF = {"purchases": "purchases", "returns": "purchase_returns", "rewards": "rewards",
+               "adjustments": "adjustments"}
 
 
 Writer = Callable[[asyncpg.Connection, rows.Plan], Awaitable[None]]
@@ -195,8 +213,9 @@ async def apply(conn: asyncpg.Connection, commands: Sequence[Command], versions:
     snapshot = decode_snapshot(await conn.fetchval(
         SNAPSHOT, asks.member_ids, asks.member_keys, asks.returned, asks.return_keys, asks.reward_codes,
         asks.offer_codes, asks.cancels, asks.purchases if write else 0, asks.returns if write else 0,
-        asks.purchases + 4 if write else 0, min((c.as_of for c in commands if c.as_of is not None), default=None),
-        write))
+        asks.purchases + len(asks.adjusted) + 4 if write else 0,
+        min((c.as_of for c in commands if c.as_of is not None), default=None), write,
+        asks.adjusted, asks.adjustment_keys, asks.merged, len(asks.adjusted) if write else 0))
     planner = Planner(snapshot, await versions.stored(conn, snapshot.rules_version), limits, new_reward_code)
     if not write:
         return [planner.quote(c) for c in commands]  # type: ignore[arg-type]
@@ -213,7 +232,7 @@ async def apply(conn: asyncpg.Connection, commands: Sequence[Command], versions:
 
 
 async def draw_ids(conn: asyncpg.Connection, table: str, n: int) -> list[int]:
-    """`n` new ids from the sequence of the planner's `table` (purchases, returns, rewards)."""
+    """`n` new ids from the sequence of the planner's `table` (purchases, returns, rewards, adjustments)."""
     return list(await conn.fetchval(DRAW_IDS, SEQUENCE_OF[table], n))
 
 

@@ -36,6 +36,7 @@ class Purchase(msgspec.Struct, kw_only=True):
     bonus_point_cents: int
     balance_after: int
     rewards_redeemed: list[str]
+    store_id: str
     created_at: datetime
 
 
@@ -63,15 +64,17 @@ class Reward(msgspec.Struct, kw_only=True):
     cost_point_cents: int
     issued_at: datetime
     expires_at: datetime
-    purchase_id: int
+    purchase_id: int | None = None
+    """The purchase that issued it, or (for an adjustment) None."""
+    adjustment_id: int | None = None
     status: str = "issued"
     redeemed_at: datetime | None = None
     redeemed_purchase_id: int | None = None
     voided_at: datetime | None = None
 
 
-REWARD_STATE = ("status", "redeemed_at", "redeemed_purchase_id", "voided_at")
-"""What a posting may change of a reward already written."""
+REWARD_STATE = ("status", "redeemed_at", "redeemed_purchase_id", "voided_at", "member_id", "ordinal")
+"""What a posting may change of a reward already written (a merge moves it: its member and ordinal)."""
 
 
 class Entry(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -89,6 +92,8 @@ class Entry(msgspec.Struct, kw_only=True, omit_defaults=True):
     actor_key_id: int | None = None
     actor_session_id: int | None = None
     actor_system: str | None = None
+    adjustment_id: int | None = None
+    counterpart_member_id: int | None = None
 
 
 class Member(msgspec.Struct, kw_only=True):
@@ -99,6 +104,35 @@ class Member(msgspec.Struct, kw_only=True):
     point_cents: int
     rewards_issued: int
     cancelled_at: datetime | None = None
+    merged_into: int | None = None
+
+
+class Adjustment(msgspec.Struct, kw_only=True):
+    id: int
+    ext_id: str
+    member_id: int
+    point_cents: int
+    reason: str
+    note: str | None
+    fingerprint: str
+    body: msgspec.Raw
+    balance_after: int
+    occurred_at: datetime
+    created_at: datetime
+
+
+class MemberChange(msgspec.Struct, kw_only=True):
+    """Who changed a member, and how (`rewards.tables.member_changes`)."""
+
+    member_id: int
+    kind: str
+    occurred_at: datetime
+    created_at: datetime
+    details: dict[str, Any] = {}
+    counterpart_member_id: int | None = None
+    actor_key_id: int | None = None
+    actor_session_id: int | None = None
+    actor_system: str | None = None
 
 
 class Event(msgspec.Struct, kw_only=True):
@@ -132,10 +166,19 @@ class SessionsEnded(msgspec.Struct, kw_only=True):
 
 def entry(member_id: int, kind: str, point_cents: int, when: datetime, actor: Actor, now: datetime, *,
           purchase_id: int | None = None, return_id: int | None = None, reward_id: int | None = None,
-          rules_version: int | None = None) -> Entry:
+          rules_version: int | None = None, adjustment_id: int | None = None,
+          counterpart_member_id: int | None = None) -> Entry:
     return Entry(member_id=member_id, kind=kind, point_cents=point_cents, occurred_at=when, purchase_id=purchase_id,
                  return_id=return_id, reward_id=reward_id, rules_version=rules_version, actor_key_id=actor.key_id,
-                 actor_session_id=actor.session_id, actor_system=actor.system, created_at=now)
+                 actor_session_id=actor.session_id, actor_system=actor.system, created_at=now,
+                 adjustment_id=adjustment_id, counterpart_member_id=counterpart_member_id)
+
+
+def change(member_id: int, kind: str, when: datetime, actor: Actor, now: datetime, *,
+           details: dict[str, Any] | None = None, counterpart_member_id: int | None = None) -> MemberChange:
+    return MemberChange(member_id=member_id, kind=kind, occurred_at=when, created_at=now, details=details or {},
+                        counterpart_member_id=counterpart_member_id, actor_key_id=actor.key_id,
+                        actor_session_id=actor.session_id, actor_system=actor.system)
 
 
 @dataclass(slots=True)
@@ -144,6 +187,7 @@ class Plan:
 
     purchases: list[Purchase] = field(default_factory=list)
     returns: list[Return] = field(default_factory=list)
+    adjustments: list[Adjustment] = field(default_factory=list)
     new_rewards: dict[int, Reward] = field(default_factory=dict)
     changed_rewards: dict[int, Reward] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
@@ -151,4 +195,5 @@ class Plan:
     consents_withdrawn: list[ConsentWithdrawn] = field(default_factory=list)
     keys_revoked: list[KeysRevoked] = field(default_factory=list)
     sessions_ended: list[SessionsEnded] = field(default_factory=list)
+    member_changes: list[MemberChange] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)

@@ -20,6 +20,8 @@ class Member(msgspec.Struct, kw_only=True):
     point_cents: int
     rewards_issued: int
     cancelled_at: datetime | None = None
+    merged_into: int | None = None
+    erased_at: datetime | None = None
 
 
 class Reward(msgspec.Struct, kw_only=True):
@@ -32,7 +34,8 @@ class Reward(msgspec.Struct, kw_only=True):
     cost_point_cents: int
     issued_at: datetime
     expires_at: datetime
-    purchase_id: int
+    purchase_id: int | None = None
+    adjustment_id: int | None = None
     redeemed_at: datetime | None = None
     redeemed_purchase_id: int | None = None
     voided_at: datetime | None = None
@@ -80,6 +83,23 @@ class PriorReturn(msgspec.Struct, kw_only=True):
     point_cents_reversed: int
     balance_after: int
     voided: list[str] = []
+    reinstated: list[str] = []
+
+
+class PriorAdjustment(msgspec.Struct, kw_only=True):
+    ext_id: str
+    fingerprint: str
+    member_id: int
+    point_cents: int
+    balance_after: int
+    issued: list[IssuedBefore] = []
+
+
+class PriorMerge(msgspec.Struct, kw_only=True):
+    """A merge already made of a duplicate named in the batch: its answer (`MergeOut`), as stored."""
+
+    from_member_id: int
+    answer: dict[str, Any]
 
 
 class Cancellation(msgspec.Struct, kw_only=True):
@@ -96,6 +116,7 @@ class Ids(msgspec.Struct):
     purchases: list[int] = []
     returns: list[int] = []
     rewards: list[int] = []
+    adjustments: list[int] = []
 
 
 class Snapshot(msgspec.Struct, kw_only=True):
@@ -106,13 +127,16 @@ class Snapshot(msgspec.Struct, kw_only=True):
     """The newest rules version stored: the rulebook's cache is fresh when it knows it."""
     members: list[Member] = []
     rewards: list[Reward] = []
-    """Rewards tendered in the batch, and the open rewards of the members whose postings may void
-    them, returns' and cancellations' (unexpired at the earliest moment a command of the batch is
-    decided at: its `as_of`, or now). A purchase reads only the rewards it tenders: a member's open
-    rewards may be hundreds."""
+    """Rewards tendered in the batch; the open rewards of the members whose postings may void or
+    move them: returns', cancellations' and merges' (unexpired at the earliest moment a command of
+    the batch is decided at: its `as_of`, or now); and the rewards redeemed by the purchases its
+    returns name (a return may reinstate them). A purchase reads only the rewards it tenders: a
+    member's open rewards may be hundreds."""
     returnable: list[Returnable] = []
     prior_purchases: list[PriorPurchase] = []
     prior_returns: list[PriorReturn] = []
+    prior_adjustments: list[PriorAdjustment] = []
+    prior_merges: list[PriorMerge] = []
     offers: dict[str, int] = {}
     """The value of each offer named, by code."""
     cancellations: list[Cancellation] = []

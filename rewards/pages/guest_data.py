@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, Integer, String, and_, bindparam, func, or_, 
 
 from rewards import errors
 from rewards.db import Database
-from rewards.mailing import normalize_phone
+from rewards.contacts import normalize_phone
 from rewards.pages.words import Entry
 from rewards.statements import Statement
 from rewards.tables import ledger, members, purchases, rewards, subscriptions

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from rewards import errors
+from rewards import errors, member_changes
 from rewards.engine import Actor, Cancel, Engine, Limits, apply, unwrap
 from rewards.engine.posting import StoredRules
 from rewards.events import emit
@@ -56,8 +56,8 @@ LINK_SUBSCRIPTIONS = """
     WITH linked AS (
         UPDATE subscriptions s SET member_id = m.id FROM members m
         WHERE m.id = $1 AND s.member_id IS NULL AND s.address IS NOT NULL AND s.subscribed_at <= $3
-          AND ((s.channel = 'email' AND lower(s.address) = lower(m.email))
-            OR (s.channel = 'sms' AND s.address IN ('+' || ltrim(m.phone, '+'), '+1' || m.phone)))
+          AND ((s.channel = 'email' AND lower(s.address) IN (lower(m.email), m.email_normalized))
+            OR (s.channel = 'sms' AND s.address = m.phone_normalized))
         RETURNING s.id)
     INSERT INTO subscription_events (subscription_id, kind, source, occurred_at)
     SELECT id, 'unsubscribed', 'erasure', $2 FROM subscriptions
@@ -69,7 +69,7 @@ KEEP_OPT_OUTS = """
     ON CONFLICT (channel, address_hash) DO NOTHING"""
 ERASE_MEMBER = """
     UPDATE members SET name = NULL, email = NULL, phone = NULL, birth_date = NULL, external_id = NULL,
-                       erased_at = $2
+                       email_normalized = NULL, phone_normalized = NULL, erased_at = $2
     WHERE id = $1"""
 ERASE_SUBSCRIPTIONS = """
     UPDATE subscriptions SET address = NULL, erased_at = $2, status = 'unsubscribed',
@@ -89,27 +89,47 @@ RECORD = """
     ON CONFLICT (member_id) DO UPDATE SET erased_at = excluded.erased_at,
         reason = CASE WHEN excluded.reason = 'notice_given' THEN e.reason ELSE excluded.reason END
     RETURNING requested_at"""
+# an enrollment's retry key holds a digest of the body the person gave: it goes too
+FORGET_ENROLLMENT_KEYS = "DELETE FROM enrollment_keys WHERE member_id = $1"
+# the member, and the duplicates merged into it, whose personal data is not erased yet
+TO_ERASE = "SELECT id FROM members WHERE (id = $1 OR merged_into = $1) AND erased_at IS NULL ORDER BY id"
 SCHEDULE_DONE = "UPDATE member_erasures SET erased_at = $2 WHERE member_id = $1 AND erased_at IS NULL"
 
 
 async def erase_in(conn: asyncpg.Connection, rulebook: StoredRules, limits: Limits, member_id: int, actor: Actor,
                    reason: Reason, *, as_of: datetime | None = None) -> ErasureOut:
     """Cancel (through the engine), then erase the member's personal data for good, in the
-    caller's transaction; erasing again answers the first erasure. `as_of`: erased as if at that
-    moment (tests of past periods, as the engine's commands)."""
-    (outcome,) = await apply(conn, [Cancel(member_id, actor, as_of)], rulebook, limits)
-    _, cancelled = unwrap(outcome)
+    caller's transaction; erasing again answers the first erasure. The duplicates merged into the
+    member are the same person: their personal data goes too. A merged member is erased without
+    a cancellation (its membership ended with the merge). `as_of`: erased as if at that moment
+    (tests of past periods, as the engine's commands)."""
+    status = await conn.fetchval("SELECT status FROM members WHERE id = $1", member_id)
+    if status is None:
+        raise errors.NotFound(f"member {member_id} does not exist")
+    forfeited, voided = 0, []
+    if status != "merged":
+        (outcome,) = await apply(conn, [Cancel(member_id, actor, as_of)], rulebook, limits)
+        _, cancelled = unwrap(outcome)
+        forfeited, voided, status = cancelled.point_cents_forfeited, cancelled.rewards_voided, "cancelled"
     # the cancellation ended them if it happened now; a member cancelled before is checked again
     await end_access(conn, member_id)
     erased_at = await conn.fetchval("SELECT erased_at FROM members WHERE id = $1", member_id)
     if erased_at is not None:
         # erased before: a schedule still pending is done (the job must not find it due forever)
         await conn.execute(SCHEDULE_DONE, member_id, erased_at)
-        return ErasureOut(member_id=member_id, status="cancelled", erased_at=erased_at)
+        return ErasureOut(member_id=member_id, status=status, erased_at=erased_at)
     erased_at = as_of or await conn.fetchval("SELECT clock_timestamp()")
-    requested_at = await conn.fetchval(
-        RECORD, member_id, erased_at, cancelled.point_cents_forfeited, cancelled.rewards_voided, reason,
-        actor.key_id, actor.session_id, actor.system)
+    requested_at = await conn.fetchval(RECORD, member_id, erased_at, forfeited, voided, reason,
+                                       actor.key_id, actor.session_id, actor.system)
+    for person in await conn.fetch(TO_ERASE, member_id):
+        await _erase_person(conn, person["id"], actor, erased_at, requested_at)
+    await emit(conn, "member.erased", member_id=member_id, occurred_at=erased_at, data={"reason": reason})
+    return ErasureOut(member_id=member_id, status=status, erased_at=erased_at)
+
+
+async def _erase_person(conn: asyncpg.Connection, member_id: int, actor: Actor, erased_at: datetime,
+                        requested_at: datetime) -> None:
+    """One member row's personal data, wherever it is held (the order matters: see the statements)."""
     await conn.execute(LINK_SUBSCRIPTIONS, member_id, erased_at, requested_at)
     await conn.execute(KEEP_OPT_OUTS, member_id, erased_at)
     await requests.forget_member(conn, member_id, erased_at)
@@ -117,8 +137,8 @@ async def erase_in(conn: asyncpg.Connection, rulebook: StoredRules, limits: Limi
     for subscription in await conn.fetch(ERASE_SUBSCRIPTIONS, member_id, erased_at):
         await subscription_erased(conn, subscription["id"], subscription["channel"], member_id, erased_at)
     await conn.execute(ERASE_LINK_ADDRESSES, member_id, erased_at)
-    await emit(conn, "member.erased", member_id=member_id, occurred_at=erased_at, data={"reason": reason})
-    return ErasureOut(member_id=member_id, status="cancelled", erased_at=erased_at)
+    await conn.execute(FORGET_ENROLLMENT_KEYS, member_id)
+    await member_changes.record(conn, member_id, "erased", actor, occurred_at=erased_at)
 
 
 async def subscription_erased(conn: asyncpg.Connection, subscription_id: int, channel: str, member_id: int | None,

@@ -52,32 +52,20 @@ RETENTION = "24 months"  # after a request closes (11 CCR §7101(a); Colorado Ru
 
 # a member (not erased) with this email or phone: an active one first (by its index), else the
 # newest cancelled one
-MEMBER_BY_EMAIL = """
-    (SELECT id FROM members WHERE status = 'active' AND lower(email) = lower($1))
+# (a merged duplicate is not the person's member: the member it was merged into is)
+MEMBER_BY = """
+    (SELECT id FROM members WHERE status = 'active' AND {column} = $1)
     UNION ALL
-    (SELECT id FROM members WHERE status <> 'active' AND erased_at IS NULL AND lower(email) = lower($1)
+    (SELECT id FROM members WHERE status = 'cancelled' AND erased_at IS NULL AND {column} = $1
      ORDER BY id DESC LIMIT 1)
     LIMIT 1"""
-MEMBER_BY_PHONE = """
-    (SELECT id FROM members WHERE status = 'active' AND phone = ANY ($1::text[]))
-    UNION ALL
-    (SELECT id FROM members WHERE status <> 'active' AND erased_at IS NULL AND phone = ANY ($1::text[])
-     ORDER BY id DESC LIMIT 1)
-    LIMIT 1"""
-
-
-def phone_forms(e164: str) -> list[str]:
-    """How a member's phone may be stored: E.164, without its plus, or a US number without +1."""
-    forms = [e164, e164.lstrip("+")]
-    if e164.startswith("+1"):
-        forms.append(e164[2:])
-    return forms
+MEMBER_BY_EMAIL = MEMBER_BY.format(column="email_normalized")
+MEMBER_BY_PHONE = MEMBER_BY.format(column="phone_normalized")
 
 
 async def member_with(conn: asyncpg.Connection, kind: str, address: str) -> int | None:
-    """The member (not erased) an email or phone (normalized) belongs to, if any."""
-    found: int | None = await (conn.fetchval(MEMBER_BY_EMAIL, address) if kind == "email" else
-                               conn.fetchval(MEMBER_BY_PHONE, phone_forms(address)))
+    """The member (not erased) an email or phone (normalized, as rewards.contacts does) belongs to, if any."""
+    found: int | None = await conn.fetchval(MEMBER_BY_EMAIL if kind == "email" else MEMBER_BY_PHONE, address)
     return found
 
 
@@ -270,7 +258,8 @@ async def purge_expired(db: Database, now: datetime | None = None) -> int:
 FORGET_MEMBER = """
     WITH hashes AS (
         SELECT privacy_hash(x) AS h FROM members m,
-               unnest(ARRAY[m.email, '+' || ltrim(m.phone, '+'), '+1' || m.phone]) AS x
+               unnest(ARRAY[m.email_normalized, m.phone_normalized, m.email, '+' || ltrim(m.phone, '+'),
+                            '+1' || m.phone]) AS x
         WHERE m.id = $1 AND x IS NOT NULL)
     UPDATE privacy_requests SET member_id = $1, subject_hash = NULL, address = NULL, details = NULL
     WHERE member_id = $1 OR (member_id IS NULL AND subject_hash IN (SELECT h FROM hashes))"""

@@ -5,7 +5,11 @@ lines, categories and tenders, the card and reward tenders included), redemption
 returns by units in any split and price adjustments, backdated postings (live ones refused
 past the backdating limit, history accepted with the rules of its day), replays (same key
 and body: the first answer, byte for byte; same key, other body: 409 and nothing written),
-new rules versions, cancellations and erasures, all through the posting engine. The model
+new rules versions, cancellations and erasures, staff adjustments (which may issue rewards or
+leave a balance negative), merges of duplicates (balance and open rewards moved, purchases
+for the duplicate refused, returns of its purchases charged to the member it was merged
+into), and a cancelled guest joining again with the same phone (their debt carried over),
+all through the posting engine. The model
 does its arithmetic itself (never with `rewards.rules`, or it could only catch plumbing
 bugs): the earning, the balance walk, the rewards due, a return's units and the points
 they carry, the rewards a return voids. After every step the service's balances, rewards
@@ -40,11 +44,21 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from rewards import errors, members
 from rewards.db import Database
-from rewards.engine import Actor, Cancel, Engine, Limits, PostPurchase, PostReturn, unwrap
+from rewards.engine import Actor, Adjust, Cancel, Engine, Limits, Merge, PostPurchase, PostReturn, unwrap
 from rewards.privacy.erasure import erase_now
 from rewards.rulebook import Rulebook, rules_from_row
 from rewards.rules import Rules
-from rewards.schemas import EnrollmentIn, LineIn, OfferUseIn, PurchaseIn, ReturnIn, ReturnLineIn, RulesIn, TenderIn
+from rewards.schemas import (
+    AdjustmentIn,
+    EnrollmentIn,
+    LineIn,
+    OfferUseIn,
+    PurchaseIn,
+    ReturnIn,
+    ReturnLineIn,
+    RulesIn,
+    TenderIn,
+)
 from rewards.tables import metadata
 from rewards.verify import find_problems
 from tests.databases import drop_database, fresh_database
@@ -167,13 +181,23 @@ class RewardM:
 @dataclass
 class MemberM:
     member_id: int
-    status: str = "active"
+    phone: str = ""
+    status: str = "active"  # active, cancelled, merged
     point_cents: int = 0
     erased: bool = False
     forfeited: int = 0
     voided: list[str] = field(default_factory=list)
     purchases: int = 0
     returns: int = 0
+    merged_into: int | None = None
+    ordinals: int = 0  # the ordinals handed out: rewards issued to it and moved in
+
+
+@dataclass
+class AdjustmentM:
+    member_id: int
+    body: AdjustmentIn
+    answer: bytes
 
 
 @dataclass
@@ -249,6 +273,8 @@ class RewardsMachine(RuleBasedStateMachine):
         self.rewards: dict[str, RewardM] = {}
         self.purchases: dict[str, PurchaseM] = {}
         self.returns: dict[str, ReturnM] = {}
+        self.adjustments: dict[str, AdjustmentM] = {}
+        self.merges: dict[int, tuple[int, bytes]] = {}  # duplicate: (target, the first answer)
         self.versions = self.service.run(self.service.reset())
         self.published = False
         # postings accepted since the last cancellation: cancelling only after a few keeps the
@@ -269,6 +295,21 @@ class RewardsMachine(RuleBasedStateMachine):
     def active(self) -> list[int]:
         return sorted(m for m, x in self.members.items() if x.status == "active")
 
+    def holder(self, member_id: int) -> MemberM:
+        """The member whose points these are now: itself, or the one it was merged into."""
+        m = self.members[member_id]
+        return self.members[m.merged_into] if m.merged_into is not None else m
+
+    def issue(self, m: MemberM, version: Rules, when: datetime) -> list[tuple[int, datetime]]:
+        """The rewards the balance allows, taken off it: (ordinal, expiry) of each, in order."""
+        cost = version.reward_threshold_points * 100
+        issued = []
+        for _ in range(due(m.point_cents, version)):
+            m.point_cents -= cost
+            m.ordinals += 1
+            issued.append((m.ordinals, when + timedelta(days=version.reward_validity_days)))
+        return issued
+
     def open_rewards(self, member_id: int, when: datetime) -> list[str]:
         # in the order issued: reward codes are random, so sorting them would make the draws depend on luck
         return [c for c, r in self.rewards.items()
@@ -285,6 +326,9 @@ class RewardsMachine(RuleBasedStateMachine):
             return
         if m is None:
             assert isinstance(got, errors.NotFound), got
+            return
+        if m.status == "merged":
+            assert isinstance(got, errors.MemberMerged) and got.extra["merged_into"] == m.merged_into, got
             return
         if m.status != "active":
             assert isinstance(got, errors.MemberNotActive), got
@@ -306,28 +350,24 @@ class RewardsMachine(RuleBasedStateMachine):
         version = version_at(self.versions, p.occurred_at)
         qualifying, earned, bonus = earning_of(version, [(x.category, x.amount_cents) for x in p.lines],
                                                [(t.method, t.amount_cents) for t in p.tenders])
-        balance = m.point_cents + earned
-        n = due(balance, version)
         cost = version.reward_threshold_points * 100
-        balance -= n * cost
         assert (out.qualifying_cents, out.point_cents_earned, out.bonus_point_cents) == (qualifying, earned, bonus)
-        assert len(out.rewards_issued) == n
+        m.point_cents += earned
+        issued_now = self.issue(m, version, p.occurred_at)
+        assert len(out.rewards_issued) == len(issued_now)
         assert out.rewards_redeemed == [code for code, _ in tendered]
-        assert (out.balance.point_cents, out.balance.points) == (balance, balance // 100)
-        m.point_cents = balance
+        assert (out.balance.point_cents, out.balance.points) == (m.point_cents, m.point_cents // 100)
         m.purchases += 1
         for code, _ in tendered:
             self.rewards[code].status = "redeemed"
-        ordinal = sum(1 for r in self.rewards.values() if r.member_id == p.member_id)
-        for issued in out.rewards_issued:
-            ordinal += 1
+        for issued, (ordinal, expires_at) in zip(out.rewards_issued, issued_now, strict=True):
             assert issued.code not in self.rewards
             assert issued.value_cents == version.reward_value_cents
-            assert issued.expires_at == p.occurred_at + timedelta(days=version.reward_validity_days)
+            assert issued.expires_at == expires_at
             self.rewards[issued.code] = RewardM(issued.code, p.member_id, issued.value_cents, cost, ordinal,
                                                 p.occurred_at, issued.expires_at)
         self.purchases[p.purchase_id] = PurchaseM(
-            p, version, encode(out), earned, n,
+            p, version, encode(out), earned, len(issued_now),
             [LineM(x.sku, x.category, x.quantity, x.amount_cents) for x in p.lines])
         self.since_cancel += 1
 
@@ -352,13 +392,40 @@ class RewardsMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.active()) < 2 and len(self.members) < 6)
     @rule()
     def enroll(self) -> None:
-        tag = uuid.uuid4().int % 10**9
-        out = self.service.run(members.enroll(self.service.db, EnrollmentIn(
-            name="Model Member", email=f"model.{tag}@example.com", phone=f"+1{tag:010d}",
+        tag = uuid.uuid4().int % 10**7
+        _, out = self.service.run(members.enroll(self.service.engine, EnrollmentIn(
+            name="Model Member", email=f"model.{tag}@example.com", phone=f"+1555{tag:07d}",
             birth_date=date(1990, 1, 1), state="CA", terms_version="2023-10-30", notice_version="2023-10-30",
-            channel="store")))
-        assert out.status == "active"
-        self.members[out.member_id] = MemberM(out.member_id)
+            channel="store"), MODEL))
+        assert out.status == "active" and out.carried_over is None
+        self.members[out.member_id] = MemberM(out.member_id, phone=f"+1555{tag:07d}")
+
+    def rejoining(self) -> list[int]:
+        """Cancelled members, not erased, whose phone no active member has."""
+        taken = {m.phone for m in self.members.values() if m.status == "active"}
+        return [k for k, m in self.members.items() if m.status == "cancelled" and not m.erased
+                and m.phone not in taken]
+
+    @precondition(lambda self: self.rejoining() and len(self.members) < 8)
+    @rule(data=st.data())
+    def rejoin(self, data: st.DataObject) -> None:
+        """A guest who cancelled joins again with the same phone (spelled otherwise): whatever their
+        cancelled memberships with that phone owed, they start from."""
+        old = self.members[data.draw(st.sampled_from(self.rejoining()), label="old membership")]
+        owing = sorted(k for k, m in self.members.items() if m.phone == old.phone and m.status == "cancelled"
+                       and not m.erased and m.point_cents < 0)
+        debt = sum(self.members[k].point_cents for k in owing)
+        tag = uuid.uuid4().int % 10**9
+        _, out = self.service.run(members.enroll(self.service.engine, EnrollmentIn(
+            name="Model Member", email=f"again.{tag}@example.com", phone="00" + old.phone[1:],
+            birth_date=date(1990, 1, 1), state="CA", terms_version="2023-10-30", notice_version="2023-10-30",
+            channel="online"), MODEL))
+        assert (out.balance.point_cents, out.carried_over is not None) == (debt, bool(owing))
+        if out.carried_over is not None:
+            assert (out.carried_over.point_cents, out.carried_over.from_member_ids) == (debt, owing)
+        for k in owing:
+            self.members[k].point_cents = 0
+        self.members[out.member_id] = MemberM(out.member_id, phone=old.phone, point_cents=debt)
 
     @precondition(lambda self: self.members and self.since_cancel >= 4)
     @rule(data=st.data(), erase=st.booleans())
@@ -367,6 +434,10 @@ class RewardsMachine(RuleBasedStateMachine):
         m = self.members[member_id]
         when = self.tick(data)
         self.since_cancel = 0
+        if m.status == "merged" and not erase:
+            got = self.service.post(Cancel(member_id, MODEL, as_of=when))
+            assert isinstance(got, errors.MemberMerged) and got.extra["merged_into"] == m.merged_into, got
+            return
         if m.status == "active":
             m.forfeited = max(0, m.point_cents)
             m.point_cents -= m.forfeited
@@ -379,8 +450,11 @@ class RewardsMachine(RuleBasedStateMachine):
             m.status = "cancelled"
         if erase:
             out = self.service.run(erase_now(self.service.engine, member_id, MODEL, "consumer_confirmed", as_of=when))
-            assert out.status == "cancelled"
+            assert out.status == m.status
             m.erased = True
+            for other in self.members.values():  # the duplicates merged into it are the same person
+                if other.merged_into == member_id:
+                    other.erased = True
             profile = self.service.run(members.profile(self.service.db, member_id))
             assert (profile.name, profile.email, profile.phone, profile.birth_date) == (None, None, None, None)
         else:
@@ -572,7 +646,7 @@ class RewardsMachine(RuleBasedStateMachine):
         before = p.earning_now()
         p.lines, p.refunded = after
         taken = before - p.earning_now()
-        m = self.members[p.body.member_id]
+        m = self.holder(p.body.member_id)
         m.point_cents -= taken
         # open rewards, newest first, give their points back before the balance may go below zero
         voided = []
@@ -608,6 +682,103 @@ class RewardsMachine(RuleBasedStateMachine):
             assert encode(got[1]) == first.answer
         else:
             assert isinstance(got, errors.IdempotencyConflict), got
+
+    # --- the desk: adjustments and merges --------------------------------------------------------
+
+    @precondition(lambda self: self.members)
+    @rule(data=st.data())
+    def adjust(self, data: st.DataObject) -> None:
+        """Points added or taken: rewards issued as the balance allows, a balance that may go negative."""
+        member_id = data.draw(st.sampled_from(sorted(self.members)), label="member")
+        now = self.tick(data)
+        point_cents = data.draw(st.one_of(st.integers(-40_000, 70_000), st.sampled_from([0, 30_000, -1])),
+                                label="point-cents")
+        body = AdjustmentIn(adjustment_id=f"a-{uuid.uuid4().hex[:12]}", point_cents=point_cents,
+                            reason=data.draw(st.sampled_from(["goodwill", "correction", "migration", "other"])),
+                            note=data.draw(st.one_of(st.none(), st.just("a note")), label="note"))
+        got = self.service.post(Adjust.of(member_id, body, MODEL, as_of=now))
+        m = self.members[member_id]
+        if point_cents == 0:
+            assert isinstance(got, errors.ValidationFailed) and got.extra["field"] == "point_cents", got
+            return
+        if m.status == "merged":
+            assert isinstance(got, errors.MemberMerged) and got.extra["merged_into"] == m.merged_into, got
+            return
+        if m.status != "active":
+            assert isinstance(got, errors.MemberNotActive), got
+            return
+        assert isinstance(got, tuple) and got[0], got
+        out = got[1]
+        version = version_at(self.versions, now)
+        m.point_cents += point_cents
+        issued_now = self.issue(m, version, now)
+        assert (out.point_cents, out.balance.point_cents) == (point_cents, m.point_cents)
+        assert len(out.rewards_issued) == len(issued_now)
+        for issued, (ordinal, expires_at) in zip(out.rewards_issued, issued_now, strict=True):
+            assert issued.expires_at == expires_at and issued.value_cents == version.reward_value_cents
+            self.rewards[issued.code] = RewardM(issued.code, member_id, issued.value_cents,
+                                                version.reward_threshold_points * 100, ordinal, now, expires_at)
+        self.adjustments[body.adjustment_id] = AdjustmentM(member_id, body, encode(out))
+        self.since_cancel += 1
+
+    @precondition(lambda self: self.adjustments)
+    @rule(data=st.data(), same=st.booleans())
+    def replay_adjustment(self, data: st.DataObject, same: bool) -> None:
+        first = self.adjustments[data.draw(st.sampled_from(sorted(self.adjustments)), label="adjustment")]
+        body = first.body if same else msgspec.structs.replace(first.body, point_cents=first.body.point_cents + 1)
+        got = self.service.post(Adjust.of(first.member_id, body, MODEL, as_of=self.clock))
+        if same:
+            assert isinstance(got, tuple) and got[0] is False, got
+            assert encode(got[1]) == first.answer
+        else:
+            assert isinstance(got, errors.IdempotencyConflict), got
+
+    @precondition(lambda self: len(self.members) >= 2)
+    @rule(data=st.data())
+    def merge(self, data: st.DataObject) -> None:
+        """A duplicate folded into another member (or refused, as the service must refuse it)."""
+        ids = sorted(self.members)
+        target_id = data.draw(st.sampled_from(self.active() or ids), label="target")
+        source_id = data.draw(st.sampled_from(ids), label="duplicate")
+        now = self.tick(data)
+        got = self.service.post(Merge(target_id, source_id, MODEL, as_of=now))
+        target, source = self.members[target_id], self.members[source_id]
+        if target_id == source_id:
+            assert isinstance(got, errors.ValidationFailed) and got.extra["field"] == "from_member_id", got
+            return
+        if source.status == "merged":
+            first = self.merges.get(source_id)
+            if first is not None and first[0] == target_id and source.merged_into == target_id:
+                assert isinstance(got, tuple) and got[0] is False and encode(got[1]) == first[1], got
+            else:
+                assert isinstance(got, errors.MemberMerged) and got.extra["merged_into"] == source.merged_into, got
+            return
+        if target.status == "merged":
+            assert isinstance(got, errors.MemberMerged), got
+            return
+        if target.status != "active" or source.erased:
+            assert isinstance(got, errors.MemberNotActive), got
+            return
+        assert isinstance(got, tuple) and got[0], got
+        out = got[1]
+        moved = source.point_cents
+        target.point_cents += moved
+        source.point_cents = 0
+        open_ones = sorted((r for r in self.rewards.values()
+                            if r.member_id == source_id and r.status == "issued" and r.expires_at > now),
+                           key=lambda r: r.ordinal)
+        for r in open_ones:
+            target.ordinals += 1
+            r.member_id, r.ordinal = target_id, target.ordinals
+        source.status, source.merged_into = "merged", target_id
+        for other in self.members.values():
+            if other.merged_into == source_id:
+                other.merged_into = target_id
+        assert (out.member_id, out.from_member_id, out.point_cents_moved) == (target_id, source_id, moved)
+        assert out.rewards_moved == [r.code for r in open_ones]
+        assert out.balance.point_cents == target.point_cents
+        self.merges[source_id] = (target_id, encode(out))
+        self.since_cancel += 1
 
     # --- the rules ------------------------------------------------------------------------------
 

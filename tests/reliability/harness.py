@@ -170,8 +170,8 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def enrollment_body(tag: str) -> dict[str, Any]:
-    digits = int(uuid.uuid4().int % 10**9)
-    return {"name": f"Test Member {tag}", "email": f"m.{tag}.{digits}@example.com", "phone": f"+1{digits:010d}",
+    digits = int(uuid.uuid4().int % 10**7)
+    return {"name": f"Test Member {tag}", "email": f"m.{tag}.{digits}@example.com", "phone": f"+1555{digits:07d}",
             "birth_date": "1980-01-02", "state": "CA", "terms_version": "2023-10-30", "notice_version": "2023-10-30",
             "channel": "store"}
 

@@ -1,0 +1,231 @@
+"""The engine's read for the desk's postings: adjustments (their members locked unless replayed,
+answered from what is stored when they are), merges (the members merged into a duplicate, and
+those a merge committed while a batch waited for its locks), returns charged to the member a
+duplicate was merged into, the rewards a returned purchase redeemed (a return may reinstate
+them), and the members' merged_into and erased_at. Replaces revision 0005's `engine_snapshot`;
+the reasons for its shape are written there.
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from alembic import op
+
+revision = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+OLD_SIGNATURE = ("engine_snapshot(bigint[], text[], text[], text[], text[], text[], bigint[], integer, integer, "
+                 "integer, timestamptz, boolean)")
+
+ENGINE_SNAPSHOT = """
+CREATE FUNCTION engine_snapshot(
+    p_member_ids      bigint[],     -- the members postings name (purchases, cancellations, merges, debts)
+    p_member_keys     text[],       -- beside each, the key of its posting (NULL: none, always locked)
+    p_returned        text[],       -- the purchases returns name
+    p_return_keys     text[],       -- beside each, the return's key
+    p_reward_codes    text[],       -- rewards tendered
+    p_offer_codes     text[],       -- offers named
+    p_cancels         bigint[],     -- members asked to cancel
+    p_purchase_ids    integer,      -- new ids to draw for each table
+    p_return_ids      integer,
+    p_reward_ids      integer,
+    p_open_at         timestamptz,  -- rewards unexpired then are the open ones (NULL: now)
+    p_lock            boolean,      -- false for a quote: nothing locked, no id drawn
+    p_adjusted        bigint[],     -- the members adjustments name
+    p_adjustment_keys text[],       -- beside each, the adjustment's key
+    p_merged          bigint[],     -- the duplicates merges name
+    p_adjustment_ids  integer
+) RETURNS text LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    v_locking  bigint[];
+    v_more     bigint[];
+    v_merged   bigint[];
+    v_follow   boolean;
+    v_voiding  bigint[];
+    v_members  json;
+    v_now      timestamptz;
+    v_open_at  timestamptz;
+    v_returnable json := '[]';
+    v_purchases  json := '[]';
+    v_returns    json := '[]';
+    v_adjustments json := '[]';
+    v_merges     json := '[]';
+    v_offers     json := '{}';
+    v_cancels    json := '[]';
+    v_rewards    json;
+BEGIN
+    -- postings hold the rules lock shared, a rules publication exclusively (rewards/rulebook.py)
+    PERFORM pg_advisory_xact_lock_shared(1381321797);
+    -- the members of postings not made before: a replay is answered from what is stored
+    SELECT array_agg(DISTINCT m) INTO v_locking FROM (
+        SELECT x.member_id AS m FROM unnest(p_member_ids, p_member_keys) AS x(member_id, key)
+        WHERE x.key IS NULL OR NOT EXISTS (SELECT 1 FROM purchases p WHERE p.ext_id = x.key)
+        UNION ALL
+        SELECT y.member_id FROM unnest(p_adjusted, p_adjustment_keys) AS y(member_id, key)
+        WHERE NOT EXISTS (SELECT 1 FROM adjustments a WHERE a.ext_id = y.key)
+        UNION ALL  -- a return charges the purchase's member, or the member it was merged into
+        SELECT unnest(ARRAY[p.member_id, b.merged_into]) FROM unnest(p_returned, p_return_keys) AS r(purchase_key, return_key)
+        JOIN purchases p ON p.ext_id = r.purchase_key JOIN members b ON b.id = p.member_id
+        WHERE NOT EXISTS (SELECT 1 FROM purchase_returns x WHERE x.ext_id = r.return_key)
+        UNION ALL  -- a merge re-points the members merged into its duplicate before
+        SELECT id FROM members WHERE merged_into = ANY (p_merged)) asked
+    WHERE m IS NOT NULL;
+    IF p_lock THEN
+        SELECT coalesce(json_agg(m ORDER BY m.id), '[]'), coalesce(bool_or(m.merged_into IS NOT NULL), false)
+        INTO v_members, v_follow FROM (
+            SELECT id, status, point_cents, rewards_issued, cancelled_at, merged_into, erased_at FROM members
+            WHERE id = ANY (v_locking) ORDER BY id FOR UPDATE) m;
+        -- then those a merge committed while the batch waited made part of it: the member a locked
+        -- duplicate now lives in, and any merged into a duplicate this batch merges. Once a member
+        -- is locked no merge can involve it, so this ends (none is usually found).
+        IF v_follow OR cardinality(p_merged) > 0 THEN
+            v_merged := p_merged;
+            LOOP
+                SELECT array_agg(id ORDER BY id) INTO v_more FROM members
+                WHERE id <> ALL (coalesce(v_locking, '{}'))
+                  AND (id IN (SELECT merged_into FROM members WHERE id = ANY (v_locking)) OR merged_into = ANY (v_merged));
+                EXIT WHEN v_more IS NULL;
+                PERFORM 1 FROM members WHERE id = ANY (v_more) ORDER BY id FOR UPDATE;
+                v_locking := v_locking || v_more;
+                v_merged := '{}';
+            END LOOP;
+            SELECT coalesce(json_agg(m ORDER BY m.id), '[]') INTO v_members FROM (
+                SELECT id, status, point_cents, rewards_issued, cancelled_at, merged_into, erased_at FROM members
+                WHERE id = ANY (v_locking)) m;
+        END IF;
+    ELSE
+        SELECT coalesce(json_agg(m ORDER BY m.id), '[]') INTO v_members FROM (
+            SELECT id, status, point_cents, rewards_issued, cancelled_at, merged_into, erased_at FROM members
+            WHERE id = ANY (v_locking)) m;
+    END IF;
+    v_now := clock_timestamp();
+    v_open_at := coalesce(p_open_at, v_now);
+    -- members whose open rewards a posting may void or move: those of returns (their purchases
+    -- posted before, or in this batch, and the members they were merged into), of cancellations,
+    -- and the duplicates merges name; a purchase needs only the rewards it tenders
+    SELECT array_agg(DISTINCT m) INTO v_voiding FROM (
+        SELECT unnest(ARRAY[p.member_id, b.merged_into]) AS m
+        FROM purchases p JOIN members b ON b.id = p.member_id WHERE p.ext_id = ANY (p_returned)
+        UNION ALL
+        SELECT x.member_id FROM unnest(p_member_ids, p_member_keys) AS x(member_id, key)
+        WHERE x.key = ANY (p_returned)
+        UNION ALL
+        SELECT unnest(p_cancels || p_merged)) voiding
+    WHERE m IS NOT NULL;
+
+    SELECT coalesce(json_agg(w), '[]') INTO v_rewards FROM (
+        SELECT id, code, member_id, ordinal, status, value_cents, cost_point_cents, issued_at, expires_at,
+               purchase_id, adjustment_id, redeemed_at, redeemed_purchase_id, voided_at
+        FROM rewards WHERE code = ANY (p_reward_codes)
+        UNION
+        SELECT id, code, member_id, ordinal, status, value_cents, cost_point_cents, issued_at, expires_at,
+               purchase_id, adjustment_id, redeemed_at, redeemed_purchase_id, voided_at
+        FROM rewards WHERE member_id = ANY (v_voiding) AND status = 'issued' AND expires_at > v_open_at
+        UNION  -- a return may reinstate what its purchase redeemed
+        SELECT w.id, w.code, w.member_id, w.ordinal, w.status, w.value_cents, w.cost_point_cents, w.issued_at,
+               w.expires_at, w.purchase_id, w.adjustment_id, w.redeemed_at, w.redeemed_purchase_id, w.voided_at
+        FROM purchases p JOIN rewards w ON w.redeemed_purchase_id = p.id
+        WHERE p.ext_id = ANY (p_returned) AND w.status = 'redeemed') w;
+    IF cardinality(p_returned) > 0 THEN
+        SELECT coalesce(json_agg(json_build_object(
+            'id', p.id, 'ext_id', p.ext_id, 'member_id', p.member_id, 'occurred_at', p.occurred_at,
+            'rules_version', p.rules_version, 'lines', p.body->'lines', 'tenders', p.body->'tenders',
+            'returns', coalesce((SELECT json_agg(r.body->'request'->'lines' ORDER BY r.id)
+                                 FROM purchase_returns r WHERE r.purchase_id = p.id), '[]'))), '[]')
+        INTO v_returnable FROM purchases p WHERE p.ext_id = ANY (p_returned);
+        SELECT coalesce(json_agg(json_build_object(
+            'ext_id', r.ext_id, 'purchase_ext_id', p.ext_id, 'fingerprint', r.fingerprint,
+            'point_cents_reversed', r.point_cents_reversed, 'balance_after', r.balance_after,
+            'voided', coalesce((SELECT json_agg(w.code ORDER BY l.id) FROM ledger l JOIN rewards w ON w.id = l.reward_id
+                                WHERE l.return_id = r.id AND l.kind = 'reward_voided'), '[]'),
+            'reinstated', coalesce((SELECT json_agg(w.code ORDER BY l.id) FROM ledger l
+                                    JOIN rewards w ON w.id = l.reward_id
+                                    WHERE l.return_id = r.id AND l.kind = 'reward_reinstated'), '[]'))), '[]')
+        INTO v_returns
+        FROM purchase_returns r JOIN purchases p ON p.id = r.purchase_id WHERE r.ext_id = ANY (p_return_keys);
+    END IF;
+    SELECT coalesce(json_agg(json_build_object(
+        'ext_id', p.ext_id, 'fingerprint', p.fingerprint, 'member_id', p.member_id,
+        'qualifying_cents', p.qualifying_cents, 'point_cents', p.point_cents,
+        'bonus_point_cents', p.bonus_point_cents, 'balance_after', p.balance_after,
+        'rewards_redeemed', p.rewards_redeemed,
+        'issued', coalesce((SELECT json_agg(json_build_object('code', w.code, 'value_cents', w.value_cents,
+                                                              'expires_at', w.expires_at) ORDER BY w.id)
+                            FROM rewards w WHERE w.purchase_id = p.id), '[]'))), '[]')
+    INTO v_purchases FROM purchases p WHERE p.ext_id = ANY (p_member_keys);
+    IF cardinality(p_adjustment_keys) > 0 THEN
+        SELECT coalesce(json_agg(json_build_object(
+            'ext_id', a.ext_id, 'fingerprint', a.fingerprint, 'member_id', a.member_id,
+            'point_cents', a.point_cents, 'balance_after', a.balance_after,
+            'issued', coalesce((SELECT json_agg(json_build_object('code', w.code, 'value_cents', w.value_cents,
+                                                                  'expires_at', w.expires_at) ORDER BY w.id)
+                                FROM rewards w WHERE w.adjustment_id = a.id), '[]'))), '[]')
+        INTO v_adjustments FROM adjustments a WHERE a.ext_id = ANY (p_adjustment_keys);
+    END IF;
+    IF cardinality(p_merged) > 0 THEN
+        -- a duplicate merged before: the answer its merge gave, stored with the member it went into
+        SELECT coalesce(json_agg(json_build_object('from_member_id', s.id, 'answer', c.details)), '[]')
+        INTO v_merges FROM members s
+        JOIN member_changes c ON c.member_id = s.merged_into AND c.kind = 'merged_in' AND c.counterpart_member_id = s.id
+        WHERE s.id = ANY (p_merged);
+    END IF;
+    IF cardinality(p_offer_codes) > 0 THEN
+        SELECT coalesce(json_object_agg(code, value_cents), '{}') INTO v_offers
+        FROM offers WHERE code = ANY (p_offer_codes);
+    END IF;
+    IF cardinality(p_cancels) > 0 THEN
+        SELECT coalesce(json_agg(json_build_object(
+            'member_id', m.id,
+            'forfeited', (SELECT coalesce(-sum(point_cents), 0) FROM ledger
+                          WHERE member_id = m.id AND kind = 'forfeit'),
+            'voided', coalesce((SELECT json_agg(w.code ORDER BY w.ordinal) FROM ledger l
+                                JOIN rewards w ON w.id = l.reward_id
+                                WHERE l.member_id = m.id AND l.kind = 'reward_voided' AND l.return_id IS NULL),
+                               '[]'))), '[]')
+        INTO v_cancels FROM members m WHERE m.id = ANY (p_cancels) AND m.status = 'cancelled';
+    END IF;
+    RETURN json_build_object(
+        'now', v_now, 'rules_version', (SELECT max(version) FROM program_rules), 'members', v_members,
+        'rewards', v_rewards, 'returnable', v_returnable, 'prior_purchases', v_purchases,
+        'prior_returns', v_returns, 'prior_adjustments', v_adjustments, 'prior_merges', v_merges,
+        'offers', v_offers, 'cancellations', v_cancels,
+        'ids', json_build_object(
+            'purchases', ARRAY(SELECT nextval('purchases_id_seq') FROM generate_series(1, p_purchase_ids)),
+            'returns', ARRAY(SELECT nextval('purchase_returns_id_seq') FROM generate_series(1, p_return_ids)),
+            'rewards', ARRAY(SELECT nextval('rewards_id_seq') FROM generate_series(1, p_reward_ids)),
+            'adjustments', ARRAY(SELECT nextval('adjustments_id_seq') FROM generate_series(1, p_adjustment_ids))))::text;
+END $$
+"""
+
+
+def _revision_0005() -> str:
+    """Revision 0005's function, to go back to (a revision file is never edited once applied)."""
+    [path] = Path(__file__).parent.glob("0005_*.py")
+    spec = importlib.util.spec_from_file_location("revision_0005", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.ENGINE_SNAPSHOT)
+
+
+def upgrade() -> None:
+    op.execute(f"DROP FUNCTION {OLD_SIGNATURE}")
+    op.execute(ENGINE_SNAPSHOT)
+
+
+def downgrade() -> None:
+    op.execute("DROP FUNCTION engine_snapshot")
+    op.execute(_revision_0005())
