@@ -22,7 +22,9 @@ $(NPM_STAMP): tests/browser/package-lock.json
 	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/browser --no-audit --no-fund --silent && touch $@; \
 	else echo "npm not found: the guest pages' accessibility checks will be skipped"; fi
 
+# the types first (mypy, configured in pyproject.toml: a few seconds), then the whole suite
 test: $(STAMP) $(NPM_STAMP)
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
 # The embedded PostgreSQL runs from binaries inside .venv: stop it (the tests' and the default

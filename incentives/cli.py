@@ -35,7 +35,7 @@ def _zone() -> str:
     return load_settings().timezone
 
 
-def _run(work):  # type: ignore[no-untyped-def]
+def _run(work):
     from rewards.cli import with_database
     from rewards.errors import DomainError
 

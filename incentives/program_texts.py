@@ -83,7 +83,7 @@ async def publish(db: Database, document: DocumentIn) -> tuple[bool, DocumentOut
                                       "published", field="effective_from")
     digest = hashlib.sha256(document.text.encode()).hexdigest()
 
-    async def work(conn):  # type: ignore[no-untyped-def]
+    async def work(conn):
         row = await conn.fetchrow(
             """INSERT INTO program_documents (kind, version, text, sha256, effective_from)
                VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, version) DO NOTHING

@@ -455,7 +455,7 @@ async def read_valuation(conn: asyncpg.Connection, side: asyncpg.Connection, req
                                                  "expired_count", "expired_cents", "voided_count", "voided_cents")},
             rules_versions=sorted(set(dist["purchase_rules_versions"]) | set(entries["rules_versions"])),
             first_joined=members["first_joined"], first_purchase=dist["first_purchase"],
-            last_purchase=dist["last_purchase"], **shared,  # type: ignore[arg-type]
+            last_purchase=dist["last_purchase"], **shared,
         )
     purchases = table_rows["purchases"]
     table_digests["subscriptions"], rows_read["subscriptions"] = dist["subscriptions_digest"], dist["subscriptions_n"]
@@ -470,7 +470,7 @@ async def read_valuation(conn: asyncpg.Connection, side: asyncpg.Connection, req
         | {"expired_count": 0, "expired_cents": 0, "voided_count": 0, "voided_cents": 0},
         rules_versions=list(purchases["rules_versions"]),
         first_joined=dist["first_joined"], first_purchase=purchases["first_purchase"],
-        last_purchase=purchases["last_purchase"], unmatched=dist["unmatched"], **shared,  # type: ignore[arg-type]
+        last_purchase=purchases["last_purchase"], unmatched=dist["unmatched"], **shared,
     )
 
 

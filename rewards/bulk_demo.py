@@ -82,7 +82,9 @@ async def _set_aside(conn: asyncpg.Connection, tables: tuple[str, ...]) -> list[
             name = item.statement.split('"')[1]
             await conn.execute(f'ALTER TABLE {item.table} DROP CONSTRAINT "{name}"')
         else:
-            await conn.execute(f"DROP INDEX {INDEX_NAME.match(item.statement)[1]}")
+            named = INDEX_NAME.match(item.statement)
+            assert named is not None, item.statement  # every index statement it restores names its index
+            await conn.execute(f"DROP INDEX {named[1]}")
     return restore
 
 

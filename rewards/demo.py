@@ -20,13 +20,13 @@ from rewards import members as membership
 from rewards.db import Database
 from rewards.engine import Cancel, Engine, Limits, PostPurchase, PostReturn, unwrap, system
 from rewards.rulebook import Rulebook
-from rewards.schemas import EnrollmentIn, LineIn, PurchaseIn, ReturnIn, ReturnLineIn, TenderIn
+from rewards.schemas import Channel, EnrollmentIn, LineIn, PurchaseIn, ReturnIn, ReturnLineIn, TenderIn, USState
 
 DEMO = system("demo")
 
 FIRST = ["Ava", "Ben", "Chloe", "Diego", "Emma", "Farah", "Grace", "Hiro", "Isla", "Jon", "Kai", "Lena", "Mia", "Noah"]
 LAST = ["Nguyen", "Smith", "Garcia", "Kim", "Patel", "Brown", "Lopez", "Chen", "Johnson", "Okafor", "Rossi"]
-STATES = ["CA"] * 6 + ["TX", "NY", "FL", "WA", "IL", "ME", "OR", "AZ"]
+STATES: list[USState] = ["CA", "CA", "CA", "CA", "CA", "CA", "TX", "NY", "FL", "WA", "IL", "ME", "OR", "AZ"]
 CATEGORIES = [("apparel", 2500, 9000), ("home", 1500, 20000), ("beauty", 800, 4000), ("grocery", 300, 3000),
               ("electronics", 2000, 60000), ("toys", 1000, 5000)]
 CONCURRENCY = 8
@@ -50,7 +50,7 @@ def _member(rng: random.Random, n: int, seed: int) -> EnrollmentIn:
 LINE_COUNTS = (1, 1, 2, 2, 3, 4)
 QUANTITIES = (1, 1, 1, 2)
 OTHER_TENDERS = ("credit_card", "debit_card", "cash")
-CHANNELS = ("store", "store", "online")
+CHANNELS: tuple[Channel, ...] = ("store", "store", "online")
 STORES = tuple(f"S{n:03d}" for n in range(1, 41))
 SKU_PREFIXES = tuple(c[:3].upper() for c, _, _ in CATEGORIES)
 

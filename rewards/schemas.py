@@ -75,7 +75,7 @@ TYPE_DECODERS = [(lambda kind: kind is MemberNumber, _decode_member_number)]
 # --- members -------------------------------------------------------------------------------
 
 
-class EnrollmentIn(Inbound, kw_only=True):
+class EnrollmentIn(Inbound, frozen=True, kw_only=True):
     name: Text
     email: EmailText
     phone: Phone
@@ -140,7 +140,7 @@ class MemberOut(msgspec.Struct, kw_only=True):
     """Enrollment, corrections, cancellation, erasure and merges, newest first, each with who made it."""
 
 
-class CorrectionIn(Inbound, kw_only=True, omit_defaults=True):
+class CorrectionIn(Inbound, frozen=True, kw_only=True, omit_defaults=True):
     """The fields to correct (at least one); the others stay as they are."""
 
     name: Text | None = None
@@ -168,7 +168,7 @@ class MembersFound(msgspec.Struct, kw_only=True):
 AdjustmentReason = Literal["goodwill", "correction", "migration", "other"]
 
 
-class AdjustmentIn(Inbound, kw_only=True):
+class AdjustmentIn(Inbound, frozen=True, kw_only=True):
     adjustment_id: Key
     """The idempotency key, like a purchase_id."""
     point_cents: Annotated[int, Meta(ge=-1_000_000_000, le=1_000_000_000)]
@@ -178,7 +178,7 @@ class AdjustmentIn(Inbound, kw_only=True):
     """Why, in words, for the audit (shown to staff)."""
 
 
-class AdjustmentLine(Inbound, kw_only=True):
+class AdjustmentLine(Inbound, frozen=True, kw_only=True):
     """A line of `rewards import adjustments`: an adjustment and its member, by id or by the retailer's own id."""
 
     adjustment_id: Key
@@ -197,7 +197,7 @@ class AdjustmentLine(Inbound, kw_only=True):
                             note=self.note)
 
 
-class MergeIn(Inbound, kw_only=True):
+class MergeIn(Inbound, frozen=True, kw_only=True):
     from_member_id: MemberId
     """The duplicate, folded into the member in the path."""
 
@@ -205,25 +205,25 @@ class MergeIn(Inbound, kw_only=True):
 # --- purchases and returns -----------------------------------------------------------------
 
 
-class LineIn(Inbound, kw_only=True):
+class LineIn(Inbound, frozen=True, kw_only=True):
     sku: Key
     category: Category
     quantity: Quantity
     amount_cents: Cents
 
 
-class TenderIn(Inbound, kw_only=True):
+class TenderIn(Inbound, frozen=True, kw_only=True):
     method: Literal[TENDER_METHODS]  # type: ignore[valid-type]
     amount_cents: Cents
     reward_code: Key | None = None
 
 
-class OfferUseIn(Inbound, kw_only=True):
+class OfferUseIn(Inbound, frozen=True, kw_only=True):
     code: Key
     discount_cents: Cents
 
 
-class PurchaseIn(Inbound, kw_only=True):
+class PurchaseIn(Inbound, frozen=True, kw_only=True):
     purchase_id: Key
     member_id: MemberId
     occurred_at: Aware
@@ -273,7 +273,7 @@ class QuoteOut(msgspec.Struct, kw_only=True):
     bonus_point_cents: int
 
 
-class ReturnLineIn(Inbound, kw_only=True):
+class ReturnLineIn(Inbound, frozen=True, kw_only=True):
     sku: Key
     quantity: Annotated[int, Meta(ge=0, le=100_000)]
     """Units brought back; 0 makes the line a price adjustment of `amount_cents`."""
@@ -281,7 +281,7 @@ class ReturnLineIn(Inbound, kw_only=True):
     """What the register refunds. The points taken back follow the units, whatever is refunded."""
 
 
-class ReturnIn(Inbound, kw_only=True):
+class ReturnIn(Inbound, frozen=True, kw_only=True):
     return_id: Key
     occurred_at: Aware
     lines: Annotated[list[ReturnLineIn], Meta(min_length=1, max_length=500)]
@@ -421,7 +421,7 @@ class KeysPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
-class SignInLinkIn(Inbound, kw_only=True):
+class SignInLinkIn(Inbound, frozen=True, kw_only=True):
     channel: Literal["email", "sms"] = "email"
     """Where the retailer's sender delivers the link: the member's email, or a text to their phone."""
 
@@ -432,7 +432,7 @@ class SignInLinkOut(msgspec.Struct, kw_only=True):
     expires_at: datetime
 
 
-class RulesIn(Inbound, kw_only=True):
+class RulesIn(Inbound, frozen=True, kw_only=True):
     effective_from: Aware | None = None
     points_per_dollar: Annotated[int, Meta(ge=0, le=100)] = 1
     card_bonus_points_per_dollar: Annotated[int, Meta(ge=0, le=100)] = 1
@@ -454,7 +454,7 @@ MailChannel = Literal["email", "sms"]
 Address = Annotated[str, Meta(min_length=1, max_length=254)]
 
 
-class SubscriptionIn(Inbound, kw_only=True):
+class SubscriptionIn(Inbound, frozen=True, kw_only=True):
     channel: MailChannel
     address: Address
     source: Channel
@@ -466,7 +466,7 @@ class SubscriptionOut(msgspec.Struct, kw_only=True):
     status: Literal["active"] = "active"
 
 
-class UnsubscribeIn(Inbound, kw_only=True):
+class UnsubscribeIn(Inbound, frozen=True, kw_only=True):
     channel: MailChannel
     address: Address
 
@@ -475,7 +475,7 @@ class UnsubscribedOut(msgspec.Struct, kw_only=True):
     status: Literal["unsubscribed"] = "unsubscribed"
 
 
-class SmsInboundIn(Inbound, kw_only=True):
+class SmsInboundIn(Inbound, frozen=True, kw_only=True):
     sender: Address = msgspec.field(name="from")
     body: Annotated[str, Meta(max_length=1600)]  # ten concatenated SMS segments
 
@@ -491,7 +491,7 @@ class SmsInboundOut(msgspec.Struct, kw_only=True):
     """The text the SMS gateway should send back to the guest, or null for none."""
 
 
-class OfferIn(Inbound, kw_only=True):
+class OfferIn(Inbound, frozen=True, kw_only=True):
     code: Key
     value_cents: Annotated[int, Meta(ge=1, le=1_000_000_000)]
     channel: MailChannel

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from barcode import Code128  # type: ignore[import-untyped]
+from barcode import Code128
 from markupsafe import Markup, escape
 
 QUIET_ZONE = 10  # modules of white on each side
