@@ -1,7 +1,7 @@
 """The posting engine: every change of points and rewards goes through here.
 
 One shape for every way in (HTTP group commit, `rewards import`, `rewards demo`, and the
-desk's and jobs' postings): `posting.apply` locks the members a batch touches and reads
+desk's postings, and the jobs' reward expiry): `posting.apply` locks the members a batch touches and reads
 what it needs in two statements, `planner.Planner` decides everything in pure Python
 (replays and conflicts, member status, offers, redemptions, the balance walk, the rewards
 issued and their expiry, returns by units, cancellation), and one set-based statement
@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from rewards.config import Settings
-from rewards.engine.commands import Actor, Cancel, Command, Limits, PostPurchase, PostReturn, system
-from rewards.engine.planner import Outcome
+from rewards.engine.commands import Actor, Cancel, Command, ExpireRewards, Limits, PostPurchase, PostReturn, system
+from rewards.engine.planner import Outcome, RewardsExpired
 from rewards.engine.posting import Engine, apply
 
-__all__ = ["Actor", "Cancel", "Command", "Engine", "Limits", "Outcome", "PostPurchase", "PostReturn", "unwrap",
-           "apply", "limits_of", "system"]
+__all__ = ["Actor", "Cancel", "Command", "Engine", "ExpireRewards", "Limits", "Outcome", "PostPurchase", "PostReturn",
+           "RewardsExpired", "unwrap", "apply", "limits_of", "system"]
 
 
 def limits_of(settings: Settings) -> Limits:

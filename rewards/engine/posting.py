@@ -71,13 +71,13 @@ SELECT json_build_object(
     'rules_version', (SELECT max(version) FROM program_rules),
     'rewards', coalesce((SELECT json_agg(w) FROM (
         SELECT id, code, member_id, ordinal, status, value_cents, cost_point_cents, issued_at, expires_at,
-               purchase_id, redeemed_at, redeemed_purchase_id, voided_at
+               purchase_id, redeemed_at, redeemed_purchase_id, voided_at, expiry_notice_at
         FROM rewards WHERE code = ANY ($3::text[])
         UNION
         SELECT id, code, member_id, ordinal, status, value_cents, cost_point_cents, issued_at, expires_at,
-               purchase_id, redeemed_at, redeemed_purchase_id, voided_at
+               purchase_id, redeemed_at, redeemed_purchase_id, voided_at, expiry_notice_at
         FROM rewards WHERE member_id = ANY ($1::bigint[]) AND status = 'issued'
-                       AND expires_at > (SELECT open_at FROM clock)) w), '[]'),
+                       AND (expires_at > (SELECT open_at FROM clock) OR member_id = ANY ($12::bigint[]))) w), '[]'),
     'returnable', coalesce((SELECT json_agg(json_build_object(
         'id', p.id, 'ext_id', p.ext_id, 'member_id', p.member_id, 'occurred_at', p.occurred_at,
         'rules_version', p.rules_version, 'lines', p.body->'lines', 'tenders', p.body->'tenders',
@@ -130,12 +130,14 @@ class _Asks:
     reward_codes: list[str]
     offer_codes: list[str]
     cancels: list[int]
+    expiring: list[int]
+    """Members whose issued rewards are all read, those past their expiry included."""
     purchases: int
     returns: int
 
     @classmethod
     def of(cls, commands: Sequence[Command]) -> _Asks:
-        asks = cls([], [], [], [], [], [], [], [], 0, 0)
+        asks = cls([], [], [], [], [], [], [], [], [], 0, 0)
         for c in commands:
             if isinstance(c, PostPurchase):
                 p = c.purchase
@@ -149,10 +151,14 @@ class _Asks:
                 asks.returned.append(c.purchase_id)
                 asks.return_keys.append(c.ret.return_id)
                 asks.returns += 1
-            else:
+            elif isinstance(c, Cancel):
                 asks.member_ids.append(c.member_id)
                 asks.member_keys.append(None)
                 asks.cancels.append(c.member_id)
+            else:
+                asks.member_ids.append(c.member_id)
+                asks.member_keys.append(None)
+                asks.expiring.append(c.member_id)
         return asks
 
 
@@ -240,7 +246,7 @@ async def apply(conn: asyncpg.Connection, commands: Sequence[Command], versions:
     snapshot = decode_snapshot(await conn.fetchval(
         READ, [m.id for m in locked], asks.returned, asks.reward_codes, asks.purchase_keys, asks.return_keys,
         asks.offer_codes, asks.cancels, asks.purchases if write else 0, asks.returns if write else 0, reward_ids,
-        min((c.as_of for c in commands if c.as_of is not None), default=None)))
+        min((c.as_of for c in commands if c.as_of is not None), default=None), asks.expiring))
     snapshot.members = locked
     planner = Planner(snapshot, await versions.stored(conn, snapshot.rules_version), limits, new_reward_code)
     if not write:

@@ -68,9 +68,10 @@ class Reward(msgspec.Struct, kw_only=True):
     redeemed_at: datetime | None = None
     redeemed_purchase_id: int | None = None
     voided_at: datetime | None = None
+    expiry_notice_at: datetime | None = None
 
 
-REWARD_STATE = ("status", "redeemed_at", "redeemed_purchase_id", "voided_at")
+REWARD_STATE = ("status", "redeemed_at", "redeemed_purchase_id", "voided_at", "expiry_notice_at")
 """What a posting may change of a reward already written."""
 
 
@@ -102,7 +103,7 @@ class Member(msgspec.Struct, kw_only=True):
 
 
 class Event(msgspec.Struct, kw_only=True):
-    """What happened, for the feed and the webhooks (rewards/events.py): no personal data."""
+    """What happened, for the feed and the webhooks (rewards/events/): no personal data."""
 
     type: str
     member_id: int | None
@@ -138,4 +139,5 @@ class Plan:
     events: list[Event] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.entries or self.purchases or self.returns or self.members or self.changed_rewards)
+        return bool(self.entries or self.purchases or self.returns or self.members or self.changed_rewards
+                    or self.events)

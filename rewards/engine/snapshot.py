@@ -36,6 +36,7 @@ class Reward(msgspec.Struct, kw_only=True):
     redeemed_at: datetime | None = None
     redeemed_purchase_id: int | None = None
     voided_at: datetime | None = None
+    expiry_notice_at: datetime | None = None
 
 
 class Returnable(msgspec.Struct, kw_only=True):
@@ -109,7 +110,8 @@ class Snapshot(msgspec.Struct, kw_only=True):
     """The newest rules version stored: the rulebook's cache is fresh when it knows it."""
     members: list[Member] = []
     rewards: list[Reward] = []
-    """Rewards tendered in the batch, and the open rewards of members whose postings may void them."""
+    """Rewards tendered in the batch, the open rewards of members whose postings may void them, and
+    every issued reward of members whose rewards are expired (open or past their expiry)."""
     returnable: list[Returnable] = []
     prior_purchases: list[PriorPurchase] = []
     prior_returns: list[PriorReturn] = []
