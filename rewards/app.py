@@ -24,10 +24,12 @@ from twilio.request_validator import RequestValidator
 from rewards import controllers, errors, mailing_api, openapi, pages
 from rewards.access import public
 from rewards.auth import Authenticator
-from rewards.config import Settings, load_settings
+from rewards.config import Settings, load_settings, secret_key
 from rewards.db import Database, DatabaseUnavailable, database_from_env
 from rewards.decoding import StrictBodies
 from rewards.engine import Engine, limits_of
+from rewards.events import api as events_api
+from rewards.events.webhooks import SecretBox
 from rewards.migrations import migrate
 from rewards.openapi import PROBLEM, PROBLEM_TYPE, Problem
 from rewards.pages import unsubscribe
@@ -198,6 +200,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
         app.state.auth = Authenticator(db, guest_rate_limit=settings.guest_rate_limit)
         app.state.settings = settings
         app.state.links = UnsubscribeLinks.from_settings(settings)
+        app.state.webhook_secrets = SecretBox(secret_key(settings))
         app.state.replies = Replies(guest_services_phone=settings.guest_services_phone,
                                     guest_services_email=settings.guest_services_email)
         app.state.twilio = RequestValidator(settings.twilio_auth_token) if settings.twilio_auth_token else None
@@ -210,7 +213,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
             await db.close()
 
     return Litestar(
-        route_handlers=[health, ready, metrics, openapi.assets_router(), *controllers.ROUTES, *mailing_api.ROUTES,
+        route_handlers=[health, ready, metrics, openapi.assets_router(), *controllers.ROUTES, *mailing_api.ROUTES, *events_api.ROUTES,
                         *unsubscribe.ROUTES,
                         *plugin_routes(), *(extra_routes or [])],
         lifespan=[lifespan],

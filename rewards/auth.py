@@ -24,7 +24,7 @@ from rewards.members import MEMBER_EXISTS
 from rewards.statements import Statement
 from rewards.tables import api_keys
 
-SCOPES = ("checkout", "guest_services", "compliance", "admin")
+SCOPES = ("checkout", "guest_services", "compliance", "admin", "integrations")
 GUEST = "guest"
 TOKEN_PREFIX = "wr_"
 CACHE_SECONDS = 10.0

@@ -85,7 +85,8 @@ async def client(app: Any) -> AsyncIterator[AsyncTestClient]:
 @pytest.fixture(scope="session")
 async def keys(db: Database) -> dict[str, str]:
     """A token for each scope, and `all` with every staff scope."""
-    made = {scope: await create_key(db, [scope]) for scope in ("checkout", "guest_services", "compliance", "admin")}
+    made = {scope: await create_key(db, [scope])
+            for scope in ("checkout", "guest_services", "compliance", "admin", "integrations")}
     made["all"] = await create_key(db, ["checkout", "guest_services", "compliance", "admin"])
     return made
 

@@ -60,9 +60,16 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/v1/program/disclosures"): frozenset({"admin"}),
     ("GET", "/v1/program/documents"): frozenset({"admin"}),
     ("PUT", "/v1/program/documents"): frozenset({"admin"}),
+    ("GET", "/v1/events"): frozenset({"integrations"}),
+    ("POST", "/v1/webhooks"): frozenset({"admin"}),
+    ("GET", "/v1/webhooks"): frozenset({"admin"}),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): frozenset({"admin"}),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): frozenset({"admin"}),
+    ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"): frozenset({"admin"}),
+    ("POST", "/v1/webhooks/{webhook_id}/deliveries/retry-failed"): frozenset({"admin"}),
 }
 
-STAFF = ("checkout", "guest_services", "compliance", "admin")
+STAFF = ("checkout", "guest_services", "compliance", "admin", "integrations")
 CALLERS = ("no_token", "not_bearer", "unknown_token", "revoked_token", *STAFF, "guest_self", "guest_other")
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 
