@@ -298,6 +298,11 @@ PERSONAL_DATA_ERASERS: list[str] = [
        WHERE (member_id = $1 OR id IN (SELECT id FROM linked)) AND status = 'active'""",
     """UPDATE members SET name = NULL, email = NULL, phone = NULL, birth_date = NULL, external_id = NULL,
                           erased_at = $2 WHERE id = $1""",
+    # the messages to the member's addresses (offer.delivery events) keep what was sent, not where
+    """UPDATE events SET data = (data - 'address' - 'subject' - 'text' - 'unsubscribe_url' - 'headers')
+                                || jsonb_build_object('erased_at', $2::timestamptz)
+       WHERE type = 'offer.delivery'
+         AND data ->> 'subscription_id' IN (SELECT id::text FROM subscriptions WHERE member_id = $1)""",
     """UPDATE subscriptions SET address = NULL, erased_at = $2, status = 'unsubscribed',
                                 unsubscribed_at = coalesce(unsubscribed_at, $2) WHERE member_id = $1""",
 ]

@@ -1,0 +1,176 @@
+"""What the events tests share: a database of their own (the feed and the webhooks see every event
+of a database, so the session's would mix in the other tests'), the app on it, keys, and a
+webhook receiver that checks every delivery with the `standardwebhooks` package."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from rewards.app import create_app
+from rewards.auth import create_key
+from rewards.config import load_settings
+from rewards.db import Database
+from rewards.engine import Engine, Limits
+from rewards.rulebook import Rulebook
+from tests.conftest import auth, enrollment
+from tests.databases import scratch_database
+
+
+@pytest.fixture(scope="module")
+async def events_url(database_url: str) -> AsyncIterator[str]:
+    async with scratch_database(database_url, "rewards_events") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def events_db(events_url: str) -> AsyncIterator[Database]:
+    database = Database(events_url, pool_size=10)
+    yield database
+    await database.close()
+
+
+@pytest.fixture(scope="module")
+async def events_engine(events_db: Database) -> Engine:
+    return Engine(events_db, Rulebook(events_db), Limits())
+
+
+@pytest.fixture(scope="module")
+async def events_client(events_url: str) -> AsyncIterator[AsyncTestClient]:
+    before = os.environ.get("DATABASE_URL")
+    app = create_app(msgspec.structs.replace(load_settings(), database_url=events_url))
+    async with AsyncTestClient(app=app) as client:
+        # the app's start-up may have set DATABASE_URL; the rest of the session keeps its own
+        if before is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = before
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def events_keys(events_db: Database) -> dict[str, str]:
+    return {scope: await create_key(events_db, [scope])
+            for scope in ("checkout", "guest_services", "admin", "integrations")}
+
+
+@pytest.fixture(scope="module")
+def enroll(events_client: AsyncTestClient, events_keys: dict[str, str]) -> Any:
+    async def make(**overrides: Any) -> int:
+        answer = await events_client.post("/v1/members", json=enrollment(**overrides),
+                                          headers=auth(events_keys["guest_services"]))
+        assert answer.status_code == 201, answer.text
+        return answer.json()["member_id"]
+
+    return make
+
+
+async def read_all(client: AsyncTestClient, token: str, *, after: str | None = None, limit: int = 1000,
+                   types: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    """Every event after `after`, following next_cursor until an empty page; and the last cursor."""
+    items: list[dict[str, Any]] = []
+    while True:
+        params: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            params["after"] = after
+        if types is not None:
+            params["types"] = types
+        answer = await client.get("/v1/events", params=params, headers=auth(token))
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        items += page["items"]
+        after = page["next_cursor"]
+        if not page["items"]:
+            return items, after
+
+
+# --- a webhook receiver ----------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    webhook_id: str
+    headers: dict[str, str]
+    body: bytes
+    verified: bool
+    answered: int
+
+    @property
+    def event(self) -> dict[str, Any]:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """An HTTP endpoint in a thread of its own. Each POST is verified with the receiver's secret
+    by the Standard Webhooks library (a wrong signature answers 401); `fail_first` answers 500 to
+    the first attempts of each webhook-id; `delay` holds every answer back that long."""
+
+    secret: str | None = None
+    fail_first: int = 0
+    delay: float = 0.0
+    received: list[Received] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
+
+    def start(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                verified = False
+                if receiver.secret is not None:
+                    try:
+                        Webhook(receiver.secret).verify(body, headers)
+                        verified = True
+                    except WebhookVerificationError:
+                        verified = False
+                webhook_id = headers.get("webhook-id", "")
+                seen = sum(1 for r in list(receiver.received) if r.webhook_id == webhook_id)
+                status = 401 if not verified else 500 if seen < receiver.fail_first else 204
+                receiver.received.append(Received(webhook_id, headers, body, verified, status))
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def accepted(self) -> list[Received]:
+        return [r for r in list(self.received) if r.answered == 204]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver().start()
+    yield found
+    found.stop()
