@@ -46,7 +46,7 @@ HEARTBEAT_SECONDS = 5.0
 # the lock's session: ended by the server when the runner stops answering, so another takes over
 LOCK_SESSION = {"application_name": "rewards jobs", "idle_session_timeout": "60s",
                 "tcp_keepalives_idle": "15", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
-ONCE_ROUNDS = 10_000  # `--once`: a job is run again while it finds work, at most this many times
+ONCE_ROUNDS = 10_000  # `--once`: the jobs are run again while they find work, at most this many rounds
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,8 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
         return str(run) if run.expired or run.noticed else None
 
     return [
-        Job("webhooks", 0.25, deliverer.tick, drain=deliverer.drain, close=deliverer.close),
         Job("reward_expiry", settings.expiry_interval.total_seconds() / 4, expire),
+        Job("webhooks", 0.25, deliverer.tick, drain=deliverer.drain, close=deliverer.close),
     ]
 
 
@@ -148,19 +148,21 @@ class Runner:
                     await job.close()
 
     async def run_once(self) -> bool:
-        """Run each job until it finds nothing more to do; False (nothing run) when another
-        runner holds the lock."""
+        """Run the jobs, in turn, until a round finds nothing to do (what one job does may give
+        another work: an expiry's event to deliver); False (nothing run) when another runner
+        holds the lock."""
         conn = await self._take_lock()
         if conn is None:
             return False
         try:
-            for job in self.jobs:
-                for _ in range(ONCE_ROUNDS):
-                    did = await _run_logged(job)
+            for _ in range(ONCE_ROUNDS):
+                busy = False
+                for job in self.jobs:
+                    busy = await _run_logged(job) is not None or busy
                     if job.drain is not None:
                         await job.drain()
-                    if did is None:
-                        break
+                if not busy:
+                    break
             return True
         finally:
             await self._close()

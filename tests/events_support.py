@@ -121,6 +121,8 @@ class Receiver:
     fail_first: int = 0
     delay: float = 0.0
     received: list[Received] = field(default_factory=list)
+    arrived: int = 0
+    """Requests that arrived, answered or not yet (a delayed answer is counted at once)."""
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -133,6 +135,7 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                receiver.arrived += 1
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 if receiver.delay:
