@@ -67,7 +67,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_timeout: timedelta = timedelta(seconds=10)
     """`REWARDS_WEBHOOK_TIMEOUT`: how long a webhook endpoint has to answer a delivery."""
     webhook_concurrency: int = 16
-    """`REWARDS_WEBHOOK_CONCURRENCY`: deliveries under way at once (at most a quarter of them to one webhook)."""
+    """`REWARDS_WEBHOOK_CONCURRENCY`: deliveries under way at once (at most half of them to one webhook)."""
 
 
 def _int(name: str, default: int) -> int:

@@ -64,7 +64,7 @@ class Job:
 def standard_jobs(db: Database, settings: Settings) -> list[Job]:
     """The service's jobs, on `db`."""
     deliverer = Deliverer(db, SecretBox(secret_key(settings)), timeout=settings.webhook_timeout.total_seconds(),
-                          concurrency=settings.webhook_concurrency, per_webhook=max(1, settings.webhook_concurrency // 4))
+                          concurrency=settings.webhook_concurrency, per_webhook=max(1, settings.webhook_concurrency // 2))
     engine = Engine(db, Rulebook(db), limits_of(settings))
 
     async def expire() -> str | None:

@@ -123,6 +123,8 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     arrived: int = 0
     """Requests that arrived, answered or not yet (a delayed answer is counted at once)."""
+    in_flight: set[str] = field(default_factory=set)
+    """The webhook-ids of the requests being answered right now."""
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -138,6 +140,8 @@ class Receiver:
                 receiver.arrived += 1
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                webhook_id = headers.get("webhook-id", "")
+                receiver.in_flight.add(webhook_id)
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 verified = False
@@ -147,10 +151,10 @@ class Receiver:
                         verified = True
                     except WebhookVerificationError:
                         verified = False
-                webhook_id = headers.get("webhook-id", "")
                 seen = sum(1 for r in list(receiver.received) if r.webhook_id == webhook_id)
                 status = 401 if not verified else 500 if seen < receiver.fail_first else 204
                 receiver.received.append(Received(webhook_id, headers, body, verified, status))
+                receiver.in_flight.discard(webhook_id)
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()

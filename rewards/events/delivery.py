@@ -113,7 +113,7 @@ claimed AS (
     FROM due WHERE d.id = due.id
     RETURNING d.id, d.webhook_id, d.event_id, d.attempts)
 SELECT c.id, c.webhook_id, c.attempts, w.url, w.secret_sealed, e.id AS event_id, e.type, e.member_id,
-       e.occurred_at, e.data
+       e.occurred_at, e.data, (SELECT count(*) FROM candidates) AS due
 FROM claimed c JOIN webhooks w ON w.id = c.webhook_id JOIN events e ON e.id = c.event_id
 ORDER BY c.id"""
 
@@ -167,7 +167,7 @@ class Deliverer:
     """Claims due deliveries and sends them, a bounded number at once."""
 
     def __init__(self, db: Database, box: SecretBox, *, timeout: float = 10.0, concurrency: int = 16,
-                 per_webhook: int = 4, schedule: Sequence[timedelta] = RETRY_SCHEDULE) -> None:
+                 per_webhook: int = 8, schedule: Sequence[timedelta] = RETRY_SCHEDULE) -> None:
         self.db = db
         self.box = box
         self.timeout = timeout
@@ -178,6 +178,11 @@ class Deliverer:
         self.lease = timedelta(seconds=2 * timeout + 5)
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: Counter[int] = Counter()
+        # more was due than the last claim took: an attempt that ends claims again at once, so
+        # a backlog drains as fast as the endpoints answer, not one claim per tick
+        self._backlog = False
+        self._claiming = False
+        self._claim_again = False
         self._secrets: dict[str, str] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -191,12 +196,30 @@ class Deliverer:
         return f"pass {sealed or '-'}, {dispatched} deliveries made, {started} attempts started"
 
     async def start_due(self) -> int:
+        """Claim the due deliveries that fit and start their attempts; how many. One claim at a time."""
+        if self._claiming:
+            self._claim_again = True
+            return 0
+        self._claiming = True
+        started = 0
+        try:
+            while True:
+                self._claim_again = False
+                started += await self._claim()
+                if not (self._claim_again and self._backlog):
+                    return started
+        finally:
+            self._claiming = False
+
+    async def _claim(self) -> int:
         free = self.concurrency - len(self._tasks)
         if free <= 0:
+            self._backlog = True
             return 0
         busy = [(w, n) for w, n in self._in_flight.items() if n > 0]
         rows = await self.db.run(CLAIM, free, [w for w, _ in busy], [n for _, n in busy], self.per_webhook,
                                  self.lease)
+        self._backlog = bool(rows) and rows[0]["due"] > len(rows)
         for row in rows:
             attempt = Attempt(delivery_id=row["id"], webhook_id=row["webhook_id"], attempt=row["attempts"],
                               url=row["url"], secret_sealed=row["secret_sealed"],
@@ -210,9 +233,10 @@ class Deliverer:
         return len(rows)
 
     async def drain(self) -> None:
-        """Wait for the attempts under way."""
-        while self._tasks:
+        """Wait for the attempts under way (and those they start)."""
+        while self._tasks or self._claiming:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await asyncio.sleep(0)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -230,6 +254,11 @@ class Deliverer:
             log.exception("webhook delivery %s: the outcome could not be recorded", attempt.delivery_id)
         finally:
             self._in_flight[attempt.webhook_id] -= 1
+        if self._backlog:
+            try:
+                await self.start_due()
+            except Exception:  # noqa: BLE001 - the next tick claims them
+                log.exception("claiming webhook deliveries")
 
     def _secret(self, sealed: str) -> str:
         found = self._secrets.get(sealed)
