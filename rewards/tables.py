@@ -60,7 +60,7 @@ NOW = text("now()")
 
 
 def _id() -> Column[int]:
-    """The surrogate key of most tables (not program_rules, offer_deliveries, event_passes, webhook_dispatch)."""
+    """The surrogate key of most tables (not program_rules, offer_deliveries, event_passes)."""
     return Column("id", BigInteger, Identity(always=False), primary_key=True)
 
 
@@ -437,6 +437,8 @@ event_passes = Table(
 
 # Endpoints the events are pushed to (Standard Webhooks). The signing secret is kept sealed with
 # a key derived from REWARDS_SECRET_KEY (rewards/events/webhooks.py); `types` empty: every type.
+# `position_*`: the webhook's place in the feed (a feed cursor): every event up to it was delivered
+# or, having failed, is in webhook_deliveries (rewards/events/delivery.py).
 webhooks = Table(
     "webhooks",
     metadata,
@@ -447,10 +449,15 @@ webhooks = Table(
     Column("secret_sealed", Text, nullable=False),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
     Column("created_by_key_id", BigInteger, ForeignKey("api_keys.id", name="webhooks_created_by_key_id_fkey")),
+    Column("position_pass", BigInteger, nullable=False),
+    Column("position_tx", BigInteger, nullable=False),
+    Column("position_id", BigInteger, nullable=False),
     CheckConstraint("url ~ '^https?://'", name="webhooks_url_check"),
 )
 
-# One event to one webhook: sent until a 2xx answers, on the retry schedule, then `failed`.
+# An event whose first attempt to a webhook failed: sent again on the retry schedule until a 2xx
+# answers, then `failed` after the last attempt. (An event delivered at its first attempt leaves
+# no row: the webhook's position moves past it.)
 webhook_deliveries = Table(
     "webhook_deliveries",
     metadata,
@@ -478,13 +485,3 @@ Index("webhook_deliveries_due", webhook_deliveries.c.next_attempt_at,
       postgresql_where=webhook_deliveries.c.status == "pending")
 Index("webhook_deliveries_listed", webhook_deliveries.c.webhook_id, webhook_deliveries.c.status,
       webhook_deliveries.c.id)
-Index("webhook_deliveries_event", webhook_deliveries.c.event_id)
-
-# How far the passes have been handed to the webhooks (one row, id 1).
-webhook_dispatch = Table(
-    "webhook_dispatch",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("last_pass", BigInteger, nullable=False),
-    CheckConstraint("id = 1", name="webhook_dispatch_id_check"),
-)

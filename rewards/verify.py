@@ -235,7 +235,9 @@ async def find_problems(
     past being recorded, for history imported already expired) without its `reward_expired` entry.
     """
     problems: list[str] = []
-    for what, query, *args in [*CHECKS, (*EXPIRY_CHECK, expiry_interval)]:
+    checks: list[tuple[str, str, tuple[object, ...]]] = [(what, query, ()) for what, query in CHECKS]
+    checks.append((*EXPIRY_CHECK, (expiry_interval,)))
+    for what, query, args in checks:
         if progress:
             progress(what)
         for row in await conn.fetch(query + " LIMIT 100", *args):

@@ -20,8 +20,8 @@ The feed's position is (pass, transaction, id), and `next_cursor` encodes it.
 
 Latency. A pull seals a pass first when new events are visible, so it sees everything
 committed before it was asked (one small write when there is something new, nothing
-otherwise). Webhooks see what the job runner's last seal saw: it seals every
-`SEAL_EVERY_SECONDS` (`rewards.events.delivery`). A transaction that stays open (a long import
+otherwise). Webhooks see what the job runner's last seal saw: it seals every quarter second
+(`rewards.events.delivery`), and each webhook reads the feed from its own position. A transaction that stays open (a long import
 batch) holds back only its own events: the others flow past it, in their commit order.
 """
 
@@ -146,10 +146,11 @@ def event_of(row: asyncpg.Record) -> Event:
 # --- cursors -------------------------------------------------------------------------------------
 
 _CURSOR = re.compile(r"f1\.([0-9]{1,18})\.([0-9]{1,18})\.([0-9]{1,18})")
-START = (0, 0, 0)
+START = (0, 0, 0)  # before every event
 
 
 def encode_cursor(position: tuple[int, int, int]) -> str:
+    """The cursor of a position: opaque to clients (base64url), checked when it comes back."""
     return base64.urlsafe_b64encode("f1.{}.{}.{}".format(*position).encode()).decode().rstrip("=")
 
 
@@ -179,16 +180,28 @@ def parse_types(text: str | None) -> list[str] | None:
 
 # --- reading -------------------------------------------------------------------------------------
 
+Position = tuple[int, int, int]
+"""A place in the feed: (pass, transaction, event id); "after" it is everything that follows."""
+
+END = "SELECT coalesce(max(pass), 0) + 1 FROM event_passes"
+
+
+async def page_after(db: Database, position: Position, types: list[str] | None, limit: int
+                     ) -> tuple[list[tuple[Position, Event]], Position]:
+    """Up to `limit` events after `position` (of `types`; None: all), each with its own position,
+    and the position the next page starts after."""
+    rows = await db.run(READ, *position, types, limit)
+    found = [r for r in rows if r["id"] is not None]
+    items = [((r["pass"], r["tx"], r["id"]), event_of(r)) for r in found]
+    if len(found) == limit:
+        return items, items[-1][0]
+    # every pass sealed so far was read: the next page starts with the next pass
+    return items, (max((rows[0]["last_pass"] or 0) + 1, position[0]), 0, 0)
+
 
 async def read(db: Database, *, after: str | None, types: list[str] | None, limit: int) -> FeedPage:
     """A page of the feed after the cursor `after` (None: from the start), sealing first."""
     position = decode_cursor(after) if after else START
     await seal(db)
-    rows = await db.run(READ, *position, types, limit)
-    found = [r for r in rows if r["id"] is not None]
-    if len(found) == limit:
-        last = found[-1]
-        following = (last["pass"], last["tx"], last["id"])
-    else:  # every pass sealed so far was read: the next page starts with the next pass
-        following = (max((rows[0]["last_pass"] or 0) + 1, position[0]), 0, 0)
-    return FeedPage(items=[event_of(r) for r in found], next_cursor=encode_cursor(following))
+    items, following = await page_after(db, position, types, limit)
+    return FeedPage(items=[event for _, event in items], next_cursor=encode_cursor(following))

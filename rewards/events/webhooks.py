@@ -1,5 +1,9 @@
 """Webhooks: the endpoints events are pushed to, their signing secrets, and their deliveries.
 
+A webhook reads the feed from its own position (`rewards.events.delivery`); an event whose
+first attempt fails becomes a delivery row, retried on the schedule, listed, and sent again on
+request. An event delivered at its first attempt leaves no row.
+
 A webhook names a URL and the event types it wants (none: every type). Its secret is a
 Standard Webhooks secret (`whsec_` and 32 random bytes in base64), shown once, when it is made.
 The service must keep it to sign every delivery, so it is stored sealed: encrypted and
@@ -31,7 +35,7 @@ from msgspec import Meta
 from rewards import errors
 from rewards.db import Database
 from rewards.events import EVENT_TYPES
-from rewards.events.feed import event_id
+from rewards.events.feed import END, event_id, seal
 from rewards.schemas import Inbound
 
 SECRET_PREFIX = "whsec_"
@@ -90,7 +94,7 @@ class WebhookOut(msgspec.Struct, kw_only=True):
     description: str
     created_at: datetime
     pending: int
-    """Deliveries waiting for their next attempt."""
+    """Deliveries whose first attempt failed, waiting for their next."""
     failed: int
     """Deliveries given up after every retry (list them with ?status=failed, send them again with retry)."""
 
@@ -110,6 +114,8 @@ class WebhookList(msgspec.Struct, kw_only=True):
 
 
 class DeliveryOut(msgspec.Struct, kw_only=True):
+    """An event whose first attempt to the webhook failed, and what became of it."""
+
     delivery_id: int
     event_id: str
     """The event delivered: its `id`, and the `webhook-id` header of every attempt."""
@@ -160,13 +166,17 @@ def _webhook_out(row: asyncpg.Record) -> WebhookOut:
 
 
 async def create(db: Database, box: SecretBox, webhook: WebhookIn, *, key_id: int | None) -> WebhookCreatedOut:
-    """Register a webhook; the answer holds its secret, which is never shown again."""
+    """Register a webhook; the answer holds its secret, which is never shown again. It is sent the
+    events committed from now on: its position is the end of the feed, sealed first."""
     secret = new_secret()
     types = sorted(set(webhook.types))
+    url = check_url(webhook.url)
+    await seal(db)
     rows = await db.run(
-        """INSERT INTO webhooks (url, types, description, secret_sealed, created_by_key_id)
-           VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at""",
-        check_url(webhook.url), types, webhook.description, box.seal(secret), key_id)
+        f"""INSERT INTO webhooks (url, types, description, secret_sealed, created_by_key_id, position_pass,
+                                  position_tx, position_id)
+            VALUES ($1, $2, $3, $4, $5, ({END}), 0, 0) RETURNING id, created_at""",
+        url, types, webhook.description, box.seal(secret), key_id)
     return WebhookCreatedOut(webhook_id=rows[0]["id"], secret=secret, url=webhook.url, types=types,
                              description=webhook.description, created_at=rows[0]["created_at"])
 

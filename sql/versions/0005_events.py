@@ -1,5 +1,6 @@
 """The events feed, webhooks and reward expiry: the passes that put events in commit order, the
-webhooks and their deliveries, the `integrations` scope, and expiry on the record (a
+webhooks (each with its position in the feed) and the deliveries that needed a retry, the
+`integrations` scope, and expiry on the record (a
 `reward_expired` ledger entry, a reward status `expired`, and when the `reward.expiring`
 notice was written).
 
@@ -81,6 +82,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
         sa.Column("created_by_key_id", sa.BigInteger(),
                   sa.ForeignKey("api_keys.id", name="webhooks_created_by_key_id_fkey")),
+        sa.Column("position_pass", sa.BigInteger(), nullable=False),
+        sa.Column("position_tx", sa.BigInteger(), nullable=False),
+        sa.Column("position_id", sa.BigInteger(), nullable=False),
         sa.CheckConstraint("url ~ '^https?://'", name="webhooks_url_check"),
     )
     op.create_table(
@@ -108,21 +112,11 @@ def upgrade() -> None:
     op.create_index("webhook_deliveries_due", "webhook_deliveries", ["next_attempt_at"],
                     postgresql_where=sa.text("status = 'pending'"))
     op.create_index("webhook_deliveries_listed", "webhook_deliveries", ["webhook_id", "status", "id"])
-    op.create_index("webhook_deliveries_event", "webhook_deliveries", ["event_id"])
-    # how far the passes have been handed to the webhooks: one row
-    op.create_table(
-        "webhook_dispatch",
-        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
-        sa.Column("last_pass", sa.BigInteger(), nullable=False),
-        sa.CheckConstraint("id = 1", name="webhook_dispatch_id_check"),
-    )
-    op.execute("INSERT INTO webhook_dispatch (id, last_pass) VALUES (1, 0)")
 
 
 def downgrade() -> None:
     """Back to 0004. Refused (by the CHECKs put back) while an expired reward or an `integrations`
     key exists: their records would lose their meaning."""
-    op.drop_table("webhook_dispatch")
     op.drop_table("webhook_deliveries")
     op.drop_table("webhooks")
     op.drop_index("events_message_subscription", table_name="events")

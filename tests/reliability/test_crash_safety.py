@@ -126,18 +126,20 @@ async def deliveries_under_way(receiver: Receiver, seconds: float = 60) -> set[s
 
 async def wait_for_deliveries(url: str, receiver: Receiver, seconds: float = 120) -> set[int]:
     """Until the receiver has accepted every event in the database and the service has recorded
-    each delivery as delivered (or `seconds` passed): the events either is missing."""
+    its webhook's position past them all, with no delivery waiting for a retry (or `seconds`
+    passed): the events the receiver never got, or every event when the service never caught up."""
     conn = await asyncpg.connect(url)
     try:
         deadline = time.monotonic() + seconds
         while True:
             written = {r["id"] for r in await conn.fetch("SELECT id FROM events")}
-            recorded = {r["event_id"] for r in await conn.fetch(
-                "SELECT event_id FROM webhook_deliveries WHERE status = 'delivered'")}
-            missing = (written - recorded) | (written - {int(r.webhook_id.removeprefix("evt_"))
-                                                         for r in receiver.accepted()})
-            if not missing or time.monotonic() > deadline:
-                return missing
+            missing = written - {int(r.webhook_id.removeprefix("evt_")) for r in receiver.accepted()}
+            caught_up = await conn.fetchval(
+                """SELECT w.position_pass > (SELECT coalesce(max(pass), 0) FROM event_passes)
+                          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status <> 'delivered')
+                   FROM webhooks w""")
+            if (not missing and caught_up) or time.monotonic() > deadline:
+                return missing if caught_up else written
             await asyncio.sleep(0.5)
     finally:
         await conn.close()
