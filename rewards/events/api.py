@@ -111,7 +111,7 @@ async def delete_webhook(webhook_id: WebhookPath, state: State) -> WebhookDelete
 
 
 @scoped("admin", errors=[errors.NotFound])
-@get("/v1/webhooks/{webhook_id:int}/deliveries", tags=["events"], summary="List a webhook's deliveries")
+@get("/v1/webhooks/{webhook_id:int}/deliveries", tags=["events"], summary="List a webhook's retried and failed deliveries")
 async def list_deliveries(
     webhook_id: WebhookPath,
     state: State,
@@ -120,8 +120,10 @@ async def list_deliveries(
     cursor: Annotated[str | None, Parameter(max_length=200, description="the `next_cursor` of the page before")] = None,
     limit: Annotated[int, Parameter(ge=1, le=200, description="deliveries per page, at most")] = 50,
 ) -> DeliveryPage:
-    """The webhook's deliveries, newest first: each event's attempts, the endpoint's last answer
-    and why the last attempt failed."""
+    """The events whose first attempt to the webhook failed, newest first: each with its attempts,
+    the endpoint's last answer and why the last attempt failed; `pending` ones wait for a retry,
+    `failed` ones were given up after every retry (send them again with `retry`). An event
+    delivered at its first attempt is not listed."""
     return await webhooks.deliveries(state.db, webhook_id, status=status, cursor=cursor, limit=limit)
 
 
