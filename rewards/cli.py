@@ -236,7 +236,8 @@ def jobs_run(once: bool, niceness: int, parent: int | None) -> None:
             watch.cancel()
         return True
 
-    if not with_database(work):
+    # started by `rewards serve`, which migrated the database already
+    if not with_database(work, migrated=parent is None):
         click.echo("another runner holds the jobs lock (rewards serve, or rewards jobs run); nothing was run", err=True)
         sys.exit(3)
 
