@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.events_support import Receiver
+from tests.events.support import Receiver
 from tests.reliability.harness import (
     Outcomes,
     bearer,

@@ -1,79 +1,19 @@
-"""What the events tests share: a database of their own (the feed and the webhooks see every event
-of a database, so the session's would mix in the other tests'), the app on it, keys, and a
-webhook receiver that checks every delivery with the `standardwebhooks` package."""
+"""What the events tests share: reading the whole feed, and a webhook receiver that checks every
+delivery with the `standardwebhooks` package, as a receiver would."""
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import msgspec
-import pytest
 from litestar.testing import AsyncTestClient
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from rewards.app import create_app
-from rewards.auth import create_key
-from rewards.config import load_settings
-from rewards.db import Database
-from rewards.engine import Engine, Limits
-from rewards.rulebook import Rulebook
-from tests.conftest import auth, enrollment
-from tests.databases import scratch_database
-
-
-@pytest.fixture(scope="module")
-async def events_url(database_url: str) -> AsyncIterator[str]:
-    async with scratch_database(database_url, "rewards_events") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def events_db(events_url: str) -> AsyncIterator[Database]:
-    database = Database(events_url, pool_size=10)
-    yield database
-    await database.close()
-
-
-@pytest.fixture(scope="module")
-async def events_engine(events_db: Database) -> Engine:
-    return Engine(events_db, Rulebook(events_db), Limits())
-
-
-@pytest.fixture(scope="module")
-async def events_client(events_url: str) -> AsyncIterator[AsyncTestClient]:
-    before = os.environ.get("DATABASE_URL")
-    app = create_app(msgspec.structs.replace(load_settings(), database_url=events_url))
-    async with AsyncTestClient(app=app) as client:
-        # the app's start-up may have set DATABASE_URL; the rest of the session keeps its own
-        if before is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = before
-        yield client
-
-
-@pytest.fixture(scope="module")
-async def events_keys(events_db: Database) -> dict[str, str]:
-    return {scope: await create_key(events_db, [scope])
-            for scope in ("checkout", "guest_services", "admin", "integrations")}
-
-
-@pytest.fixture(scope="module")
-def enroll(events_client: AsyncTestClient, events_keys: dict[str, str]) -> Any:
-    async def make(**overrides: Any) -> int:
-        answer = await events_client.post("/v1/members", json=enrollment(**overrides),
-                                          headers=auth(events_keys["guest_services"]))
-        assert answer.status_code == 201, answer.text
-        return answer.json()["member_id"]
-
-    return make
+from tests.conftest import auth
 
 
 async def read_all(client: AsyncTestClient, token: str, *, after: str | None = None, limit: int = 1000,
@@ -174,10 +114,3 @@ class Receiver:
 
     def accepted(self) -> list[Received]:
         return [r for r in list(self.received) if r.answered == 204]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver().start()
-    yield found
-    found.stop()

@@ -15,14 +15,6 @@ import pytest
 from rewards.engine import PostPurchase, PostReturn, apply
 from rewards.schemas import ReturnIn
 from tests.conftest import TESTS, auth, purchase, purchase_in, unique
-from tests.events_support import (  # noqa: F401  (fixtures)
-    enroll,
-    events_client,
-    events_db,
-    events_engine,
-    events_keys,
-    events_url,
-)
 
 ONE_CLICK = {"content": "List-Unsubscribe=One-Click", "headers": {"content-type": "application/x-www-form-urlencoded"}}
 

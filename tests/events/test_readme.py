@@ -17,7 +17,7 @@ from tests.conftest import enrollment, purchase
 from tests.databases import scratch_database
 from tests.reliability.harness import Service, bearer, running
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 class Caught(Exception):

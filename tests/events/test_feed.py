@@ -11,15 +11,7 @@ import pytest
 
 from rewards.engine import PostPurchase, apply
 from tests.conftest import TESTS, auth, purchase_in
-from tests.events_support import (  # noqa: F401  (fixtures)
-    enroll,
-    events_client,
-    events_db,
-    events_engine,
-    events_keys,
-    events_url,
-    read_all,
-)
+from tests.events.support import read_all
 
 
 async def read_one_by_one(client: Any, token: str, after: str) -> tuple[list[dict[str, Any]], str]:

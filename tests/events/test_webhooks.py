@@ -22,17 +22,7 @@ from rewards.events.delivery import Deliverer
 from rewards.events.webhooks import SecretBox
 from rewards.jobs import JOBS_LOCK, Job, Runner
 from tests.conftest import TESTS, auth, purchase_in
-from tests.events_support import (  # noqa: F401  (fixtures)
-    Receiver,
-    enroll,
-    events_client,
-    events_db,
-    events_engine,
-    events_keys,
-    events_url,
-    read_all,
-    receiver,
-)
+from tests.events.support import Receiver, read_all
 from tests.reliability.harness import REPO
 
 FAST = (timedelta(milliseconds=200), timedelta(milliseconds=200))  # three attempts, a fifth of a second apart
@@ -68,6 +58,17 @@ async def deliver_until(sender: Deliverer, check: Callable[[], bool], what: str,
         return check()
 
     await until(ticked, what, seconds=seconds)
+
+
+def failed_attempt(sender: Deliverer, db: Any, webhook_id: int, error: str = "%") -> Callable[[], Awaitable[bool]]:
+    """A check for `until`: one more round of `sender`, then whether an attempt to the webhook failed so."""
+    async def check() -> bool:
+        await sender.tick()
+        await sender.drain()
+        return bool(await db.run("SELECT 1 FROM webhook_deliveries WHERE webhook_id = $1 AND last_error LIKE $2",
+                                 webhook_id, error))
+
+    return check
 
 
 async def post(engine: Any, member: int, amount: int = 31_000) -> Any:
@@ -254,14 +255,7 @@ async def test_a_dead_endpoint_fails_its_attempts_at_once_and_a_wrong_key_says_w
     dead = await register(events_client, events_keys, gone.url, types=["member.enrolled"])
     await enroll()
     sender = deliverer(events_client, events_db)
-
-    async def attempted() -> bool:
-        await sender.tick()
-        await sender.drain()
-        return bool(await events_db.run("SELECT 1 FROM webhook_deliveries WHERE webhook_id = $1 AND last_error IS NOT "
-                                        "NULL", dead["webhook_id"]))
-
-    await until(attempted, "an attempt to the dead endpoint")
+    await until(failed_attempt(sender, events_db, dead["webhook_id"]), "an attempt to the dead endpoint")
     [row] = await events_db.run("SELECT last_error, last_response_status FROM webhook_deliveries WHERE webhook_id = $1",
                                 dead["webhook_id"])
     assert row["last_response_status"] is None and "Connect" in row["last_error"]
@@ -270,14 +264,8 @@ async def test_a_dead_endpoint_fails_its_attempts_at_once_and_a_wrong_key_says_w
     made = await register(events_client, events_keys, receiver.url, types=["member.enrolled"])
     await enroll()
     wrong = Deliverer(events_db, SecretBox("another key of at least thirty-two characters"), schedule=FAST)
-
-    async def refused() -> bool:
-        await wrong.tick()
-        await wrong.drain()
-        return bool(await events_db.run("SELECT 1 FROM webhook_deliveries WHERE webhook_id = $1 AND last_error LIKE "
-                                        "'%REWARDS_SECRET_KEY%'", made["webhook_id"]))
-
-    await until(refused, "a delivery refused for the key")
+    await until(failed_attempt(wrong, events_db, made["webhook_id"], "%REWARDS_SECRET_KEY%"),
+                "a delivery refused for the key")
     await wrong.close()
     assert receiver.received == []
 
