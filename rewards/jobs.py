@@ -1,7 +1,7 @@
 """The background jobs, and the one runner that runs them across all processes and hosts.
 
 A job is a name, how often it runs, and one run (`Job`); `standard_jobs` lists the service's:
-webhook delivery (`rewards.events.delivery`, every quarter second) and reward expiry
+webhook delivery (`rewards.events.delivery`, every second) and reward expiry
 (`rewards.expiry`, every quarter of REWARDS_EXPIRY_INTERVAL). A job added later (the privacy
 requests' scheduled erasures) is one more `Job` in that list.
 
@@ -46,6 +46,8 @@ HEARTBEAT_SECONDS = 5.0
 # the lock's session: ended by the server when the runner stops answering, so another takes over
 LOCK_SESSION = {"application_name": "rewards jobs", "idle_session_timeout": "60s",
                 "tcp_keepalives_idle": "15", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
+# a webhook sees an event within about this long; each run that finds new events seals a pass
+WEBHOOKS_EVERY_SECONDS = 1.0
 ONCE_ROUNDS = 10_000  # `--once`: the jobs are run again while they find work, at most this many rounds
 
 
@@ -59,6 +61,8 @@ class Job:
     drain: Callable[[], Awaitable[None]] | None = None
     """Wait for the work a run started in the background (`--once` waits for it)."""
     close: Callable[[], Awaitable[None]] | None = None
+    log_level: int = logging.INFO
+    """How what a run did is logged (a job that runs four times a second: DEBUG)."""
 
 
 def standard_jobs(db: Database, settings: Settings) -> list[Job]:
@@ -73,7 +77,7 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
 
     return [
         Job("reward_expiry", settings.expiry_interval.total_seconds() / 4, expire),
-        Job("webhooks", 0.25, deliverer.tick, drain=deliverer.drain, close=deliverer.close),
+        Job("webhooks", WEBHOOKS_EVERY_SECONDS, deliverer.tick, drain=deliverer.drain, close=deliverer.close, log_level=logging.DEBUG),
     ]
 
 
@@ -179,7 +183,7 @@ async def _run_logged(job: Job) -> str | None:
         log.exception("%s failed", job.name)
         return None
     if did:
-        log.info("%s: %s", job.name, did)
+        log.log(job.log_level, "%s: %s", job.name, did)
     return did
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, func, insert
 from rewards.statements import Statement
 from rewards.tables import events
 
-# Every type of SPEC §9, whoever writes it: the feed's `types` filter and a webhook's `types`
+# Every type of event the program has or will have, whoever writes it: the feed's `types` filter and a webhook's `types`
 # accept these names, and no other.
 EVENT_TYPES = (
     "member.enrolled", "member.updated", "member.cancelled", "member.erasure_scheduled", "member.erased",

@@ -20,8 +20,8 @@ The feed's position is (pass, transaction, id), and `next_cursor` encodes it.
 
 Latency. A pull seals a pass first when new events are visible, so it sees everything
 committed before it was asked (one small write when there is something new, nothing
-otherwise). Webhooks see what the job runner's last seal saw: it seals every quarter second
-(`rewards.events.delivery`), and each webhook reads the feed from its own position. A transaction that stays open (a long import
+otherwise). Webhooks see what the job runner's last seal saw: it seals every second
+(`rewards.jobs`), and each webhook reads the feed from its own position. A transaction that stays open (a long import
 batch) holds back only its own events: the others flow past it, in their commit order.
 """
 
