@@ -292,10 +292,18 @@ PERSONAL_DATA_ERASERS: list[str] = [
            WHERE m.id = $1 AND s.member_id IS NULL AND s.address IS NOT NULL
              AND ((s.channel = 'email' AND lower(s.address) = lower(m.email))
                OR (s.channel = 'sms' AND s.address IN ('+' || ltrim(m.phone, '+'), '+1' || m.phone)))
-           RETURNING s.id)
-       INSERT INTO subscription_events (subscription_id, kind, source, occurred_at)
-       SELECT id, 'unsubscribed', 'erasure', $2 FROM subscriptions
-       WHERE (member_id = $1 OR id IN (SELECT id FROM linked)) AND status = 'active'""",
+           RETURNING s.id),
+       stopped AS (
+           INSERT INTO subscription_events (subscription_id, kind, source, occurred_at)
+           SELECT id, 'unsubscribed', 'erasure', $2 FROM subscriptions
+           WHERE (member_id = $1 OR id IN (SELECT id FROM linked)) AND status = 'active'
+           RETURNING subscription_id)
+       -- each opt-out's subscription.changed event, as rewards.mailing writes it
+       INSERT INTO events (type, member_id, occurred_at, data)
+       SELECT 'subscription.changed', $1, $2, jsonb_build_object(
+                  'subscription_id', s.id, 'channel', s.channel, 'change', 'unsubscribed', 'status', 'unsubscribed',
+                  'source', 'erasure')
+       FROM stopped JOIN subscriptions s ON s.id = stopped.subscription_id""",
     """UPDATE members SET name = NULL, email = NULL, phone = NULL, birth_date = NULL, external_id = NULL,
                           erased_at = $2 WHERE id = $1""",
     # the messages to the member's addresses (offer.delivery events) keep what was sent, not where

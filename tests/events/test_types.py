@@ -188,9 +188,13 @@ async def test_an_offer_writes_one_offer_delivery_per_message_with_its_link_and_
     assert len(sms) == texts.json()["deliveries"] >= 1 and len(sms) == 1
     assert "Reply STOP" in sms[0]["text"] and "$5 off" in sms[0]["text"] and "unsubscribe_url" not in sms[0]
 
-    # the messages keep no address once the member's personal data is erased
+    # the messages keep no address once the member's personal data is erased, and the erasure's
+    # opt-out has its event
+    before = await last_event_id(events_db)
     erased = await events_client.delete(f"/v1/members/{member}/personal-data", headers=staff)
     assert erased.status_code == 200, erased.text
+    assert [(d["subscription_id"], d["change"], d["source"]) for t, d in await events_of(events_db, after=before)
+            if t == "subscription.changed"] == [(sids[0], "unsubscribed", "erasure")]
     kept = [r["data"] for r in await events_db.run(
         "SELECT data FROM events WHERE type = 'offer.delivery' AND data ->> 'subscription_id' = $1", str(sids[0]))]
     assert kept and all(addresses[0] not in msgspec.json.encode(d).decode() and "erased_at" in d for d in kept)
