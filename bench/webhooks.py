@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from common import (
-    BENCH, VENV_BIN, Scratch, free_port, make_key, pgbench_baseline, rewards_serve, say, seed_members, service, table,
-    wrk,
+    BENCH, VENV_BIN, Scratch, WrkResult, free_port, make_key, pgbench_baseline, rewards_serve, say, seed_members,
+    service, table, wrk,
 )
 
 RECEIVER_ARG = "--receiver-port"
@@ -115,7 +115,8 @@ def delivery_rate(args: argparse.Namespace, env: dict[str, str], receiver_cmd: l
         asyncio.run(scratch.drop())
 
 
-def posting_with_webhook(args: argparse.Namespace, env: dict[str, str], receiver_cmd: list[str]) -> tuple[float, object, dict[str, int]]:
+def posting_with_webhook(args: argparse.Namespace, env: dict[str, str], receiver_cmd: list[str]
+                         ) -> tuple[float, WrkResult, dict[str, int]]:
     say(f"baseline: pgbench -c {args.connections} for {args.seconds}s")
     baselines = [pgbench_baseline(clients=args.connections, seconds=args.seconds)]
     scratch = Scratch("bench_post_webhook")
@@ -170,8 +171,8 @@ def main() -> None:
     if not args.skip_posting:
         baseline, result, backlog = posting_with_webhook(args, env, receiver_cmd)
         rows.append(("pgbench baseline (mean)", f"{baseline:.0f}", "1.00", "", "0", ""))
-        rows.append((f"POST /v1/purchases, --workers {args.workers}, one webhook", f"{result.rps:.0f}",  # type: ignore[attr-defined]
-                     f"{result.rps / baseline:.2f}", f"{result.p99_ms:.1f}", str(result.errors),  # type: ignore[attr-defined]
+        rows.append((f"POST /v1/purchases, --workers {args.workers}, one webhook", f"{result.rps:.0f}",
+                     f"{result.rps / baseline:.2f}", f"{result.p99_ms:.1f}", str(result.errors),
                      f"deliveries at the end: {backlog}"))
     print(table(rows))
 

@@ -213,8 +213,8 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
             await db.close()
 
     return Litestar(
-        route_handlers=[health, ready, metrics, openapi.assets_router(), *controllers.ROUTES, *mailing_api.ROUTES, *events_api.ROUTES,
-                        *unsubscribe.ROUTES,
+        route_handlers=[health, ready, metrics, openapi.assets_router(), *controllers.ROUTES, *mailing_api.ROUTES,
+                        *events_api.ROUTES, *unsubscribe.ROUTES,
                         *plugin_routes(), *(extra_routes or [])],
         lifespan=[lifespan],
         middleware=[metrics_middleware],

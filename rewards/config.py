@@ -145,13 +145,14 @@ def load_settings() -> Settings:
         timezone=timezone,
         jobs=_bool("REWARDS_JOBS", True),
         expiry_notice=_duration("REWARDS_EXPIRY_NOTICE", timedelta(days=7)),
-        expiry_interval=_positive(_duration("REWARDS_EXPIRY_INTERVAL", timedelta(hours=1)), "REWARDS_EXPIRY_INTERVAL"),
-        webhook_timeout=_positive(_duration("REWARDS_WEBHOOK_TIMEOUT", timedelta(seconds=10)), "REWARDS_WEBHOOK_TIMEOUT"),
+        expiry_interval=_positive_duration("REWARDS_EXPIRY_INTERVAL", timedelta(hours=1)),
+        webhook_timeout=_positive_duration("REWARDS_WEBHOOK_TIMEOUT", timedelta(seconds=10)),
         webhook_concurrency=max(1, _int("REWARDS_WEBHOOK_CONCURRENCY", 16)),
     )
 
 
-def _positive(span: timedelta, name: str) -> timedelta:
+def _positive_duration(name: str, default: timedelta) -> timedelta:
+    span = _duration(name, default)
     if span <= timedelta(0):
         raise ValueError(f"{name} must be longer than zero")
     return span

@@ -67,8 +67,9 @@ class Job:
 
 def standard_jobs(db: Database, settings: Settings) -> list[Job]:
     """The service's jobs, on `db`."""
+    concurrency = settings.webhook_concurrency
     deliverer = Deliverer(db, SecretBox(secret_key(settings)), timeout=settings.webhook_timeout.total_seconds(),
-                          concurrency=settings.webhook_concurrency, per_webhook=max(1, settings.webhook_concurrency // 2))
+                          concurrency=concurrency, per_webhook=max(1, concurrency // 2))
     engine = Engine(db, Rulebook(db), limits_of(settings))
 
     async def expire() -> str | None:
@@ -77,7 +78,8 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
 
     return [
         Job("reward_expiry", settings.expiry_interval.total_seconds() / 4, expire),
-        Job("webhooks", WEBHOOKS_EVERY_SECONDS, deliverer.tick, drain=deliverer.drain, close=deliverer.close, log_level=logging.DEBUG),
+        Job("webhooks", WEBHOOKS_EVERY_SECONDS, deliverer.tick, drain=deliverer.drain, close=deliverer.close,
+            log_level=logging.DEBUG),
     ]
 
 

@@ -320,7 +320,8 @@ EARLIER_OFFER = """
 
 # Whom an offer just made was sent to, for its messages.
 RECIPIENTS = """
-    SELECT s.id, s.channel, s.address, s.member_id FROM offer_deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+    SELECT s.id, s.channel, s.address, s.member_id
+    FROM offer_deliveries d JOIN subscriptions s ON s.id = d.subscription_id
     WHERE d.offer_id = $1 AND s.address IS NOT NULL ORDER BY s.id"""
 MESSAGES_PER_STATEMENT = 2000
 

@@ -111,7 +111,8 @@ async def delete_webhook(webhook_id: WebhookPath, state: State) -> WebhookDelete
 
 
 @scoped("admin", errors=[errors.NotFound])
-@get("/v1/webhooks/{webhook_id:int}/deliveries", tags=["events"], summary="List a webhook's retried and failed deliveries")
+@get("/v1/webhooks/{webhook_id:int}/deliveries", tags=["events"],
+     summary="List a webhook's retried and failed deliveries")
 async def list_deliveries(
     webhook_id: WebhookPath,
     state: State,

@@ -127,7 +127,8 @@ async def test_types_keep_only_the_events_asked_for_and_an_empty_page_keeps_its_
 
 
 @pytest.mark.parametrize(("params", "field"), [
-    ({"after": "bm90LWEtY3Vyc29y"}, "after"), ({"after": "f1.1.2.3"}, "after"), ({"types": "reward.issued,nope"}, "types"),
+    ({"after": "bm90LWEtY3Vyc29y"}, "after"), ({"after": "f1.1.2.3"}, "after"),
+    ({"types": "reward.issued,nope"}, "types"),
     ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"),
 ])
 async def test_a_feed_request_that_is_not_valid_is_a_422_naming_its_parameter(

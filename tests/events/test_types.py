@@ -261,7 +261,8 @@ async def test_the_expiry_job_records_each_expiry_and_notice_once_and_verify_hol
     [reward] = await events_db.run("SELECT status, expires_at FROM rewards WHERE code = $1", gone)
     assert reward["status"] == "expired" and datetime.fromisoformat(expired["expires_at"]) == reward["expires_at"]
     [entry] = await events_db.run(
-        """SELECT l.kind, l.point_cents, l.occurred_at, l.actor_system FROM ledger l JOIN rewards w ON w.id = l.reward_id
+        """SELECT l.kind, l.point_cents, l.occurred_at, l.actor_system
+           FROM ledger l JOIN rewards w ON w.id = l.reward_id
            WHERE w.code = $1 AND l.kind = 'reward_expired'""", gone)
     assert (entry["point_cents"], entry["occurred_at"], entry["actor_system"]) == (0, reward["expires_at"],
                                                                                    "reward_expiry")

@@ -157,7 +157,8 @@ async def test_a_500_is_retried_with_the_same_webhook_id_until_a_2xx(
     sender = deliverer(events_client, events_db, schedule=(timedelta(milliseconds=300),))
     await deliver_until(sender, lambda: len(receiver.received) >= 1, "the first attempt")
     await sender.drain()
-    listed = await events_client.get(f"/v1/webhooks/{made['webhook_id']}/deliveries", headers=auth(events_keys["admin"]))
+    listed = await events_client.get(f"/v1/webhooks/{made['webhook_id']}/deliveries",
+                                     headers=auth(events_keys["admin"]))
     [first] = listed.json()["items"]
     assert (first["status"], first["attempts"], first["last_response_status"]) == ("pending", 1, 500)
     assert first["last_error"].startswith("HTTP 500")
