@@ -307,3 +307,33 @@ async def test_a_return_after_expiry_voids_nothing_expired(events_db: Any, event
     assert out.rewards_voided == [] and out.balance.point_cents == -30_000
     [reward] = await events_db.run("SELECT status FROM rewards WHERE code = $1", posted.rewards_issued[0].code)
     assert reward["status"] == "expired"
+
+
+async def test_the_reports_read_the_same_before_and_after_the_expiry_job(
+    events_client: Any, events_db: Any, events_engine: Any, enroll: Any
+) -> None:
+    """Expiry goes on the record; no figure of the liability or the incentive-value report moves."""
+    from rewards.auth import create_key
+    from rewards.expiry import expire_due
+
+    for days in (100, 95, 80):
+        await events_engine.submit(_history(await enroll(), days, 61_000))
+    compliance = auth(await create_key(events_db, ["compliance"]))
+    today = datetime.now(UTC).date()
+
+    async def figures() -> dict[str, Any]:
+        liability = await events_client.get("/v1/reports/liability", headers=compliance)
+        value = await events_client.get("/v1/reports/incentive-value", headers=compliance, params={
+            "program": "rewards", "from": str(today - timedelta(days=200)), "to": str(today - timedelta(days=1))})
+        assert liability.status_code == value.status_code == 200, liability.text + value.text
+        kept = liability.json()
+        kept.pop("rows_read", None)  # reward_expired entries are ledger rows read, not figures
+        report = value.json()
+        return {"liability": {k: v for k, v in kept.items() if k not in ("as_of", "cutoff")},
+                "value": {k: report[k] for k in ("members", "spend", "points", "rewards", "value_per_member_cents")},
+                "digest": report["reproducibility"]["digest"]}
+
+    before = await figures()
+    run = await expire_due(events_engine, timedelta(days=7))
+    assert run.expired, "nothing expired: the test compares nothing"
+    assert await figures() == before
