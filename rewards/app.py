@@ -24,11 +24,13 @@ from twilio.request_validator import RequestValidator
 from rewards import controllers, errors, guest_api, mailing_api, openapi, pages
 from rewards.access import public
 from rewards.auth import Authenticator
-from rewards.config import Settings, load_settings
+from rewards.config import Settings, load_settings, secret_key
 from rewards.db import Database, DatabaseUnavailable, database_from_env
 from rewards.decoding import StrictBodies
 from rewards.desk import api as desk_api
 from rewards.engine import Engine, limits_of
+from rewards.events import api as events_api
+from rewards.events.webhooks import SecretBox
 from rewards.migrations import migrate
 from rewards.openapi import PROBLEM, PROBLEM_TYPE, Problem
 from rewards.pages import guest, unsubscribe
@@ -203,6 +205,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
         app.state.settings = settings
         app.state.links = UnsubscribeLinks.from_settings(settings)
         app.state.session_cookies = SessionCookies.from_settings(settings)
+        app.state.webhook_secrets = SecretBox(secret_key(settings))
         app.state.replies = Replies(guest_services_phone=settings.guest_services_phone,
                                     guest_services_email=settings.guest_services_email)
         app.state.twilio = RequestValidator(settings.twilio_auth_token) if settings.twilio_auth_token else None
@@ -217,7 +220,8 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
 
     return Litestar(
         route_handlers=[health, ready, metrics, openapi.assets_router(), *controllers.ROUTES, *desk_api.ROUTES,
-                        *mailing_api.ROUTES, *guest_api.ROUTES, *unsubscribe.ROUTES, *guest.ROUTES, *privacy_api.ROUTES,
+                        *mailing_api.ROUTES, *events_api.ROUTES, *guest_api.ROUTES, *unsubscribe.ROUTES, *guest.ROUTES,
+                        *privacy_api.ROUTES,
                         *plugin_routes(), *(extra_routes or [])],
         lifespan=[lifespan],
         middleware=[metrics_middleware],

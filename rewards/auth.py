@@ -34,7 +34,7 @@ from rewards.engine.commands import Actor
 from rewards.statements import Statement
 from rewards.tables import api_keys, members
 
-SCOPES = ("checkout", "guest_services", "compliance", "admin", "web_shop")
+SCOPES = ("checkout", "guest_services", "compliance", "admin", "web_shop", "integrations")
 GUEST = "guest"
 TOKEN_PREFIX = "wr_"
 CACHE_SECONDS = 10.0

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,12 +87,15 @@ def serve(host: str | None, port: int | None, workers: int, access_log: bool) ->
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _stop_serving)
     metrics_dir = _metrics_dir()
+    jobs: subprocess.Popen[bytes] | None = None
     try:
         secret_key(settings)  # made once here, not raced for by the workers; an unwritable data folder fails now
         db = database_from_env(settings)  # starts the embedded server once, before the workers start
         applied = asyncio.run(_migrate(db))
         click.echo(f"database {describe_url(db.url)}; revisions applied now: {', '.join(applied) or 'none'}",
                    err=True)
+        if settings.jobs:
+            jobs = _start_jobs()
         uvicorn.run(
             "rewards.app:create_app",
             factory=True,
@@ -106,10 +110,35 @@ def serve(host: str | None, port: int | None, workers: int, access_log: bool) ->
             log_level="info",
         )
     finally:
+        if jobs is not None:
+            _stop_jobs(jobs)
         if not settings.database_url and embedded(settings.data_dir).leave():
             click.echo(f"stopped the embedded PostgreSQL under {settings.data_dir}", err=True)
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+JOBS_NICE = 10  # the jobs yield the CPU to the workers' requests
+JOBS_STOP_SECONDS = 20
+
+
+def _start_jobs() -> subprocess.Popen[bytes]:
+    """`rewards jobs run` beside the workers, in this process group (a signal to the group reaches
+    it), exiting by itself should this process vanish without stopping it."""
+    command = [sys.executable, "-c", "from rewards.cli import main; main()", "jobs", "run",
+               "--nice", str(JOBS_NICE), "--parent", str(os.getpid())]
+    click.echo("background jobs: rewards jobs run (webhook delivery, reward expiry)", err=True)
+    return subprocess.Popen(command)
+
+
+def _stop_jobs(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=JOBS_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class _Stopped(SystemExit):
@@ -171,8 +200,10 @@ class Duration(click.ParamType):
 
 @keys.command("create")
 @click.option("--scope", "scopes", multiple=True, required=True,
-              type=click.Choice(["checkout", "guest_services", "compliance", "admin", "web_shop", "guest"]),
-              help="A scope the key holds; repeat for several. `guest` needs --member.")
+              type=click.Choice(["checkout", "guest_services", "compliance", "admin", "web_shop", "integrations",
+                                 "guest"]),
+              help="A scope the key holds; repeat for several. `guest` needs --member; `integrations` reads "
+                   "the events feed.")
 @click.option("--member", "member_id", type=int, default=None, help="The member a guest token is bound to.")
 @click.option("--label", default=None, help="What the key is for (a store, a system).")
 @click.option("--ttl", type=Duration(), default=None,
@@ -238,15 +269,69 @@ def keys_revoke(key_id: int) -> None:
                else f"key {key_id}{label} was already revoked, at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
 
 
+@main.group("jobs")
+def jobs_group() -> None:
+    """The background jobs: webhook delivery, reward expiry (`rewards serve` runs them too)."""
+
+
+@jobs_group.command("run")
+@click.option("--once", is_flag=True, help="Run each job until it finds nothing to do, then exit "
+                                          "(exit status 3 when another runner holds the jobs lock).")
+@click.option("--nice", "niceness", type=click.IntRange(0, 19), default=0, hidden=True)
+@click.option("--parent", type=int, default=None, hidden=True, help="Exit when this process is gone.")
+def jobs_run(once: bool, niceness: int, parent: int | None) -> None:
+    """Run the background jobs without the HTTP service: webhook delivery and reward expiry.
+
+    One runner at a time across every process and host (a PostgreSQL advisory lock): a second
+    one waits, and takes over when the first stops. SIGINT or SIGTERM stops it; attempts under
+    way are given up and made again later, with the same webhook-id.
+    """
+    import logging
+
+    from rewards.jobs import Runner, standard_jobs
+
+    if niceness:
+        os.nice(niceness)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load_settings()
+
+    async def work(db: Database) -> bool:
+        runner = Runner(db.url, standard_jobs(db, settings))
+        if once:
+            return await runner.run_once()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        watch = asyncio.create_task(_watch_parent(parent, stop)) if parent else None
+        await runner.run(stop)
+        if watch is not None:
+            watch.cancel()
+        return True
+
+    # started by `rewards serve`, which migrated the database already
+    if not with_database(work, migrated=parent is None):
+        click.echo("another runner holds the jobs lock (rewards serve, or rewards jobs run); nothing was run", err=True)
+        sys.exit(3)
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    while os.getppid() == parent:
+        await asyncio.sleep(1)
+    stop.set()
+
+
 @main.command()
 @click.option("--no-recompute", is_flag=True, help="Skip recomputing every purchase's earning (faster).")
 def verify(no_recompute: bool) -> None:
     """Check every ledger invariant; print each problem and exit 1 if there is any."""
     from rewards.verify import find_problems
 
+    expiry_interval = load_settings().expiry_interval
+
     async def work(db: Database) -> list[str]:
         async with db.connection() as conn:
-            return await find_problems(conn, recompute=not no_recompute,
+            return await find_problems(conn, recompute=not no_recompute, expiry_interval=expiry_interval,
                                        progress=lambda what: click.echo(f"checking: {what}", err=True))
 
     problems = with_database(work)

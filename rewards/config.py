@@ -60,6 +60,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """`REWARDS_ERASURE_NOTICE_HOURS`: how long after it is asked for a member's erasure happens, so
     the guest is told first and can still use their rewards (Colorado 4 CCR 904-3 Rule 6.05(E));
     0 erases at once."""
+    jobs: bool = True
+    """`REWARDS_JOBS` (`on`, `off`): whether `rewards serve` runs the background jobs (webhook
+    delivery, reward expiry) beside its workers; off where `rewards jobs run` runs them instead."""
+    expiry_notice: timedelta = timedelta(days=7)
+    """`REWARDS_EXPIRY_NOTICE`: how long before a reward expires its `reward.expiring` event is written."""
+    expiry_interval: timedelta = timedelta(hours=1)
+    """`REWARDS_EXPIRY_INTERVAL`: a reward past its expiry gets its `reward_expired` entry within this
+    long (the job runs four times as often); `rewards verify` reports one left longer."""
+    webhook_timeout: timedelta = timedelta(seconds=10)
+    """`REWARDS_WEBHOOK_TIMEOUT`: how long a webhook endpoint has to answer a delivery."""
+    webhook_concurrency: int = 16
+    """`REWARDS_WEBHOOK_CONCURRENCY`: deliveries under way at once (at most half of them to one webhook)."""
 
 
 def _int(name: str, default: int) -> int:
@@ -82,6 +94,17 @@ def parse_duration(text: str) -> timedelta:
 def _duration(name: str, default: timedelta) -> timedelta:
     raw = os.environ.get(name)
     return default if raw in (None, "") else parse_duration(raw)
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "1", "yes"):
+        return True
+    if raw in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(f"{name} is on or off, not {raw!r}")
 def _public_url(host: str, port: int) -> str:
     raw = os.environ.get("REWARDS_PUBLIC_URL", "").strip()
     if not raw:
@@ -125,6 +148,11 @@ def load_settings() -> Settings:
         guest_services_email=os.environ.get("REWARDS_GUEST_SERVICES_EMAIL") or "guestservices@westique.example",
         timezone=timezone,
         erasure_notice_hours=_erasure_notice_hours(),
+        jobs=_bool("REWARDS_JOBS", True),
+        expiry_notice=_duration("REWARDS_EXPIRY_NOTICE", timedelta(days=7)),
+        expiry_interval=_positive_duration("REWARDS_EXPIRY_INTERVAL", timedelta(hours=1)),
+        webhook_timeout=_positive_duration("REWARDS_WEBHOOK_TIMEOUT", timedelta(seconds=10)),
+        webhook_concurrency=max(1, _int("REWARDS_WEBHOOK_CONCURRENCY", 16)),
     )
 
 
@@ -134,6 +162,13 @@ def _erasure_notice_hours() -> int:
         raise ValueError("REWARDS_ERASURE_NOTICE_HOURS must be a whole number of hours from 0 (erase at once) "
                          "to 1080 (45 days, the time a deletion request may take)")
     return hours
+
+
+def _positive_duration(name: str, default: timedelta) -> timedelta:
+    span = _duration(name, default)
+    if span <= timedelta(0):
+        raise ValueError(f"{name} must be longer than zero")
+    return span
 
 
 MIN_SECRET_KEY_LENGTH = 32

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# A pooled connection whose server ended it while it was idle (a terminated backend) can be
+# handed out after the server's error arrived and before its closing did: asyncpg then refuses
+# to send anything on it. Nothing was sent, so the work is run again on another connection.
+STALE = (asyncpg.InternalClientError,)
 # errors after which the whole transaction is simply run again: a racing twin, a deadlock
 RETRYABLE = (
     asyncpg.SerializationError,
@@ -157,6 +161,9 @@ class Database:
             except UNAVAILABLE as exc:
                 _throw_away(conn)
                 raise DatabaseUnavailable(str(exc)) from exc
+            except STALE:
+                _throw_away(conn)
+                raise
             except BaseException:
                 if _in_transaction(conn):
                     _throw_away(conn)
@@ -175,7 +182,8 @@ class Database:
         `begin`: the statements that open the transaction, sent as one simple query (no
         parameters): BEGIN and the transaction's own settings in a single round trip.
         """
-        for attempt in range(1, attempts + 1):
+        attempt = stale = 0
+        while True:
             try:
                 async with self.connection() as conn:
                     if begin is None:
@@ -190,11 +198,15 @@ class Database:
                         raise
                     await conn.execute("COMMIT")
                     return result
+            except STALE:  # every pooled connection may be stale at once: each is replaced
+                stale += 1
+                if stale > self.pool_size:
+                    raise
             except RETRYABLE:
+                attempt += 1
                 if attempt == attempts:
                     raise
                 await asyncio.sleep(0.002 * attempt)
-        raise AssertionError("unreachable")
 
     async def dedicated_connection(self) -> asyncpg.Connection:
         """A connection of its own, outside the pool, for a caller that keeps it (LISTEN); closing it is theirs."""
@@ -215,8 +227,14 @@ class Database:
             if args:
                 raise TypeError(f"{query!r} takes its values by name")
             sql, args = query.sql, tuple(query.args(params))
-        async with self.connection() as conn:
-            return await conn.fetch(sql, *args)
+        for stale in range(self.pool_size, -1, -1):  # every pooled connection may be stale at once
+            try:
+                async with self.connection() as conn:
+                    return await conn.fetch(sql, *args)
+            except STALE:
+                if not stale:
+                    raise
+        raise AssertionError("unreachable")
 
 
 

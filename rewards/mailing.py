@@ -3,7 +3,8 @@
 A subscription is one address on one channel. Every opt-in and opt-out is an event in
 `subscription_events` (where, when, and the keyword texted), written in the same
 transaction as the change of the subscription's status, so the consent record always
-explains the status.
+explains the status; each also writes a `subscription.changed` event (no address in it), and
+an offer writes an `offer.delivery` event per message to send (rewards.messages).
 
 Choices, as the API documents them:
 - Subscribing answers 201 when it records an opt-in (a new subscription, or the renewal of
@@ -34,6 +35,8 @@ import msgspec
 
 from rewards import contacts, errors
 from rewards.db import Database
+from rewards.events import NewEvent, emit, emit_many
+from rewards.messages import offer_delivery
 from rewards.schemas import (
     OfferIn,
     OfferOut,
@@ -44,6 +47,7 @@ from rewards.schemas import (
     UnsubscribeIn,
 )
 from rewards.texting import Replies, keyword_of
+from rewards.unsubscribe_links import UnsubscribeLinks
 
 def normalize_address(channel: str, address: str, *, field: str = "address") -> str:
     """The address as stored and compared, as a member's (rewards.contacts): an email NFKC-normalized,
@@ -116,14 +120,27 @@ async def subscribe(db: Database, request: SubscriptionIn, *, session_id: int | 
 
 LIFT_OPT_OUT = "DELETE FROM opt_out_hashes WHERE channel = $1 AND address_hash = privacy_hash($2)"
 
+# An opt-in or opt-out in the consent record (with the guest's page session that asked, if one
+# did), and what the subscription is now, for its event.
+_RECORD = """
+    WITH recorded AS (
+        INSERT INTO subscription_events (subscription_id, kind, source, detail, actor_session_id)
+        VALUES ($1, $2, $3, $4, $5)
+        RETURNING subscription_id, kind, source, occurred_at)
+    SELECT s.id, s.channel, s.member_id, s.status, r.kind, r.source, r.occurred_at
+    FROM recorded r JOIN subscriptions s ON s.id = r.subscription_id"""
+
 
 async def _record(conn: asyncpg.Connection, subscription_id: int, kind: str, source: str,
                   detail: str | None = None, *, session_id: int | None = None) -> None:
-    await conn.execute(
-        """INSERT INTO subscription_events (subscription_id, kind, source, detail, actor_session_id)
-           VALUES ($1, $2, $3, $4, $5)""",
-        subscription_id, kind, source, detail, session_id,
-    )
+    await _changed(conn, await conn.fetchrow(_RECORD, subscription_id, kind, source, detail, session_id))
+
+
+async def _changed(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+    """The `subscription.changed` event of an opt-in or opt-out (no address: it is personal data)."""
+    await emit(conn, "subscription.changed", member_id=row["member_id"], occurred_at=row["occurred_at"], data={
+        "subscription_id": row["id"], "channel": row["channel"], "change": row["kind"], "status": row["status"],
+        "source": row["source"]})
 
 
 async def _renew(conn: asyncpg.Connection, subscription_id: int, source: str, *,
@@ -138,28 +155,39 @@ async def _renew(conn: asyncpg.Connection, subscription_id: int, source: str, *,
     await _record(conn, subscription_id, "renewed", source, detail, session_id=session_id)
 
 
-# One statement: the status changes only if the subscription is active, and the event is
-# written only for a change, so a repeated unsubscribe records nothing.
+# One statement: the status changes only if the subscription is active, and the consent event is
+# written only for a change, so a repeated unsubscribe records nothing. It answers what
+# `_changed` needs for the `subscription.changed` event.
 _UNSUBSCRIBE = """
     WITH stopped AS (
         UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = now()
         WHERE {which} AND address IS NOT NULL AND status = 'active'
-        RETURNING id
+        RETURNING id, channel, member_id, status
+    ), recorded AS (
+        INSERT INTO subscription_events (subscription_id, kind, source, detail, actor_session_id)
+        SELECT id, 'unsubscribed', {source}, {detail}, {session} FROM stopped
+        RETURNING subscription_id, kind, source, occurred_at
     )
-    INSERT INTO subscription_events (subscription_id, kind, source, detail, actor_session_id)
-    SELECT id, 'unsubscribed', {source}, {detail}, {session} FROM stopped
-    RETURNING subscription_id"""
+    SELECT s.id, s.channel, s.member_id, s.status, r.kind, r.source, r.occurred_at
+    FROM stopped s JOIN recorded r ON r.subscription_id = s.id"""
 UNSUBSCRIBE = _UNSUBSCRIBE.format(which="channel = $1 AND lower(address) = lower($2)", source="$3", detail="$4",
                                   session="$5::bigint")
 UNSUBSCRIBE_BY_ID = _UNSUBSCRIBE.format(which="id = $1", source="'link'", detail="$2", session="NULL")
+
+
+async def _stop(conn: asyncpg.Connection, statement: str, *args: object) -> bool:
+    """Run an UNSUBSCRIBE statement and write the event of each opt-out; True if one was active."""
+    stopped = await conn.fetch(statement, *args)
+    for row in stopped:
+        await _changed(conn, row)
+    return bool(stopped)
 
 
 async def _unsubscribe(db: Database, channel: str, address: str, source: str, detail: str | None = None, *,
                        session_id: int | None = None) -> bool:
     """Stop the address's subscription; True if it was active. `session_id`: the guest's page
     session that asked, recorded with the opt-out."""
-    return bool(await db.transaction(lambda conn: conn.fetch(UNSUBSCRIBE, channel, address, source, detail,
-                                                             session_id)))
+    return await db.transaction(lambda conn: _stop(conn, UNSUBSCRIBE, channel, address, source, detail, session_id))
 
 
 async def unsubscribe(db: Database, request: UnsubscribeIn) -> None:
@@ -209,7 +237,7 @@ async def unsubscribe_by_link(db: Database, subscription_id: int, how: str) -> L
     detail); the subscription as it is afterwards, or None if there is none."""
 
     async def work(conn: asyncpg.Connection) -> LinkedSubscription | None:
-        await conn.execute(UNSUBSCRIBE_BY_ID, subscription_id, how)
+        await _stop(conn, UNSUBSCRIBE_BY_ID, subscription_id, how)
         return _linked(await conn.fetchrow(_LINKED, subscription_id))
 
     return await db.transaction(work)
@@ -298,13 +326,34 @@ EARLIER_OFFER = """
     FROM offers o WHERE o.code = $1"""
 
 
+# Whom an offer just made was sent to, for its messages.
+RECIPIENTS = """
+    SELECT s.id, s.channel, s.address, s.member_id
+    FROM offer_deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+    WHERE d.offer_id = $1 AND s.address IS NOT NULL ORDER BY s.id"""
+MESSAGES_PER_STATEMENT = 2000
+
+
+async def _send(conn: asyncpg.Connection, offer: asyncpg.Record, links: UnsubscribeLinks) -> None:
+    """One `offer.delivery` event per message to send, for the retailer's email or SMS sender."""
+    recipients = await conn.fetch(RECIPIENTS, offer["id"])
+    for start in range(0, len(recipients), MESSAGES_PER_STATEMENT):
+        await emit_many(conn, [
+            NewEvent(type="offer.delivery", member_id=r["member_id"], occurred_at=offer["created_at"],
+                     data=offer_delivery(offer["code"], offer["value_cents"], r["channel"], r["id"], r["address"],
+                                         links))
+            for r in recipients[start:start + MESSAGES_PER_STATEMENT]])
+
+
 def _offer_out(row: asyncpg.Record) -> OfferOut:
     return OfferOut(offer_id=row["id"], code=row["code"], value_cents=row["value_cents"], channel=row["channel"],
                     created_at=row["created_at"], deliveries=row["deliveries"])
 
 
-async def make_offer(db: Database, offer: OfferIn) -> tuple[bool, OfferOut]:
-    """Make an offer and send it to the channel's subscribers; returns (created, answer).
+async def make_offer(db: Database, offer: OfferIn, links: UnsubscribeLinks) -> tuple[bool, OfferOut]:
+    """Make an offer and send it to the channel's subscribers; returns (created, answer). Sending
+    is recording each message to send as an `offer.delivery` event (and an `offer_deliveries`
+    row, which the mailing list's report counts), in the offer's transaction.
 
     The code is the idempotency key: the same offer again answers (False, the first answer);
     the same code with another value or channel is an `idempotency_conflict`.
@@ -313,6 +362,7 @@ async def make_offer(db: Database, offer: OfferIn) -> tuple[bool, OfferOut]:
     async def work(conn: asyncpg.Connection) -> tuple[bool, OfferOut]:
         row = await conn.fetchrow(MAKE_OFFER, offer.code, offer.value_cents, offer.channel)
         if row is not None:
+            await _send(conn, row, links)
             return True, _offer_out(row)
         earlier = await conn.fetchrow(EARLIER_OFFER, offer.code)
         if (earlier["value_cents"], earlier["channel"]) != (offer.value_cents, offer.channel):

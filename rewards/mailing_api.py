@@ -101,9 +101,11 @@ async def twilio_inbound(request: Request[Any, Any, Any], state: State) -> Respo
 @scoped("admin", errors=[errors.IdempotencyConflict], replays=True)
 @post("/v1/offers", tags=["mailing list"], summary="Make an offer")
 async def make_offer(data: JSONBody[OfferIn], state: State) -> Response[OfferOut]:
-    """Make an offer and send it to every active subscription of its channel. The code is the
-    idempotency key: the same offer again answers 200; another value or channel, 409."""
-    created, out = await mailing.make_offer(state.db, data)
+    """Make an offer and send it to every active subscription of its channel: an `offer.delivery`
+    event per message, with its text, its address and (email) the unsubscribe link and headers,
+    for the retailer's sender (the events feed or a webhook). The code is the idempotency key:
+    the same offer again answers 200 and sends nothing more; another value or channel, 409."""
+    created, out = await mailing.make_offer(state.db, data, state.links)
     return answer(created, out)
 
 

@@ -66,7 +66,7 @@ NOW = text("now()")
 
 
 def _id() -> Column[int]:
-    """The surrogate key every table but program_rules and offer_deliveries has."""
+    """The surrogate key of most tables (not program_rules, offer_deliveries, event_passes)."""
     return Column("id", BigInteger, Identity(always=False), primary_key=True)
 
 
@@ -265,13 +265,17 @@ rewards = Table(
     Column("voided_at", TIMESTAMPTZ),
     Column("cost_point_cents", BigInteger, nullable=False),  # what a return that voids it gives back
     Column("adjustment_id", BigInteger, ForeignKey("adjustments.id", name="rewards_adjustment_id_fkey")),
+    # when its `reward.expiring` notice was written (rewards.expiry); NULL before
+    Column("expiry_notice_at", TIMESTAMPTZ),
     UniqueConstraint("code"),
     # a reward can never be issued twice: the member's n-th reward exists once
     UniqueConstraint("member_id", "ordinal"),
     CheckConstraint("ordinal > 0", name="rewards_ordinal_check"),
     CheckConstraint("value_cents > 0", name="rewards_value_cents_check"),
     CheckConstraint("expires_at > issued_at", name="rewards_check"),
-    CheckConstraint("status IN ('issued', 'redeemed', 'voided')", name="rewards_status_check"),
+    # `expired`: its `reward_expired` entry is written (rewards.expiry); until then an issued reward
+    # past its expiry is shown as expired all the same (rewards.members.reward_status)
+    CheckConstraint("status IN ('issued', 'redeemed', 'voided', 'expired')", name="rewards_status_check"),
     CheckConstraint("(status = 'redeemed') = (redeemed_purchase_id IS NOT NULL AND redeemed_at IS NOT NULL)",
                     name="rewards_check1"),
     CheckConstraint("(status = 'voided') = (voided_at IS NOT NULL)", name="rewards_check2"),
@@ -280,12 +284,14 @@ rewards = Table(
 )
 Index("rewards_purchase", rewards.c.purchase_id)
 Index("rewards_open", rewards.c.member_id, postgresql_where=rewards.c.status == "issued")
+# the expiry job's and verify's way to the open rewards that expire soonest
+Index("rewards_open_by_expiry", rewards.c.expires_at, postgresql_where=rewards.c.status == "issued")
 Index("rewards_redeemed_purchase", rewards.c.redeemed_purchase_id,
       postgresql_where=rewards.c.redeemed_purchase_id.is_not(None))
 
 LEDGER_KINDS = ("earn", "card_bonus", "reward_issued", "reward_redeemed", "reward_voided", "return", "forfeit",
                 "adjustment", "merge_out", "merge_in", "reward_moved_out", "reward_moved_in", "reward_reinstated",
-                "debt_carried_out", "debt_carried_in")
+                "debt_carried_out", "debt_carried_in", "reward_expired")
 
 # Staff adjustments of points (and opening balances imported from a previous program): the
 # ledger's `adjustment` entry names one; `ext_id` is the API's adjustment_id, the idempotency key.
@@ -357,6 +363,9 @@ ledger = Table(
     # a reward voided by a return gives its points back; voided at cancellation, nothing
     CheckConstraint("kind <> 'reward_voided' OR point_cents >= 0", name="ledger_voided_gives_back"),
     CheckConstraint("num_nonnulls(actor_key_id, actor_session_id, actor_system) = 1", name="ledger_one_actor"),
+    # a reward reaching its expiry takes no points: they were taken when it was issued
+    CheckConstraint("kind <> 'reward_expired' OR (point_cents = 0 AND reward_id IS NOT NULL)",
+                    name="ledger_expired_moves_no_points"),
 )
 Index("ledger_member", ledger.c.member_id, ledger.c.id)
 Index("ledger_occurred", ledger.c.occurred_at)
@@ -423,7 +432,8 @@ api_keys = Table(
     UniqueConstraint("token_hash"),
     CheckConstraint(
         "cardinality(scopes) > 0"
-        " AND scopes <@ ARRAY['checkout', 'guest_services', 'compliance', 'admin', 'web_shop', 'guest']",
+        " AND scopes <@ ARRAY['checkout', 'guest_services', 'compliance', 'admin', 'web_shop', 'guest',"
+        " 'integrations']",
         name="api_keys_scopes_check",
     ),
     # a guest token names its member, and holds the guest scope alone
@@ -545,9 +555,8 @@ offer_deliveries = Table(
 
 # --- events: what happened, for the feed and the webhooks ------------------------------------
 
-# Written in the same transaction as the change it reports (rewards/events.py). `tx` is the
-# writing transaction's id: the feed orders by it and serves only transactions that can no
-# longer commit, so an event never appears behind a cursor already given out.
+# Written in the same transaction as the change it reports (rewards/events/). `tx` is the
+# writing transaction's id: the passes below say, by it, when each event became visible.
 events = Table(
     "events",
     metadata,
@@ -681,3 +690,74 @@ Index("privacy_requests_member", privacy_requests.c.member_id,
       postgresql_where=privacy_requests.c.member_id.is_not(None))
 Index("privacy_requests_subject_hash", privacy_requests.c.subject_hash,
       postgresql_where=privacy_requests.c.subject_hash.is_not(None))
+# a message's address is personal data: erasure finds the messages of a subscription by it
+Index("events_message_subscription", events.c.data["subscription_id"].astext,
+      postgresql_where=events.c.type == "offer.delivery")
+
+# The feed's order (rewards/events/feed.py): pass n holds the events of the transactions that
+# committed between two snapshots, the one taken by pass n-1 (`after_xmax`, `after_xip`) and
+# its own (`snapshot_xmax`, `snapshot_xip`): a transaction is visible in a snapshot when its id
+# is below the snapshot's xmax and not in its xip (the ones still running). Passes are numbered one after the other, one
+# sealer at a time, so a pass is complete once it can be read.
+event_passes = Table(
+    "event_passes",
+    metadata,
+    Column("pass", BigInteger, primary_key=True, autoincrement=False),
+    Column("snapshot_xmax", BigInteger, nullable=False),
+    Column("snapshot_xip", ARRAY(BigInteger), nullable=False),
+    Column("after_xmax", BigInteger, nullable=False),
+    Column("after_xip", ARRAY(BigInteger), nullable=False),
+    Column("sealed_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    CheckConstraint("pass > 0", name="event_passes_pass_check"),
+)
+
+# Endpoints the events are pushed to (Standard Webhooks). The signing secret is kept sealed with
+# a key derived from REWARDS_SECRET_KEY (rewards/events/webhooks.py); `types` empty: every type.
+# `position_*`: the webhook's place in the feed (a feed cursor): every event up to it was delivered
+# or, having failed, is in webhook_deliveries (rewards/events/delivery.py).
+webhooks = Table(
+    "webhooks",
+    metadata,
+    _id(),
+    Column("url", Text, nullable=False),
+    Column("types", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("description", Text, nullable=False, server_default=text("''")),
+    Column("secret_sealed", Text, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    Column("created_by_key_id", BigInteger, ForeignKey("api_keys.id", name="webhooks_created_by_key_id_fkey")),
+    Column("position_pass", BigInteger, nullable=False),
+    Column("position_tx", BigInteger, nullable=False),
+    Column("position_id", BigInteger, nullable=False),
+    CheckConstraint("url ~ '^https?://'", name="webhooks_url_check"),
+)
+
+# An event whose first attempt to a webhook failed: sent again on the retry schedule until a 2xx
+# answers, then `failed` after the last attempt. (An event delivered at its first attempt leaves
+# no row: the webhook's position moves past it.)
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    _id(),
+    Column("webhook_id", BigInteger, ForeignKey("webhooks.id", name="webhook_deliveries_webhook_id_fkey",
+                                                ondelete="CASCADE"), nullable=False),
+    Column("event_id", BigInteger, ForeignKey("events.id", name="webhook_deliveries_event_id_fkey"), nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # pending: when it is due (an attempt under way leases it until then)
+    Column("next_attempt_at", TIMESTAMPTZ),
+    Column("last_attempt_at", TIMESTAMPTZ),
+    Column("last_response_status", Integer),
+    Column("last_error", Text),
+    Column("delivered_at", TIMESTAMPTZ),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=NOW),
+    # an event is handed to a webhook once
+    UniqueConstraint("webhook_id", "event_id", name="webhook_deliveries_webhook_id_event_id_key"),
+    CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="webhook_deliveries_status_check"),
+    CheckConstraint("attempts >= 0", name="webhook_deliveries_attempts_check"),
+    CheckConstraint("(status = 'pending') = (next_attempt_at IS NOT NULL)", name="webhook_deliveries_check"),
+    CheckConstraint("(status = 'delivered') = (delivered_at IS NOT NULL)", name="webhook_deliveries_check1"),
+)
+Index("webhook_deliveries_due", webhook_deliveries.c.next_attempt_at,
+      postgresql_where=webhook_deliveries.c.status == "pending")
+Index("webhook_deliveries_listed", webhook_deliveries.c.webhook_id, webhook_deliveries.c.status,
+      webhook_deliveries.c.id)

@@ -7,6 +7,7 @@ well), plus a recomputation of every purchase's earning with the rules it was po
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 
 import asyncpg
 import msgspec
@@ -55,6 +56,7 @@ CHECKS: list[tuple[str, str]] = [
                              count(*) FILTER (WHERE kind = 'reward_voided') AS voided,
                              count(*) FILTER (WHERE kind = 'reward_moved_out') AS moved_out,
                              count(*) FILTER (WHERE kind = 'reward_moved_in') AS moved_in,
+                             count(*) FILTER (WHERE kind = 'reward_expired') AS expired,
                              sum(point_cents) FILTER (WHERE kind = 'reward_issued') AS issued_points,
                              -- who holds it: the member it last moved to, or the one it was issued to
                              (array_agg(member_id ORDER BY id DESC)
@@ -65,8 +67,15 @@ CHECKS: list[tuple[str, str]] = [
               OR coalesce(e.redeemed, 0) - coalesce(e.reinstated, 0) <> (w.status = 'redeemed')::int
               OR coalesce(e.reinstated, 0) > coalesce(e.redeemed, 0)
               OR coalesce(e.voided, 0) <> (w.status = 'voided')::int
+              OR coalesce(e.expired, 0) <> (w.status = 'expired')::int
               OR coalesce(e.moved_out, 0) <> coalesce(e.moved_in, 0)
               OR e.holder IS DISTINCT FROM w.member_id""",
+    ),
+    (
+        "a reward is on the record as expired only once it has expired, as of its expiry",
+        """SELECT l.id AS entry_id, w.code, w.expires_at, l.occurred_at, l.created_at
+           FROM ledger l JOIN rewards w ON w.id = l.reward_id
+           WHERE l.kind = 'reward_expired' AND (l.occurred_at <> w.expires_at OR l.created_at < w.expires_at)""",
     ),
     (
         "a redeemed reward was tendered by a purchase of its own member",
@@ -192,6 +201,16 @@ CHECKS: list[tuple[str, str]] = [
     ),
 ]
 
+# (what must hold, the query returning each row that breaks it, given REWARDS_EXPIRY_INTERVAL as $1)
+EXPIRY_CHECK = (
+    "a reward past its expiry for longer than REWARDS_EXPIRY_INTERVAL has its reward_expired entry "
+    "(the jobs of `rewards serve`, or `rewards jobs run --once`, write them)",
+    """SELECT w.code, w.expires_at, i.created_at AS issued_recorded_at
+       FROM rewards w JOIN ledger i ON i.reward_id = w.id AND i.kind = 'reward_issued'
+       WHERE w.status = 'issued' AND w.expires_at < now() - $1::interval AND i.created_at < now() - $1::interval""",
+)
+DEFAULT_EXPIRY_INTERVAL = timedelta(hours=1)
+
 RECOMPUTE_BATCH = 5000
 
 RETURNS_BY_PURCHASE = """
@@ -268,14 +287,21 @@ async def recompute_returns(conn: asyncpg.Connection, limit: int = 100) -> list[
 
 
 async def find_problems(
-    conn: asyncpg.Connection, *, recompute: bool = True, progress: Callable[[str], None] | None = None
+    conn: asyncpg.Connection, *, recompute: bool = True, progress: Callable[[str], None] | None = None,
+    expiry_interval: timedelta = DEFAULT_EXPIRY_INTERVAL,
 ) -> list[str]:
-    """Every broken invariant, one line each; an empty list means the ledger is sound."""
+    """Every broken invariant, one line each; an empty list means the ledger is sound.
+
+    `expiry_interval`: REWARDS_EXPIRY_INTERVAL, how long a reward may stay past its expiry (or
+    past being recorded, for history imported already expired) without its `reward_expired` entry.
+    """
     problems: list[str] = []
-    for what, query in CHECKS:
+    checks: list[tuple[str, str, tuple[object, ...]]] = [(what, query, ()) for what, query in CHECKS]
+    checks.append((*EXPIRY_CHECK, (expiry_interval,)))
+    for what, query, args in checks:
         if progress:
             progress(what)
-        for row in await conn.fetch(query + " LIMIT 100"):
+        for row in await conn.fetch(query + " LIMIT 100", *args):
             problems.append(f"{what}: " + ", ".join(f"{k}={v}" for k, v in row.items()))
     if recompute:
         if progress:

@@ -13,7 +13,6 @@ in SQL.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,15 +22,13 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from rewards.app import create_app
 from rewards.auth import create_key
-from rewards.config import load_settings
 from rewards.db import Database
 from rewards.privacy.erasure import erase_now
 from rewards.schemas import PurchaseIn, ReturnIn
 from rewards.engine import Cancel, Engine, Limits, PostPurchase, PostReturn, unwrap
 from rewards.rulebook import Rulebook
-from tests.conftest import TESTS, auth, enrollment, purchase, unique
+from tests.conftest import TESTS, auth, client_on, enrollment, purchase, unique
 from tests.databases import scratch_database
 
 # emptied before each report test; CASCADE takes any table that refers to these
@@ -48,14 +45,7 @@ async def report_database_url(database_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 async def report_client(report_database_url: str) -> AsyncIterator[AsyncTestClient]:
-    before = os.environ.get("DATABASE_URL")
-    app = create_app(msgspec.structs.replace(load_settings(), database_url=report_database_url))
-    async with AsyncTestClient(app=app) as client:
-        # the app's start-up may have set DATABASE_URL; the rest of the session keeps its own
-        if before is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = before
+    async with client_on(report_database_url) as client:
         yield client
 
 

@@ -377,7 +377,7 @@ async def test_a_posting_waiting_for_a_member_another_holds_still_locks_and_read
                 mine = rng.sample(members, 5)
                 await conn.execute(BEGIN)
                 got = {m["id"] for m in msgspec.json.decode(await conn.fetchval(
-                    SNAPSHOT, mine, [unique("lock") for _ in mine], [], [], [], [], [], 0, 0, 0, None, True, [], [], [], 0))["members"]}
+                    SNAPSHOT, mine, [unique("lock") for _ in mine], [], [], [], [], [], 0, 0, 0, None, True, [], [], [], 0, []))["members"]}
                 if got != set(mine):
                     missing.append(set(mine) - got)
                 # a new version of each row (the same balance), committed: what a posting leaves behind

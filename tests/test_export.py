@@ -26,7 +26,7 @@ from tests.test_api_members import problem
 # tables whose rows are about the program, not about one member (the export quotes what it needs of them)
 # (opt-out hashes name no member: an erased address is kept only as its keyed hash)
 PROGRAM_WIDE = {"program_rules", "program_disclosures", "program_documents", "offers", "opt_out_hashes",
-                "privacy_hash_key"}
+                "privacy_hash_key", "event_passes", "webhooks", "webhook_deliveries"}
 # how each table's rows of the member are found, and how the export names them
 COVERED = {
     "members": ("SELECT id AS key FROM members WHERE id = $1", lambda x: [x["member"]["member_id"]]),

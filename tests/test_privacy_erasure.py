@@ -232,4 +232,5 @@ async def test_a_guest_who_enrolls_again_meanwhile_keeps_the_new_membership_and_
     [gone] = await db.run("SELECT address, status, member_id FROM subscriptions WHERE id = $1", early)
     assert (gone["address"], gone["status"], gone["member_id"]) == (None, "unsubscribed", old["member_id"])
     assert await events_of(db, old["member_id"], "subscription.changed") == [
-        {"subscription_id": early, "channel": "sms", "status": "unsubscribed", "erased": True}]
+        {"subscription_id": early, "channel": "sms", "change": "unsubscribed", "status": "unsubscribed",
+         "source": "erasure", "erased": True}]

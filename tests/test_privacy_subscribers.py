@@ -49,9 +49,10 @@ async def test_erasing_a_subscriber_erases_the_address_and_keeps_the_opt_out(cli
     assert await where_found(db, address) == {}
     assert await opted_out(db, "email", address)
     [event] = await db.run("""SELECT member_id, data FROM events WHERE type = 'subscription.changed'
-                              AND (data->>'subscription_id')::bigint = $1""", sid)
+                              AND (data->>'subscription_id')::bigint = $1 AND data ? 'erased'""", sid)
     assert event["member_id"] is None
-    assert event["data"] == {"subscription_id": sid, "channel": "email", "status": "unsubscribed", "erased": True}
+    assert event["data"] == {"subscription_id": sid, "channel": "email", "change": "unsubscribed",
+                             "status": "unsubscribed", "source": "erasure", "erased": True}
 
     # no offer reaches it; asking again erases nothing more and says it stays opted out
     assert not await offer_reaches(client, keys, db, "email", sid)

@@ -89,11 +89,18 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/me/cancel"): SESSION,
     ("POST", "/me/cancel"): SESSION,
     ("POST", "/me/sign-out"): SESSION,
+    ("GET", "/v1/events"): frozenset({"integrations"}),
+    ("POST", "/v1/webhooks"): frozenset({"admin"}),
+    ("GET", "/v1/webhooks"): frozenset({"admin"}),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): frozenset({"admin"}),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): frozenset({"admin"}),
+    ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"): frozenset({"admin"}),
+    ("POST", "/v1/webhooks/{webhook_id}/deliveries/retry-failed"): frozenset({"admin"}),
 }
 # routes that cancel or erase the member of the path: each gets a member of its own
 ENDS_THE_MEMBER = {("POST", "/v1/members/{member_id}/cancel"), ("DELETE", "/v1/members/{member_id}/personal-data")}
 
-STAFF = ("checkout", "guest_services", "compliance", "admin", "web_shop")
+STAFF = ("checkout", "guest_services", "compliance", "admin", "web_shop", "integrations")
 # guests before staff: a staff caller allowed to cancel or erase the member ends its guest token
 CALLERS = ("no_token", "not_bearer", "unknown_token", "revoked_token", "guest_self", "guest_other", *STAFF)
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")

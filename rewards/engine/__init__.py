@@ -1,7 +1,8 @@
 """The posting engine: every change of points and rewards goes through here.
 
 One shape for every way in (HTTP group commit, `rewards import`, `rewards demo`, the desk's
-adjustments and merges, a new enrollment's carried debt, and the jobs' postings): `posting.apply` locks the members a batch touches and reads
+adjustments and merges, a new enrollment's carried debt, and the jobs' reward expiry):
+`posting.apply` locks the members a batch touches and reads
 what it needs in two statements, `planner.Planner` decides everything in pure Python
 (replays and conflicts, member status, offers, redemptions, the balance walk, the rewards
 issued and their expiry, returns by units, reinstated rewards, cancellation, adjustments,
@@ -21,17 +22,18 @@ from rewards.engine.commands import (
     Cancel,
     CarryDebt,
     Command,
+    ExpireRewards,
     Limits,
     Merge,
     PostPurchase,
     PostReturn,
     system,
 )
-from rewards.engine.planner import Outcome
+from rewards.engine.planner import Outcome, RewardsExpired
 from rewards.engine.posting import Engine, apply
 
-__all__ = ["Actor", "Adjust", "Cancel", "CarryDebt", "Command", "Engine", "Limits", "Merge", "Outcome",
-           "PostPurchase", "PostReturn", "unwrap", "apply", "limits_of", "system"]
+__all__ = ["Actor", "Adjust", "Cancel", "CarryDebt", "Command", "Engine", "ExpireRewards", "Limits", "Merge",
+           "Outcome", "PostPurchase", "PostReturn", "RewardsExpired", "unwrap", "apply", "limits_of", "system"]
 
 
 def limits_of(settings: Settings) -> Limits:

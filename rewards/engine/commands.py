@@ -152,4 +152,19 @@ class CarryDebt:
     as_of: datetime | None = None
 
 
-Command = PostPurchase | PostReturn | Cancel | Adjust | Merge | CarryDebt
+@dataclass(frozen=True, slots=True)
+class ExpireRewards:
+    """Put a member's rewards that reached their expiry on the record (a `reward_expired` entry
+    of no points, status `expired`, a `reward.expired` event), and write the `reward.expiring`
+    notice of the active member's rewards that expire within `notice`, once each. What is
+    already on the record is left as it is: asking again changes nothing."""
+
+    member_id: int
+    notice: timedelta
+    """How long before its expiry a reward's `reward.expiring` event is written (REWARDS_EXPIRY_NOTICE)."""
+    actor: Actor
+    as_of: datetime | None = None
+    """Decided as if at this moment instead of now (see `AS_OF`)."""
+
+
+Command = PostPurchase | PostReturn | Cancel | Adjust | Merge | CarryDebt | ExpireRewards

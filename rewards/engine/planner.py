@@ -16,7 +16,18 @@ import msgspec
 
 from rewards import errors, rules
 from rewards.engine import rows
-from rewards.engine.commands import Actor, Adjust, Cancel, CarryDebt, Command, Limits, Merge, PostPurchase, PostReturn
+from rewards.engine.commands import (
+    Actor,
+    Adjust,
+    Cancel,
+    CarryDebt,
+    Command,
+    ExpireRewards,
+    Limits,
+    Merge,
+    PostPurchase,
+    PostReturn,
+)
 from rewards.engine.snapshot import Cancellation, Snapshot
 from rewards.schemas import (
     AdjustmentOut,
@@ -49,6 +60,16 @@ class Outcome:
     created: bool
     answer: Any = None
     error: errors.DomainError | None = None
+
+
+@dataclass(slots=True)
+class RewardsExpired:
+    """What an `ExpireRewards` put on the record: the codes expired, and those whose
+    `reward.expiring` notice was written."""
+
+    member_id: int
+    expired: list[str]
+    noticed: list[str]
 
 
 def brief(point_cents: int) -> BalanceBrief:
@@ -131,7 +152,9 @@ class Planner:
                 return self._merge(command)
             if isinstance(command, CarryDebt):
                 return self._carry_debt(command)
-            return self._cancel(command)
+            if isinstance(command, Cancel):
+                return self._cancel(command)
+            return self._expire(command)
         except errors.DomainError as refused:
             return Outcome(False, error=refused)
 
@@ -425,6 +448,27 @@ class Planner:
         if not sources:
             return Outcome(False, None)
         return Outcome(True, CarriedOver(point_cents=carried, from_member_ids=sources))
+    def _expire(self, command: ExpireRewards) -> Outcome:
+        member = self._member(command.member_id)
+        expired, noticed = [], []
+        for reward in self._issued_rewards(member.id):
+            if reward.expires_at <= self.now:
+                # on the record as of the moment it expired; its points went when it was issued
+                reward.status = "expired"
+                self.plan.entries.append(self._entry(member.id, "reward_expired", 0, reward.expires_at, command.actor,
+                                                     reward_id=reward.id))
+                self._event("reward.expired", member.id, reward.expires_at, {
+                    "code": reward.code, "value_cents": reward.value_cents, "issued_at": reward.issued_at,
+                    "expires_at": reward.expires_at})
+                expired.append(reward.code)
+            elif (member.status == "active" and reward.expiry_notice_at is None
+                  and reward.expires_at - command.notice <= self.now):
+                reward.expiry_notice_at = self.now
+                self._event("reward.expiring", member.id, self.now, {
+                    "code": reward.code, "value_cents": reward.value_cents, "issued_at": reward.issued_at,
+                    "expires_at": reward.expires_at})
+                noticed.append(reward.code)
+        return Outcome(bool(expired or noticed), RewardsExpired(member.id, expired, noticed))
 
     # --- the checks -------------------------------------------------------------------------
 
@@ -517,8 +561,15 @@ class Planner:
                 id=r.id, code=r.code, member_id=r.member_id, ordinal=r.ordinal, value_cents=r.value_cents,
                 cost_point_cents=r.cost_point_cents, issued_at=r.issued_at, expires_at=r.expires_at,
                 purchase_id=r.purchase_id, adjustment_id=r.adjustment_id, status=r.status, redeemed_at=r.redeemed_at,
-                redeemed_purchase_id=r.redeemed_purchase_id, voided_at=r.voided_at)
+                redeemed_purchase_id=r.redeemed_purchase_id, voided_at=r.voided_at, expiry_notice_at=r.expiry_notice_at)
         return reward
+
+    def _issued_rewards(self, member_id: int) -> list[rows.Reward]:
+        """The member's issued rewards, in the order issued, those past their expiry included (read
+        for the members of ExpireRewards commands)."""
+        ids = {r.id for r in self._snapshot_rewards.values() if r.member_id == member_id}
+        found = [self._reward(i) for i in ids] + [r for r in self.plan.new_rewards.values() if r.member_id == member_id]
+        return sorted((r for r in found if r.status == "issued"), key=lambda r: r.ordinal)
 
     def _open_rewards(self, member_id: int) -> list[rows.Reward]:
         """The member's issued, unexpired rewards (the snapshot holds every open reward of the members

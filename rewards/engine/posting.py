@@ -31,7 +31,7 @@ from rewards import rules
 from rewards.coalescing import Coalescer
 from rewards.db import Database
 from rewards.engine import rows
-from rewards.engine.commands import Adjust, CarryDebt, Command, Limits, Merge, PostPurchase, PostReturn
+from rewards.engine.commands import Adjust, Cancel, CarryDebt, Command, Limits, Merge, PostPurchase, PostReturn
 from rewards.engine.planner import Outcome, OutOfIds, Planner
 from rewards.engine.snapshot import decode_snapshot
 
@@ -57,12 +57,12 @@ def new_reward_code() -> str:
 # --- 1, 2. lock and read ------------------------------------------------------------------------
 
 # One call of the database function `engine_snapshot` (its latest definition is in
-# sql/versions/0009_engine_snapshot_merges.py): it takes the rules lock (shared), locks the members
-# of the postings not made before (in id order, and then those a merge committed meanwhile made
-# part of the batch), and then, each statement with a snapshot taken after those locks, reads
-# what the planner needs, only the parts the batch asks for, and draws the ids of its new rows.
-# `p_lock` false (a quote) locks nothing and draws no id.
-SNAPSHOT = "SELECT engine_snapshot($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+# sql/versions/0010_engine_snapshot_desk_expiry.py): it takes the rules lock (shared), locks the
+# members of the postings not made before (in id order, and then those a merge committed
+# meanwhile made part of the batch), and then, each statement with a snapshot taken after those
+# locks, reads what the planner needs, only the parts the batch asks for, and draws the ids of its
+# new rows. `p_lock` false (a quote) locks nothing and draws no id.
+SNAPSHOT = "SELECT engine_snapshot($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
 
 DRAW_IDS = "SELECT ARRAY(SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2))"
 
@@ -79,6 +79,8 @@ class _Asks:
     reward_codes: list[str]
     offer_codes: list[str]
     cancels: list[int]
+    expiring: list[int]
+    """Members whose issued rewards are all read, those past their expiry included."""
     purchases: int
     returns: int
     adjusted: list[int]
@@ -88,7 +90,7 @@ class _Asks:
 
     @classmethod
     def of(cls, commands: Sequence[Command]) -> _Asks:
-        asks = cls([], [], [], [], [], [], [], 0, 0, [], [], [])
+        asks = cls([], [], [], [], [], [], [], [], 0, 0, [], [], [])
         for c in commands:
             if isinstance(c, PostPurchase):
                 p = c.purchase
@@ -111,10 +113,14 @@ class _Asks:
             elif isinstance(c, CarryDebt):
                 asks.member_ids.extend((c.member_id, *c.from_member_ids))
                 asks.member_keys.extend([None] * (1 + len(c.from_member_ids)))
-            else:
+            elif isinstance(c, Cancel):
                 asks.member_ids.append(c.member_id)
                 asks.member_keys.append(None)
                 asks.cancels.append(c.member_id)
+            else:
+                asks.member_ids.append(c.member_id)
+                asks.member_keys.append(None)
+                asks.expiring.append(c.member_id)
         return asks
 
 
@@ -215,7 +221,7 @@ async def apply(conn: asyncpg.Connection, commands: Sequence[Command], versions:
         asks.offer_codes, asks.cancels, asks.purchases if write else 0, asks.returns if write else 0,
         asks.purchases + len(asks.adjusted) + 4 if write else 0,
         min((c.as_of for c in commands if c.as_of is not None), default=None), write,
-        asks.adjusted, asks.adjustment_keys, asks.merged, len(asks.adjusted) if write else 0))
+        asks.adjusted, asks.adjustment_keys, asks.merged, len(asks.adjusted) if write else 0, asks.expiring))
     planner = Planner(snapshot, await versions.stored(conn, snapshot.rules_version), limits, new_reward_code)
     if not write:
         return [planner.quote(c) for c in commands]  # type: ignore[arg-type]

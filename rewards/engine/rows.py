@@ -71,9 +71,11 @@ class Reward(msgspec.Struct, kw_only=True):
     redeemed_at: datetime | None = None
     redeemed_purchase_id: int | None = None
     voided_at: datetime | None = None
+    expiry_notice_at: datetime | None = None
 
 
-REWARD_STATE = ("status", "redeemed_at", "redeemed_purchase_id", "voided_at", "member_id", "ordinal")
+REWARD_STATE = ("status", "redeemed_at", "redeemed_purchase_id", "voided_at", "member_id", "ordinal",
+                "expiry_notice_at")
 """What a posting may change of a reward already written (a merge moves it: its member and ordinal)."""
 
 
@@ -136,7 +138,7 @@ class MemberChange(msgspec.Struct, kw_only=True):
 
 
 class Event(msgspec.Struct, kw_only=True):
-    """What happened, for the feed and the webhooks (rewards/events.py): no personal data."""
+    """What happened, for the feed and the webhooks (rewards/events/): no personal data."""
 
     type: str
     member_id: int | None

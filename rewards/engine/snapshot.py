@@ -39,6 +39,7 @@ class Reward(msgspec.Struct, kw_only=True):
     redeemed_at: datetime | None = None
     redeemed_purchase_id: int | None = None
     voided_at: datetime | None = None
+    expiry_notice_at: datetime | None = None
 
 
 class Returnable(msgspec.Struct, kw_only=True):
@@ -129,9 +130,10 @@ class Snapshot(msgspec.Struct, kw_only=True):
     rewards: list[Reward] = []
     """Rewards tendered in the batch; the open rewards of the members whose postings may void or
     move them: returns', cancellations' and merges' (unexpired at the earliest moment a command of
-    the batch is decided at: its `as_of`, or now); and the rewards redeemed by the purchases its
-    returns name (a return may reinstate them). A purchase reads only the rewards it tenders: a
-    member's open rewards may be hundreds."""
+    the batch is decided at: its `as_of`, or now); every issued reward of the members whose rewards
+    are expired (open or past their expiry); and the rewards redeemed by the purchases its returns
+    name (a return may reinstate them). A purchase reads only the rewards it tenders: a member's
+    open rewards may be hundreds."""
     returnable: list[Returnable] = []
     prior_purchases: list[PriorPurchase] = []
     prior_returns: list[PriorReturn] = []

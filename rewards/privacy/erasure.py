@@ -76,6 +76,11 @@ ERASE_SUBSCRIPTIONS = """
                              unsubscribed_at = coalesce(unsubscribed_at, $2)
     WHERE member_id = $1 AND erased_at IS NULL
     RETURNING id, channel"""
+# the messages sent to a subscription (offer.delivery events) keep what was sent, not where
+ERASE_MESSAGES = """
+    UPDATE events SET data = (data - 'address' - 'subject' - 'text' - 'unsubscribe_url' - 'headers')
+                             || jsonb_build_object('erased_at', $2::timestamptz)
+    WHERE type = 'offer.delivery' AND data ->> 'subscription_id' = $1::bigint::text"""
 # the address a sign-in link was sent to (a message event names it; rewards.sign_in)
 ERASE_LINK_ADDRESSES = """
     UPDATE events SET data = (data - 'address') || jsonb_build_object('address_erased_at', $2::timestamptz)
@@ -143,9 +148,12 @@ async def _erase_person(conn: asyncpg.Connection, member_id: int, actor: Actor, 
 
 async def subscription_erased(conn: asyncpg.Connection, subscription_id: int, channel: str, member_id: int | None,
                               at: datetime) -> None:
-    """The event of a subscription unsubscribed and its address erased (no address in it)."""
+    """A subscription's address is erased: the messages sent to it forget it, and its event says
+    so (no address in it; the shape of rewards.mailing's opt-outs, `erased` added)."""
+    await conn.execute(ERASE_MESSAGES, subscription_id, at)
     await emit(conn, "subscription.changed", member_id=member_id, occurred_at=at, data={
-        "subscription_id": subscription_id, "channel": channel, "status": "unsubscribed", "erased": True})
+        "subscription_id": subscription_id, "channel": channel, "change": "unsubscribed", "status": "unsubscribed",
+        "source": "erasure", "erased": True})
 
 
 async def _lock_member(conn: asyncpg.Connection, member_id: int) -> asyncpg.Record:

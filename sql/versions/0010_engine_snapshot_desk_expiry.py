@@ -1,12 +1,13 @@
-"""The engine's read for the desk's postings: adjustments (their members locked unless replayed,
+"""The engine's read for the desk's postings and the jobs' reward expiry: adjustments (their members locked unless replayed,
 answered from what is stored when they are), merges (the members merged into a duplicate, and
 those a merge committed while a batch waited for its locks), returns charged to the member a
 duplicate was merged into, the rewards a returned purchase redeemed (a return may reinstate
-them), and the members' merged_into and erased_at. Replaces revision 0005's `engine_snapshot`;
-the reasons for its shape are written there.
+them), every issued reward of the members whose expired rewards are put on the record (past their
+expiry too), each reward's `expiry_notice_at`, and the members' merged_into and erased_at.
+Replaces revision 0005's `engine_snapshot`; the reasons for its shape are written there.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-01
 """
 
@@ -17,8 +18,8 @@ from pathlib import Path
 
 from alembic import op
 
-revision = "0009"
-down_revision: str | None = "0008"
+revision = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | None = None
 depends_on: str | None = None
 
@@ -42,7 +43,8 @@ CREATE FUNCTION engine_snapshot(
     p_adjusted        bigint[],     -- the members adjustments name
     p_adjustment_keys text[],       -- beside each, the adjustment's key
     p_merged          bigint[],     -- the duplicates merges name
-    p_adjustment_ids  integer
+    p_adjustment_ids  integer,
+    p_expiring        bigint[]      -- members whose rewards past their expiry go on the record
 ) RETURNS text LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
@@ -128,15 +130,20 @@ BEGIN
 
     SELECT coalesce(json_agg(w), '[]') INTO v_rewards FROM (
         SELECT id, code, member_id, ordinal, status, value_cents, cost_point_cents, issued_at, expires_at,
-               purchase_id, adjustment_id, redeemed_at, redeemed_purchase_id, voided_at
+               purchase_id, adjustment_id, redeemed_at, redeemed_purchase_id, voided_at, expiry_notice_at
         FROM rewards WHERE code = ANY (p_reward_codes)
         UNION
         SELECT id, code, member_id, ordinal, status, value_cents, cost_point_cents, issued_at, expires_at,
-               purchase_id, adjustment_id, redeemed_at, redeemed_purchase_id, voided_at
+               purchase_id, adjustment_id, redeemed_at, redeemed_purchase_id, voided_at, expiry_notice_at
         FROM rewards WHERE member_id = ANY (v_voiding) AND status = 'issued' AND expires_at > v_open_at
+        UNION  -- every issued reward of the members whose expired rewards go on the record
+        SELECT id, code, member_id, ordinal, status, value_cents, cost_point_cents, issued_at, expires_at,
+               purchase_id, adjustment_id, redeemed_at, redeemed_purchase_id, voided_at, expiry_notice_at
+        FROM rewards WHERE member_id = ANY (p_expiring) AND status = 'issued'
         UNION  -- a return may reinstate what its purchase redeemed
         SELECT w.id, w.code, w.member_id, w.ordinal, w.status, w.value_cents, w.cost_point_cents, w.issued_at,
-               w.expires_at, w.purchase_id, w.adjustment_id, w.redeemed_at, w.redeemed_purchase_id, w.voided_at
+               w.expires_at, w.purchase_id, w.adjustment_id, w.redeemed_at, w.redeemed_purchase_id, w.voided_at,
+               w.expiry_notice_at
         FROM purchases p JOIN rewards w ON w.redeemed_purchase_id = p.id
         WHERE p.ext_id = ANY (p_returned) AND w.status = 'redeemed') w;
     IF cardinality(p_returned) > 0 THEN
