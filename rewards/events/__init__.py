@@ -27,7 +27,8 @@ from rewards.tables import events
 # accept these names, and no other.
 EVENT_TYPES = (
     "member.enrolled", "member.updated", "member.cancelled", "member.erasure_scheduled", "member.erased",
-    "member.merged", "purchase.posted", "return.posted", "points.adjusted", "reward.issued", "reward.redeemed",
+    "member.merged", "purchase.posted", "return.posted", "points.adjusted", "points.carried", "reward.issued",
+    "reward.redeemed",
     "reward.reinstated", "reward.expiring", "reward.expired", "reward.voided", "subscription.changed",
     "offer.delivery", "sign_in_link.created", "privacy_request.received", "privacy_request.completed",
     "privacy_request.denied",
