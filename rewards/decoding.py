@@ -7,7 +7,7 @@ strict, so their bodies go through `StrictBody`, a DTO whose `decode_bytes` is m
 typed JSON decoder in its default, strict mode. `StrictBodies`, a serialization plugin,
 gives every handler whose `data` is an `Inbound` struct that DTO, so a handler just
 annotates `data: PurchaseIn`. Litestar reads the body (413 past the size limit) and calls
-the DTO only after the route's guards have let the caller in.
+the DTO only after the route's check (`rewards.access`) has let the caller in.
 
 Errors are ours: a wrong type or a broken rule is 422 `validation_error` naming the field,
 JSON that does not parse (or is not UTF-8, or nests without end) is 400 `malformed_request`.

@@ -272,8 +272,7 @@ async def _read_balances(db: Database, member_ids: list[int]) -> list[tuple[list
 
 def balance_reads(db: Database) -> Coalescer[int, tuple[list[asyncpg.Record], datetime]]:
     # reads commit nothing: two in flight keep the database busy while the worker answers; the
-    # second goes once four reads wait (bigger batches, fewer round trips: 10,000-10,300 reads/s
-    # against 9,300-10,500 for a second batch per straggler, bench/README.md)
+    # second goes once four reads wait (bigger batches, fewer round trips; measured in bench/README.md)
     return coalescing.shared(db, "balance_reads", lambda: Coalescer(
         lambda ids: _read_balances(db, ids), in_flight=2, overlap_at=4))
 

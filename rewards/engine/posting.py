@@ -36,8 +36,8 @@ from rewards.engine.planner import Outcome, OutOfIds, Planner
 from rewards.engine.snapshot import decode_snapshot
 
 # The engine's transaction. Its statements take arrays whose sizes the planner cannot know: a
-# custom plan per call cost three to four times what running them did (0.95 ms against 0.26 ms
-# for the read of ten postings), so generic plans, made once a connection. Every lookup here is
+# custom plan per call cost three to four times what running them did (bench/README.md), so
+# generic plans, made once a connection. Every lookup here is
 # by an indexed key from a few values: a generic plan made while a table was still empty (a new
 # program) would scan it whole at every call from then on, and one guessing 100 rows from each
 # array hashed a whole table (the consents, to withdraw a cancelled member's): no sequential

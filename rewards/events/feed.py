@@ -66,7 +66,10 @@ def pass_events(*, limit: str, where: str = "") -> str:
 
 # Seal a pass when events became visible since the last one; its number, or no row. Run after
 # taking SEAL_LOCK, in the same transaction: this statement's snapshot is then taken after the
-# pass before committed.
+# pass before committed. The new events are looked for in the events (tx, id) index, from the
+# pass before's bounds (ORDER BY tx LIMIT 1): an EXISTS was planned as a sequential scan that
+# stops at the first match, and the new events are the last rows of the table (152 ms a seal
+# on 536,000 events, every second).
 SEAL = """
 WITH snap AS (SELECT pg_current_snapshot() AS s),
 now AS (SELECT pg_snapshot_xmax(s)::text::bigint AS snapshot_xmax,
@@ -78,9 +81,12 @@ next AS (SELECT coalesce((SELECT pass FROM prev), 0) + 1 AS pass, now.snapshot_x
          FROM now)
 INSERT INTO event_passes (pass, snapshot_xmax, snapshot_xip, after_xmax, after_xip)
 SELECT p.pass, p.snapshot_xmax, p.snapshot_xip, p.after_xmax, p.after_xip FROM next p
-WHERE EXISTS (SELECT 1 FROM events e WHERE e.tx = ANY (p.after_xip) AND e.tx <> ALL (p.snapshot_xip))
-   OR EXISTS (SELECT 1 FROM events e WHERE e.tx >= p.after_xmax AND e.tx < p.snapshot_xmax
-                                       AND e.tx <> ALL (p.snapshot_xip))
+WHERE EXISTS (SELECT 1 FROM unnest(p.after_xip) AS x(tx)
+              WHERE x.tx <> ALL (p.snapshot_xip)
+                AND (SELECT e.tx FROM events e WHERE e.tx = x.tx ORDER BY e.tx LIMIT 1) IS NOT NULL)
+   OR (SELECT e.tx FROM events e WHERE e.tx >= p.after_xmax AND e.tx < p.snapshot_xmax
+                                   AND e.tx <> ALL (p.snapshot_xip)
+       ORDER BY e.tx LIMIT 1) IS NOT NULL
 RETURNING pass"""
 
 
