@@ -32,9 +32,12 @@ from typing import Literal
 
 import asyncpg
 import msgspec
+from sqlalchemy import BigInteger, ColumnElement, Text, bindparam, cast, func, insert, literal, null, select, update
 
 from rewards import contacts, errors
 from rewards.db import Database
+from rewards.statements import Statement
+from rewards.tables import subscription_events, subscriptions
 from rewards.events import NewEvent, emit, emit_many
 from rewards.messages import offer_delivery
 from rewards.schemas import (
@@ -155,29 +158,37 @@ async def _renew(conn: asyncpg.Connection, subscription_id: int, source: str, *,
     await _record(conn, subscription_id, "renewed", source, detail, session_id=session_id)
 
 
-# One statement: the status changes only if the subscription is active, and the consent event is
-# written only for a change, so a repeated unsubscribe records nothing. It answers what
-# `_changed` needs for the `subscription.changed` event.
-_UNSUBSCRIBE = """
-    WITH stopped AS (
-        UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = now()
-        WHERE {which} AND address IS NOT NULL AND status = 'active'
-        RETURNING id, channel, member_id, status
-    ), recorded AS (
-        INSERT INTO subscription_events (subscription_id, kind, source, detail, actor_session_id)
-        SELECT id, 'unsubscribed', {source}, {detail}, {session} FROM stopped
-        RETURNING subscription_id, kind, source, occurred_at
-    )
-    SELECT s.id, s.channel, s.member_id, s.status, r.kind, r.source, r.occurred_at
-    FROM stopped s JOIN recorded r ON r.subscription_id = s.id"""
-UNSUBSCRIBE = _UNSUBSCRIBE.format(which="channel = $1 AND lower(address) = lower($2)", source="$3", detail="$4",
-                                  session="$5::bigint")
-UNSUBSCRIBE_BY_ID = _UNSUBSCRIBE.format(which="id = $1", source="'link'", detail="$2", session="NULL")
+def _unsubscribing(which: ColumnElement[bool], source: ColumnElement[str], detail: ColumnElement[str | None],
+                   session: ColumnElement[int | None]) -> Statement:
+    """One statement: the status changes only if the subscription is active, and the consent
+    event is written only for a change, so a repeated unsubscribe records nothing. It answers
+    what `_changed` needs for the `subscription.changed` event."""
+    s, e = subscriptions, subscription_events
+    stopped = (update(s).where(which, s.c.address.is_not(None), s.c.status == "active")
+               .values(status="unsubscribed", unsubscribed_at=func.now())
+               .returning(s.c.id, s.c.channel, s.c.member_id, s.c.status).cte("stopped"))
+    recorded = (insert(e).from_select(
+        ["subscription_id", "kind", "source", "detail", "actor_session_id"],
+        select(stopped.c.id, literal("unsubscribed", Text), source, detail, session))
+        .returning(e.c.subscription_id, e.c.kind, e.c.source, e.c.occurred_at).cte("recorded"))
+    return Statement(select(stopped.c.id, stopped.c.channel, stopped.c.member_id, stopped.c.status, recorded.c.kind,
+                            recorded.c.source, recorded.c.occurred_at)
+                     .select_from(stopped.join(recorded, recorded.c.subscription_id == stopped.c.id)))
 
 
-async def _stop(conn: asyncpg.Connection, statement: str, *args: object) -> bool:
+# by address (a guest, a register, a text) and by id (an unsubscribe link, its source `link`)
+UNSUBSCRIBE = _unsubscribing(
+    (subscriptions.c.channel == bindparam("channel", type_=Text))
+    & (func.lower(subscriptions.c.address) == func.lower(bindparam("address", type_=Text))),
+    bindparam("source", type_=Text), bindparam("detail", type_=Text), bindparam("session_id", type_=BigInteger))
+UNSUBSCRIBE_BY_ID = _unsubscribing(subscriptions.c.id == bindparam("subscription_id", type_=BigInteger),
+                                   literal("link", Text), bindparam("detail", type_=Text),
+                                   cast(null(), BigInteger))
+
+
+async def _stop(conn: asyncpg.Connection, statement: Statement, **params: object) -> bool:
     """Run an UNSUBSCRIBE statement and write the event of each opt-out; True if one was active."""
-    stopped = await conn.fetch(statement, *args)
+    stopped = await statement.fetch(conn, **params)
     for row in stopped:
         await _changed(conn, row)
     return bool(stopped)
@@ -187,7 +198,8 @@ async def _unsubscribe(db: Database, channel: str, address: str, source: str, de
                        session_id: int | None = None) -> bool:
     """Stop the address's subscription; True if it was active. `session_id`: the guest's page
     session that asked, recorded with the opt-out."""
-    return await db.transaction(lambda conn: _stop(conn, UNSUBSCRIBE, channel, address, source, detail, session_id))
+    return await db.transaction(lambda conn: _stop(
+        conn, UNSUBSCRIBE, channel=channel, address=address, source=source, detail=detail, session_id=session_id))
 
 
 async def unsubscribe(db: Database, request: UnsubscribeIn) -> None:
@@ -237,7 +249,7 @@ async def unsubscribe_by_link(db: Database, subscription_id: int, how: str) -> L
     detail); the subscription as it is afterwards, or None if there is none."""
 
     async def work(conn: asyncpg.Connection) -> LinkedSubscription | None:
-        await _stop(conn, UNSUBSCRIBE_BY_ID, subscription_id, how)
+        await _stop(conn, UNSUBSCRIBE_BY_ID, subscription_id=subscription_id, detail=how)
         return _linked(await conn.fetchrow(_LINKED, subscription_id))
 
     return await db.transaction(work)
