@@ -32,12 +32,16 @@ from typing import Literal
 
 import asyncpg
 import msgspec
-from sqlalchemy import BigInteger, ColumnElement, Text, bindparam, cast, func, insert, literal, null, select, update
+from sqlalchemy import (
+    BigInteger, BindParameter, ColumnElement, Text, bindparam, cast, delete, func, insert, literal, literal_column, null,
+    select, update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from rewards import contacts, errors
 from rewards.db import Database
 from rewards.statements import Statement
-from rewards.tables import subscription_events, subscriptions
+from rewards.tables import members, offer_deliveries, offers, opt_out_hashes, subscription_events, subscriptions
 from rewards.events import NewEvent, emit, emit_many
 from rewards.messages import offer_delivery
 from rewards.schemas import (
@@ -69,10 +73,43 @@ def normalize_address(channel: str, address: str, *, field: str = "address") -> 
 # --- subscriptions ---------------------------------------------------------------------------
 
 
+def _text(name: str) -> BindParameter[str]:
+    return bindparam(name, type_=Text)
+
+
+def _id(name: str) -> BindParameter[int]:
+    return bindparam(name, type_=BigInteger)
+
+
+# FOR SHARE: an erasure running now (it locks the member row) either finishes first and refuses
+# us, or waits and then erases this subscription with the rest
+MEMBER_ERASED_AT = Statement(select(members.c.erased_at).where(members.c.id == _id("member_id"))
+                             .with_for_update(read=True))
+
+SUBSCRIPTION_OF = Statement(
+    select(subscriptions.c.id, subscriptions.c.status)
+    .where(subscriptions.c.channel == _text("channel"),
+           func.lower(subscriptions.c.address) == func.lower(_text("address")), subscriptions.c.address.is_not(None))
+    .with_for_update())
+
+NEW_SUBSCRIPTION = Statement(
+    insert(subscriptions).values(channel=_text("channel"), address=_text("address"), member_id=_id("member_id"),
+                                 status="active", source=_text("source"))
+    .returning(subscriptions.c.id))
+
+# an active subscription given at a register with the member's id: now the member's
+LINK_MEMBER = Statement(
+    update(subscriptions)
+    .where(subscriptions.c.id == _id("subscription_id"), subscriptions.c.member_id.is_distinct_from(_id("member_id")))
+    .values(member_id=_id("member_id")))
+
+# a new consent: an erased address's opt-out no longer holds
+LIFT_OPT_OUT = Statement(delete(opt_out_hashes).where(
+    opt_out_hashes.c.channel == _text("channel"), opt_out_hashes.c.address_hash == func.privacy_hash(_text("address"))))
+
+
 async def _check_member(conn: asyncpg.Connection, member_id: int) -> None:
-    # FOR SHARE: an erasure running now (it locks the member row) either finishes first and
-    # refuses us, or waits and then erases this subscription with the rest
-    row = await conn.fetchrow("SELECT erased_at FROM members WHERE id = $1 FOR SHARE", member_id)
+    row = await MEMBER_ERASED_AT.fetchrow(conn, member_id=member_id)
     if row is None:
         raise errors.NotFound(f"member {member_id} does not exist")
     if row["erased_at"] is not None:
@@ -90,30 +127,19 @@ async def subscribe(db: Database, request: SubscriptionIn, *, session_id: int | 
     async def work(conn: asyncpg.Connection) -> tuple[bool, SubscriptionOut]:
         if request.member_id is not None:
             await _check_member(conn, request.member_id)
-        found = await conn.fetchrow(
-            """SELECT id, status FROM subscriptions
-               WHERE channel = $1 AND lower(address) = lower($2) AND address IS NOT NULL FOR UPDATE""",
-            request.channel, address,
-        )
+        found = await SUBSCRIPTION_OF.fetchrow(conn, channel=request.channel, address=address)
         if found is None or found["status"] != "active":
-            # a new consent: an erased address's opt-out no longer holds
-            await conn.execute(LIFT_OPT_OUT, request.channel, address)
+            await LIFT_OPT_OUT.execute(conn, channel=request.channel, address=address)
         if found is None:
             # a racing twin's insert makes this a unique violation: the transaction is run
             # again and finds the twin's subscription
-            subscription_id = await conn.fetchval(
-                """INSERT INTO subscriptions (channel, address, member_id, status, source)
-                   VALUES ($1, $2, $3, 'active', $4) RETURNING id""",
-                request.channel, address, request.member_id, request.source,
-            )
+            subscription_id = await NEW_SUBSCRIPTION.fetchval(
+                conn, channel=request.channel, address=address, member_id=request.member_id, source=request.source)
             await _record(conn, subscription_id, "subscribed", request.source, session_id=session_id)
             return True, SubscriptionOut(subscription_id=subscription_id)
         if found["status"] == "active":
             if request.member_id is not None:
-                await conn.execute(
-                    "UPDATE subscriptions SET member_id = $2 WHERE id = $1 AND member_id IS DISTINCT FROM $2",
-                    found["id"], request.member_id,
-                )
+                await LINK_MEMBER.execute(conn, subscription_id=found["id"], member_id=request.member_id)
             return False, SubscriptionOut(subscription_id=found["id"])
         await _renew(conn, found["id"], request.source, member_id=request.member_id, session_id=session_id)
         return True, SubscriptionOut(subscription_id=found["id"])
@@ -121,22 +147,24 @@ async def subscribe(db: Database, request: SubscriptionIn, *, session_id: int | 
     return await db.transaction(work)
 
 
-LIFT_OPT_OUT = "DELETE FROM opt_out_hashes WHERE channel = $1 AND address_hash = privacy_hash($2)"
-
 # An opt-in or opt-out in the consent record (with the guest's page session that asked, if one
 # did), and what the subscription is now, for its event.
-_RECORD = """
-    WITH recorded AS (
-        INSERT INTO subscription_events (subscription_id, kind, source, detail, actor_session_id)
-        VALUES ($1, $2, $3, $4, $5)
-        RETURNING subscription_id, kind, source, occurred_at)
-    SELECT s.id, s.channel, s.member_id, s.status, r.kind, r.source, r.occurred_at
-    FROM recorded r JOIN subscriptions s ON s.id = r.subscription_id"""
+_recorded = (insert(subscription_events)
+             .values(subscription_id=_id("subscription_id"), kind=_text("kind"), source=_text("source"),
+                     detail=_text("detail"), actor_session_id=_id("session_id"))
+             .returning(subscription_events.c.subscription_id, subscription_events.c.kind,
+                        subscription_events.c.source, subscription_events.c.occurred_at)
+             .cte("recorded"))
+RECORD = Statement(
+    select(subscriptions.c.id, subscriptions.c.channel, subscriptions.c.member_id, subscriptions.c.status,
+           _recorded.c.kind, _recorded.c.source, _recorded.c.occurred_at)
+    .select_from(_recorded.join(subscriptions, subscriptions.c.id == _recorded.c.subscription_id)))
 
 
 async def _record(conn: asyncpg.Connection, subscription_id: int, kind: str, source: str,
                   detail: str | None = None, *, session_id: int | None = None) -> None:
-    await _changed(conn, await conn.fetchrow(_RECORD, subscription_id, kind, source, detail, session_id))
+    await _changed(conn, await RECORD.fetchrow(conn, subscription_id=subscription_id, kind=kind, source=source,
+                                               detail=detail, session_id=session_id))
 
 
 async def _changed(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
@@ -146,15 +174,16 @@ async def _changed(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
         "source": row["source"]})
 
 
+RENEW = Statement(
+    update(subscriptions).where(subscriptions.c.id == _id("subscription_id"))
+    .values(status="active", unsubscribed_at=None, subscribed_at=func.now(), source=_text("source"),
+            member_id=func.coalesce(_id("member_id"), subscriptions.c.member_id)))
+
+
 async def _renew(conn: asyncpg.Connection, subscription_id: int, source: str, *,
                  member_id: int | None = None, detail: str | None = None, session_id: int | None = None) -> None:
     """A later opt-in: the subscription is active again, from this opt-in's source and time."""
-    await conn.execute(
-        """UPDATE subscriptions SET status = 'active', unsubscribed_at = NULL, subscribed_at = now(),
-                                    source = $2, member_id = coalesce($3, member_id)
-           WHERE id = $1""",
-        subscription_id, source, member_id,
-    )
+    await RENEW.execute(conn, subscription_id=subscription_id, source=source, member_id=member_id)
     await _record(conn, subscription_id, "renewed", source, detail, session_id=session_id)
 
 
@@ -231,7 +260,8 @@ class LinkedSubscription(msgspec.Struct, frozen=True, kw_only=True):
     status: str
 
 
-_LINKED = "SELECT channel, address, status FROM subscriptions WHERE id = $1"
+LINKED = Statement(select(subscriptions.c.channel, subscriptions.c.address, subscriptions.c.status)
+                   .where(subscriptions.c.id == _id("subscription_id")))
 
 
 def _linked(row: asyncpg.Record | None) -> LinkedSubscription | None:
@@ -241,7 +271,7 @@ def _linked(row: asyncpg.Record | None) -> LinkedSubscription | None:
 
 async def linked_subscription(db: Database, subscription_id: int) -> LinkedSubscription | None:
     """The subscription a link names, or None if there is none (a database that was reset)."""
-    return _linked((await db.run(_LINKED, subscription_id) or [None])[0])
+    return _linked((await db.run(LINKED, subscription_id=subscription_id) or [None])[0])
 
 
 async def unsubscribe_by_link(db: Database, subscription_id: int, how: str) -> LinkedSubscription | None:
@@ -250,7 +280,7 @@ async def unsubscribe_by_link(db: Database, subscription_id: int, how: str) -> L
 
     async def work(conn: asyncpg.Connection) -> LinkedSubscription | None:
         await _stop(conn, UNSUBSCRIBE_BY_ID, subscription_id=subscription_id, detail=how)
-        return _linked(await conn.fetchrow(_LINKED, subscription_id))
+        return _linked(await LINKED.fetchrow(conn, subscription_id=subscription_id))
 
     return await db.transaction(work)
 
@@ -296,11 +326,7 @@ async def sms_inbound(db: Database, text: SmsInboundIn, replies: Replies) -> Sms
 
 async def _restart(db: Database, sender: str, keyword: str, detail: str, replies: Replies) -> SmsInboundOut:
     async def work(conn: asyncpg.Connection) -> SmsInboundOut:
-        found = await conn.fetchrow(
-            """SELECT id, status FROM subscriptions
-               WHERE channel = 'sms' AND lower(address) = lower($1) AND address IS NOT NULL FOR UPDATE""",
-            sender,
-        )
+        found = await SUBSCRIPTION_OF.fetchrow(conn, channel="sms", address=sender)
         if found is None:
             # a first opt-in needs its consent taken at a register or online, with its source
             return SmsInboundOut(action="unchanged", keyword=keyword, reply=replies.not_on_the_list,
@@ -319,36 +345,39 @@ async def _restart(db: Database, sender: str, keyword: str, detail: str, replies
 
 # One statement: the offer, and a delivery to every active subscription of its channel.
 # A code already taken inserts nothing (and sends nothing again).
-MAKE_OFFER = """
-    WITH offer AS (
-        INSERT INTO offers (code, value_cents, channel) VALUES ($1, $2, $3)
-        ON CONFLICT (code) DO NOTHING
-        RETURNING id, code, value_cents, channel, created_at
-    ), sent AS (
-        INSERT INTO offer_deliveries (offer_id, subscription_id, sent_at)
-        SELECT offer.id, s.id, offer.created_at
-        FROM offer JOIN subscriptions s ON s.channel = offer.channel AND s.status = 'active'
-        RETURNING 1
-    )
-    SELECT offer.*, (SELECT count(*) FROM sent) AS deliveries FROM offer"""
+_offer = (pg_insert(offers).values(code=_text("code"), value_cents=_id("value_cents"), channel=_text("channel"))
+          .on_conflict_do_nothing(index_elements=[offers.c.code])
+          .returning(offers.c.id, offers.c.code, offers.c.value_cents, offers.c.channel, offers.c.created_at)
+          .cte("offer"))
+_sent = (insert(offer_deliveries)
+         .from_select(["offer_id", "subscription_id", "sent_at"],
+                      select(_offer.c.id, subscriptions.c.id, _offer.c.created_at)
+                      .select_from(_offer.join(subscriptions, (subscriptions.c.channel == _offer.c.channel)
+                                               & (subscriptions.c.status == "active"))))
+         .returning(literal_column("1"))
+         .cte("sent"))
+MAKE_OFFER = Statement(select(
+    _offer.c.id, _offer.c.code, _offer.c.value_cents, _offer.c.channel, _offer.c.created_at,
+    select(func.count()).select_from(_sent).scalar_subquery().label("deliveries")))
 
-EARLIER_OFFER = """
-    SELECT o.id, o.code, o.value_cents, o.channel, o.created_at,
-           (SELECT count(*) FROM offer_deliveries d WHERE d.offer_id = o.id) AS deliveries
-    FROM offers o WHERE o.code = $1"""
-
+EARLIER_OFFER = Statement(select(
+    offers.c.id, offers.c.code, offers.c.value_cents, offers.c.channel, offers.c.created_at,
+    select(func.count()).select_from(offer_deliveries).where(offer_deliveries.c.offer_id == offers.c.id)
+    .scalar_subquery().label("deliveries"))
+    .where(offers.c.code == _text("code")))
 
 # Whom an offer just made was sent to, for its messages.
-RECIPIENTS = """
-    SELECT s.id, s.channel, s.address, s.member_id
-    FROM offer_deliveries d JOIN subscriptions s ON s.id = d.subscription_id
-    WHERE d.offer_id = $1 AND s.address IS NOT NULL ORDER BY s.id"""
+RECIPIENTS = Statement(
+    select(subscriptions.c.id, subscriptions.c.channel, subscriptions.c.address, subscriptions.c.member_id)
+    .select_from(offer_deliveries.join(subscriptions, subscriptions.c.id == offer_deliveries.c.subscription_id))
+    .where(offer_deliveries.c.offer_id == _id("offer_id"), subscriptions.c.address.is_not(None))
+    .order_by(subscriptions.c.id))
 MESSAGES_PER_STATEMENT = 2000
 
 
 async def _send(conn: asyncpg.Connection, offer: asyncpg.Record, links: UnsubscribeLinks) -> None:
     """One `offer.delivery` event per message to send, for the retailer's email or SMS sender."""
-    recipients = await conn.fetch(RECIPIENTS, offer["id"])
+    recipients = await RECIPIENTS.fetch(conn, offer_id=offer["id"])
     for start in range(0, len(recipients), MESSAGES_PER_STATEMENT):
         await emit_many(conn, [
             NewEvent(type="offer.delivery", member_id=r["member_id"], occurred_at=offer["created_at"],
@@ -372,11 +401,12 @@ async def make_offer(db: Database, offer: OfferIn, links: UnsubscribeLinks) -> t
     """
 
     async def work(conn: asyncpg.Connection) -> tuple[bool, OfferOut]:
-        row = await conn.fetchrow(MAKE_OFFER, offer.code, offer.value_cents, offer.channel)
+        row = await MAKE_OFFER.fetchrow(conn, code=offer.code, value_cents=offer.value_cents, channel=offer.channel)
         if row is not None:
             await _send(conn, row, links)
             return True, _offer_out(row)
-        earlier = await conn.fetchrow(EARLIER_OFFER, offer.code)
+        earlier = await EARLIER_OFFER.fetchrow(conn, code=offer.code)
+        assert earlier is not None  # the insert found the code taken, and offers are never deleted
         if (earlier["value_cents"], earlier["channel"]) != (offer.value_cents, offer.channel):
             raise errors.IdempotencyConflict(
                 f"offer {offer.code} exists with value_cents {earlier['value_cents']} on {earlier['channel']}"
