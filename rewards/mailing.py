@@ -33,15 +33,25 @@ from typing import Literal
 import asyncpg
 import msgspec
 from sqlalchemy import (
-    BigInteger, BindParameter, ColumnElement, Text, bindparam, cast, delete, func, insert, literal, literal_column, null,
-    select, update,
+    BigInteger,
+    BindParameter,
+    ColumnElement,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    null,
+    select,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from rewards import contacts, errors
 from rewards.db import Database
-from rewards.statements import Statement
-from rewards.tables import members, offer_deliveries, offers, opt_out_hashes, subscription_events, subscriptions
 from rewards.events import NewEvent, emit, emit_many
 from rewards.messages import offer_delivery
 from rewards.schemas import (
@@ -53,8 +63,18 @@ from rewards.schemas import (
     SubscriptionOut,
     UnsubscribeIn,
 )
+from rewards.statements import Statement
+from rewards.tables import (
+    members,
+    offer_deliveries,
+    offers,
+    opt_out_hashes,
+    subscription_events,
+    subscriptions,
+)
 from rewards.texting import Replies, keyword_of
 from rewards.unsubscribe_links import UnsubscribeLinks
+
 
 def normalize_address(channel: str, address: str, *, field: str = "address") -> str:
     """The address as stored and compared, as a member's (rewards.contacts): an email NFKC-normalized,

@@ -2,239 +2,399 @@
 
 Each check is one query that returns the rows that break an invariant (empty when all is
 well), plus a recomputation of every purchase's earning with the rules it was posted under.
+The queries are Core selects over `rewards.tables`, each compiled once into a `Statement`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import msgspec
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Integer,
+    Interval,
+    Select,
+    Table,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from rewards import rules
 from rewards.rulebook import rules_from_row
+from rewards.statements import Statement
+from rewards.tables import (
+    adjustments,
+    ledger,
+    member_changes,
+    member_erasures,
+    members,
+    opt_out_hashes,
+    privacy_requests,
+    program_rules,
+    purchase_returns,
+    purchases,
+    rewards,
+    subscription_events,
+    subscriptions,
+)
+
+Query = Select | CompoundSelect  # a check's query: the rows that break its invariant
+
+
+def _counted(kind: str) -> ColumnElement[int]:
+    """count(*) FILTER (WHERE kind = …), over ledger entries."""
+    return func.count().filter(ledger.c.kind == kind)
+
+
+def _balance() -> Query:
+    entries = (select(ledger.c.member_id, func.sum(ledger.c.point_cents).label("total"))
+               .group_by(ledger.c.member_id).subquery("l"))
+    total = func.coalesce(entries.c.total, 0)
+    return (select(members.c.id.label("member_id"), members.c.point_cents.label("cached"), total.label("ledger"))
+            .select_from(members.outerjoin(entries, entries.c.member_id == members.c.id))
+            .where(members.c.point_cents != total))
+
+
+def _reward_count() -> Query:
+    held = select(rewards.c.member_id, func.count().label("n")).group_by(rewards.c.member_id).subquery("r")
+    entries = (select(ledger.c.member_id, _counted("reward_issued").label("issued"),
+                      _counted("reward_moved_in").label("moved_in"), _counted("reward_moved_out").label("moved_out"))
+               .where(ledger.c.kind.in_(("reward_issued", "reward_moved_in", "reward_moved_out")))
+               .group_by(ledger.c.member_id).subquery("l"))
+    n, issued, moved_in, moved_out = (func.coalesce(c, 0) for c in (held.c.n, entries.c.issued, entries.c.moved_in,
+                                                                     entries.c.moved_out))
+    cached = members.c.rewards_issued
+    return (select(members.c.id.label("member_id"), cached.label("cached"), n.label("held"), issued.label("issued"),
+                   moved_in.label("moved_in"), moved_out.label("moved_out"))
+            .select_from(members.outerjoin(held, held.c.member_id == members.c.id)
+                         .outerjoin(entries, entries.c.member_id == members.c.id))
+            .where(or_(cached != issued + moved_in, n != cached - moved_out)))
+
+
+def _reward_ordinals() -> Query:
+    highest = func.max(rewards.c.ordinal)
+    return (select(rewards.c.member_id, highest.label("highest"), members.c.rewards_issued)
+            .select_from(rewards.join(members, members.c.id == rewards.c.member_id))
+            .group_by(rewards.c.member_id, members.c.rewards_issued)
+            .having(highest > members.c.rewards_issued))
+
+
+def _reward_state() -> Query:
+    entries = (
+        select(ledger.c.reward_id,
+               _counted("reward_issued").label("issued"),
+               _counted("reward_redeemed").label("redeemed"),
+               _counted("reward_reinstated").label("reinstated"),
+               _counted("reward_voided").label("voided"),
+               _counted("reward_moved_out").label("moved_out"),
+               _counted("reward_moved_in").label("moved_in"),
+               _counted("reward_expired").label("expired"),
+               func.sum(ledger.c.point_cents).filter(ledger.c.kind == "reward_issued").label("issued_points"),
+               # who holds it: the member it last moved to, or the one it was issued to
+               func.array_agg(aggregate_order_by(ledger.c.member_id, ledger.c.id.desc()))
+               .filter(ledger.c.kind.in_(("reward_issued", "reward_moved_in")))[1].label("holder"))
+        .where(ledger.c.reward_id.is_not(None)).group_by(ledger.c.reward_id).subquery("e")
+    )
+    e = entries.c
+    issued, redeemed, reinstated, voided, expired, moved_out, moved_in = (
+        func.coalesce(c, 0) for c in (e.issued, e.redeemed, e.reinstated, e.voided, e.expired, e.moved_out,
+                                      e.moved_in))
+
+    def status_is(status: str) -> ColumnElement[int]:  # (w.status = …)::int
+        return cast(rewards.c.status == status, Integer)
+
+    return (select(rewards.c.code, rewards.c.status, rewards.c.member_id, e.issued, e.redeemed, e.reinstated,
+                   e.voided, e.issued_points, e.moved_out, e.moved_in, e.holder)
+            .select_from(rewards.outerjoin(entries, e.reward_id == rewards.c.id))
+            .where(or_(issued != 1,
+                       e.issued_points != -rewards.c.cost_point_cents,
+                       redeemed - reinstated != status_is("redeemed"),
+                       reinstated > redeemed,
+                       voided != status_is("voided"),
+                       expired != status_is("expired"),
+                       moved_out != moved_in,
+                       e.holder.is_distinct_from(rewards.c.member_id))))
+
+
+def _expired_as_of_expiry() -> Query:
+    return (select(ledger.c.id.label("entry_id"), rewards.c.code, rewards.c.expires_at, ledger.c.occurred_at,
+                   ledger.c.created_at)
+            .select_from(ledger.join(rewards, rewards.c.id == ledger.c.reward_id))
+            .where(ledger.c.kind == "reward_expired",
+                   or_(ledger.c.occurred_at != rewards.c.expires_at, ledger.c.created_at < rewards.c.expires_at)))
+
+
+def _redeemed_by_own_purchase() -> Query:
+    return (select(rewards.c.code, rewards.c.member_id, purchases.c.member_id.label("purchase_member"))
+            .select_from(rewards.join(purchases, purchases.c.id == rewards.c.redeemed_purchase_id))
+            .where(or_(purchases.c.member_id != rewards.c.member_id,
+                       not_(rewards.c.code == any_(purchases.c.rewards_redeemed)))))
+
+
+def _purchase_earning() -> Query:
+    points = ledger.c.point_cents
+    entries = (select(ledger.c.purchase_id,
+                      func.sum(points).filter(ledger.c.kind.in_(("earn", "card_bonus"))).label("earned"),
+                      func.sum(points).filter(ledger.c.kind == "card_bonus").label("bonus"))
+               .where(ledger.c.purchase_id.is_not(None), ledger.c.kind.in_(("earn", "card_bonus")))
+               .group_by(ledger.c.purchase_id).subquery("l"))
+    earned, bonus = func.coalesce(entries.c.earned, 0), func.coalesce(entries.c.bonus, 0)
+    return (select(purchases.c.ext_id, purchases.c.point_cents, purchases.c.bonus_point_cents, earned.label("earned"),
+                   bonus.label("bonus"))
+            .select_from(purchases.outerjoin(entries, entries.c.purchase_id == purchases.c.id))
+            .where(or_(purchases.c.point_cents != earned, purchases.c.bonus_point_cents != bonus)))
+
+
+def _return_reversal() -> Query:
+    # the purchase's `return` entries, through its returns (a second alias: the outer query has one too)
+    its_return = purchase_returns.alias("r2")
+    taken = (select(func.coalesce(-func.sum(ledger.c.point_cents), 0).label("ledger_reversed"))
+             .select_from(ledger.join(its_return, its_return.c.id == ledger.c.return_id))
+             .where(its_return.c.purchase_id == purchases.c.id, ledger.c.kind == "return")
+             .lateral("t"))
+    reversed_ = func.sum(purchase_returns.c.point_cents_reversed)
+    return (select(purchases.c.ext_id, purchases.c.point_cents, reversed_.label("reversed"), taken.c.ledger_reversed)
+            .select_from(purchases.join(purchase_returns, purchase_returns.c.purchase_id == purchases.c.id)
+                         .join(taken, true()))  # CROSS JOIN LATERAL
+            .group_by(purchases.c.id, taken.c.ledger_reversed)
+            .having(or_(reversed_ > purchases.c.point_cents, reversed_ != taken.c.ledger_reversed)))
+
+
+def _voided_refund() -> Query:
+    return (select(ledger.c.id.label("entry_id"), rewards.c.code, ledger.c.point_cents, rewards.c.cost_point_cents,
+                   ledger.c.return_id)
+            .select_from(ledger.join(rewards, rewards.c.id == ledger.c.reward_id))
+            .where(ledger.c.kind == "reward_voided",
+                   ledger.c.point_cents != case((ledger.c.return_id.is_(None), 0), else_=rewards.c.cost_point_cents)))
+
+
+def _rules_in_force() -> Query:
+    in_force = (select(program_rules.c.version)
+                .where(program_rules.c.effective_from <= purchases.c.occurred_at,
+                       program_rules.c.created_at <= purchases.c.created_at)
+                .order_by(program_rules.c.effective_from.desc(), program_rules.c.version.desc())
+                .limit(1).lateral("v"))
+    return (select(purchases.c.ext_id, purchases.c.occurred_at, purchases.c.rules_version,
+                   in_force.c.version.label("in_force"))
+            .select_from(purchases.outerjoin(in_force, true()))
+            .where(in_force.c.version.is_distinct_from(purchases.c.rules_version)))
+
+
+def _actors() -> Query:
+    def without_one_actor(table: Table) -> Select:
+        return (select(literal(table.name, Text).label("what"), table.c.id, table.c.member_id, table.c.kind)
+                .where(func.num_nonnulls(table.c.actor_key_id, table.c.actor_session_id, table.c.actor_system) != 1))
+
+    return union_all(without_one_actor(ledger), without_one_actor(member_changes))
+
+
+def _adjustment() -> Query:
+    total, entries = func.coalesce(func.sum(ledger.c.point_cents), 0), func.count(ledger.c.id)
+    return (select(adjustments.c.ext_id, adjustments.c.point_cents, total.label("ledger"), entries.label("entries"))
+            .select_from(adjustments.outerjoin(ledger, and_(ledger.c.adjustment_id == adjustments.c.id,
+                                                            ledger.c.kind == "adjustment")))
+            .group_by(adjustments.c.id)
+            .having(or_(entries != 1, total != adjustments.c.point_cents)))
+
+
+def _points_moved() -> Query:
+    one = func.least(ledger.c.member_id, ledger.c.counterpart_member_id)
+    other = func.greatest(ledger.c.member_id, ledger.c.counterpart_member_id)
+    lost = func.sum(ledger.c.point_cents)
+    return (select(one.label("one"), other.label("other"), lost.label("lost"))
+            .where(ledger.c.kind.in_(("merge_out", "merge_in", "debt_carried_out", "debt_carried_in")))
+            .group_by(one, other)
+            .having(lost != 0))
+
+
+def _merged() -> Query:
+    target = members.alias("t")
+    open_reward = and_(rewards.c.member_id == members.c.id, rewards.c.status == "issued",
+                       rewards.c.expires_at > members.c.cancelled_at)
+    return (select(members.c.id.label("member_id"), members.c.point_cents, target.c.id.label("merged_into"),
+                   target.c.status.label("target_status"),
+                   select(func.count()).where(open_reward).scalar_subquery().label("open_rewards"))
+            .select_from(members.outerjoin(target, target.c.id == members.c.merged_into))
+            .where(members.c.status == "merged",
+                   or_(members.c.point_cents != 0, target.c.id.is_(None), target.c.status == "merged",
+                       exists().where(open_reward))))
+
+
+def _cancelled() -> Query:
+    open_rewards = func.count(rewards.c.id)
+    # a positive balance is from before cancelling unless an entry was written since
+    entry_since = exists().where(ledger.c.member_id == members.c.id, ledger.c.created_at > members.c.cancelled_at)
+    return (select(members.c.id.label("member_id"), members.c.point_cents, open_rewards.label("open_rewards"))
+            .select_from(members.outerjoin(rewards, and_(rewards.c.member_id == members.c.id,
+                                                         rewards.c.status == "issued",
+                                                         rewards.c.expires_at > members.c.cancelled_at)))
+            .where(members.c.status == "cancelled")
+            .group_by(members.c.id)
+            .having(or_(open_rewards > 0, and_(members.c.point_cents > 0, not_(entry_since)))))
+
+
+def _erased_member() -> Query:
+    m = members.c
+    personal = (m.name, m.email, m.phone, m.birth_date, m.email_normalized, m.phone_normalized)
+    return select(m.id.label("member_id")).where(m.erased_at.is_not(None), or_(*(c.is_not(None) for c in personal)))
+
+
+def _subscription_status() -> Query:
+    latest = (select(subscription_events.c.kind).where(subscription_events.c.subscription_id == subscriptions.c.id)
+              .order_by(subscription_events.c.id.desc()).limit(1).lateral("e"))
+    return (select(subscriptions.c.id.label("subscription_id"), subscriptions.c.status,
+                   latest.c.kind.label("latest_event"))
+            .select_from(subscriptions.outerjoin(latest, true()))
+            .where(or_(latest.c.kind.is_(None),
+                       (subscriptions.c.status == "active") != latest.c.kind.in_(("subscribed", "renewed")))))
+
+
+def _erased_subscription() -> Query:
+    return (select(subscriptions.c.id.label("subscription_id"), members.c.id.label("member_id"))
+            .select_from(subscriptions.join(members, members.c.id == subscriptions.c.member_id))
+            .where(members.c.erased_at.is_not(None), subscriptions.c.address.is_not(None)))
+
+
+def _erased_privacy_requests() -> Query:
+    r = privacy_requests.c
+    return (select(r.id.label("request_id"), members.c.id.label("member_id"))
+            .select_from(privacy_requests.join(members, members.c.id == r.member_id))
+            .where(members.c.erased_at.is_not(None),
+                   or_(r.address.is_not(None), r.details.is_not(None), r.subject_hash.is_not(None))))
+
+
+def _erasure_record() -> Query:
+    return (select(member_erasures.c.member_id, member_erasures.c.erased_at.label("recorded"),
+                   members.c.erased_at.label("member"))
+            .select_from(member_erasures.join(members, members.c.id == member_erasures.c.member_id))
+            .where(member_erasures.c.erased_at.is_distinct_from(members.c.erased_at)))
+
+
+def _opted_out() -> Query:
+    s, o = subscriptions.c, opt_out_hashes.c
+    return (select(s.id.label("opted_in_id"), s.channel)
+            .select_from(subscriptions.join(opt_out_hashes, and_(o.channel == s.channel,
+                                                                 o.address_hash == func.privacy_hash(s.address))))
+            .where(s.status == "active", s.address.is_not(None)))
+
 
 # (what must hold, the query returning each row that breaks it)
-CHECKS: list[tuple[str, str]] = [
-    (
-        "a member's balance equals the sum of their ledger entries",
-        """SELECT m.id AS member_id, m.point_cents AS cached, coalesce(l.total, 0) AS ledger
-           FROM members m LEFT JOIN (SELECT member_id, sum(point_cents) AS total FROM ledger GROUP BY member_id) l
-             ON l.member_id = m.id
-           WHERE m.point_cents <> coalesce(l.total, 0)""",
-    ),
-    (
-        "a member's reward count equals their rewards and their reward_issued entries (with those moved in and out)",
-        """SELECT m.id AS member_id, m.rewards_issued AS cached, coalesce(r.n, 0) AS held,
-                  coalesce(l.issued, 0) AS issued, coalesce(l.moved_in, 0) AS moved_in,
-                  coalesce(l.moved_out, 0) AS moved_out
-           FROM members m
-           LEFT JOIN (SELECT member_id, count(*) AS n FROM rewards GROUP BY member_id) r ON r.member_id = m.id
-           LEFT JOIN (SELECT member_id, count(*) FILTER (WHERE kind = 'reward_issued') AS issued,
-                             count(*) FILTER (WHERE kind = 'reward_moved_in') AS moved_in,
-                             count(*) FILTER (WHERE kind = 'reward_moved_out') AS moved_out
-                      FROM ledger WHERE kind IN ('reward_issued', 'reward_moved_in', 'reward_moved_out')
-                      GROUP BY member_id) l ON l.member_id = m.id
-           WHERE m.rewards_issued <> coalesce(l.issued, 0) + coalesce(l.moved_in, 0)
-              OR coalesce(r.n, 0) <> m.rewards_issued - coalesce(l.moved_out, 0)""",
-    ),
-    (
-        "a member's rewards are numbered 1..n without gaps (but for those moved out to another member)",
-        """SELECT w.member_id, max(w.ordinal) AS highest, m.rewards_issued FROM rewards w JOIN members m ON m.id = w.member_id
-           GROUP BY w.member_id, m.rewards_issued HAVING max(w.ordinal) > m.rewards_issued""",
-    ),
-    (
-        "each reward's state is explained by exactly its ledger entries (and who holds it)",
-        """SELECT w.code, w.status, w.member_id, e.issued, e.redeemed, e.reinstated, e.voided, e.issued_points,
-                  e.moved_out, e.moved_in, e.holder
-           FROM rewards w
-           LEFT JOIN (SELECT reward_id,
-                             count(*) FILTER (WHERE kind = 'reward_issued') AS issued,
-                             count(*) FILTER (WHERE kind = 'reward_redeemed') AS redeemed,
-                             count(*) FILTER (WHERE kind = 'reward_reinstated') AS reinstated,
-                             count(*) FILTER (WHERE kind = 'reward_voided') AS voided,
-                             count(*) FILTER (WHERE kind = 'reward_moved_out') AS moved_out,
-                             count(*) FILTER (WHERE kind = 'reward_moved_in') AS moved_in,
-                             count(*) FILTER (WHERE kind = 'reward_expired') AS expired,
-                             sum(point_cents) FILTER (WHERE kind = 'reward_issued') AS issued_points,
-                             -- who holds it: the member it last moved to, or the one it was issued to
-                             (array_agg(member_id ORDER BY id DESC)
-                                  FILTER (WHERE kind IN ('reward_issued', 'reward_moved_in')))[1] AS holder
-                      FROM ledger WHERE reward_id IS NOT NULL GROUP BY reward_id) e ON e.reward_id = w.id
-           WHERE coalesce(e.issued, 0) <> 1
-              OR e.issued_points <> -w.cost_point_cents
-              OR coalesce(e.redeemed, 0) - coalesce(e.reinstated, 0) <> (w.status = 'redeemed')::int
-              OR coalesce(e.reinstated, 0) > coalesce(e.redeemed, 0)
-              OR coalesce(e.voided, 0) <> (w.status = 'voided')::int
-              OR coalesce(e.expired, 0) <> (w.status = 'expired')::int
-              OR coalesce(e.moved_out, 0) <> coalesce(e.moved_in, 0)
-              OR e.holder IS DISTINCT FROM w.member_id""",
-    ),
-    (
-        "a reward is on the record as expired only once it has expired, as of its expiry",
-        """SELECT l.id AS entry_id, w.code, w.expires_at, l.occurred_at, l.created_at
-           FROM ledger l JOIN rewards w ON w.id = l.reward_id
-           WHERE l.kind = 'reward_expired' AND (l.occurred_at <> w.expires_at OR l.created_at < w.expires_at)""",
-    ),
-    (
-        "a redeemed reward was tendered by a purchase of its own member",
-        """SELECT w.code, w.member_id, p.member_id AS purchase_member
-           FROM rewards w JOIN purchases p ON p.id = w.redeemed_purchase_id
-           WHERE p.member_id <> w.member_id OR NOT (w.code = ANY (p.rewards_redeemed))""",
-    ),
-    (
-        "a purchase's earning equals its earn and card_bonus entries",
-        """SELECT p.ext_id, p.point_cents, p.bonus_point_cents, coalesce(l.earned, 0) AS earned,
-                  coalesce(l.bonus, 0) AS bonus
-           FROM purchases p LEFT JOIN (
-               SELECT purchase_id, sum(point_cents) FILTER (WHERE kind IN ('earn', 'card_bonus')) AS earned,
-                      sum(point_cents) FILTER (WHERE kind = 'card_bonus') AS bonus
-               FROM ledger WHERE purchase_id IS NOT NULL AND kind IN ('earn', 'card_bonus') GROUP BY purchase_id
-           ) l ON l.purchase_id = p.id
-           WHERE p.point_cents <> coalesce(l.earned, 0) OR p.bonus_point_cents <> coalesce(l.bonus, 0)""",
-    ),
-    (
-        "a return's reversal equals its ledger entry, and a purchase never loses more than it earned",
-        """SELECT p.ext_id, p.point_cents, sum(r.point_cents_reversed) AS reversed, t.ledger_reversed
-           FROM purchases p JOIN purchase_returns r ON r.purchase_id = p.id
-           CROSS JOIN LATERAL (SELECT coalesce(-sum(l.point_cents), 0) AS ledger_reversed FROM ledger l
-                               JOIN purchase_returns r2 ON r2.id = l.return_id
-                               WHERE r2.purchase_id = p.id AND l.kind = 'return') t
-           GROUP BY p.id, t.ledger_reversed
-           HAVING sum(r.point_cents_reversed) > p.point_cents OR sum(r.point_cents_reversed) <> t.ledger_reversed""",
-    ),
-    (
-        "a reward voided by a return gives back what it cost, one voided at cancellation nothing",
-        """SELECT l.id AS entry_id, w.code, l.point_cents, w.cost_point_cents, l.return_id
-           FROM ledger l JOIN rewards w ON w.id = l.reward_id
-           WHERE l.kind = 'reward_voided'
-             AND l.point_cents <> CASE WHEN l.return_id IS NULL THEN 0 ELSE w.cost_point_cents END""",
-    ),
-    (
-        "a purchase was computed with the rules version in force at its occurred_at, as stored when it was posted",
-        """SELECT p.ext_id, p.occurred_at, p.rules_version, v.version AS in_force
-           FROM purchases p LEFT JOIN LATERAL (
-               SELECT version FROM program_rules r
-               WHERE r.effective_from <= p.occurred_at AND r.created_at <= p.created_at
-               ORDER BY r.effective_from DESC, r.version DESC LIMIT 1) v ON true
-           WHERE v.version IS DISTINCT FROM p.rules_version""",
-    ),
-    (
-        "every ledger entry and member change says who made it: one key, one guest session, or the system",
-        """SELECT 'ledger' AS what, id, member_id, kind FROM ledger
-           WHERE num_nonnulls(actor_key_id, actor_session_id, actor_system) <> 1
-           UNION ALL
-           SELECT 'member_changes', id, member_id, kind FROM member_changes
-           WHERE num_nonnulls(actor_key_id, actor_session_id, actor_system) <> 1""",
-    ),
-    (
-        "an adjustment's points are exactly its one adjustment entry",
-        """SELECT a.ext_id, a.point_cents, coalesce(sum(l.point_cents), 0) AS ledger, count(l.id) AS entries
-           FROM adjustments a LEFT JOIN ledger l ON l.adjustment_id = a.id AND l.kind = 'adjustment'
-           GROUP BY a.id HAVING count(l.id) <> 1 OR coalesce(sum(l.point_cents), 0) <> a.point_cents""",
-    ),
-    (
-        "points moved from one member to another (a merge, a carried debt) arrive whole",
-        """SELECT least(member_id, counterpart_member_id) AS one, greatest(member_id, counterpart_member_id) AS other,
-                  sum(point_cents) AS lost
-           FROM ledger WHERE kind IN ('merge_out', 'merge_in', 'debt_carried_out', 'debt_carried_in')
-           GROUP BY 1, 2 HAVING sum(point_cents) <> 0""",
-    ),
-    (
-        "a merged member holds no points and no open reward, and lives on in a member not merged itself",
-        """SELECT m.id AS member_id, m.point_cents, t.id AS merged_into, t.status AS target_status,
-                  (SELECT count(*) FROM rewards w WHERE w.member_id = m.id AND w.status = 'issued'
-                                                     AND w.expires_at > m.cancelled_at) AS open_rewards
-           FROM members m LEFT JOIN members t ON t.id = m.merged_into
-           WHERE m.status = 'merged'
-             AND (m.point_cents <> 0 OR t.id IS NULL OR t.status = 'merged'
-                  OR EXISTS (SELECT 1 FROM rewards w WHERE w.member_id = m.id AND w.status = 'issued'
-                                                       AND w.expires_at > m.cancelled_at))""",
-    ),
-    (
-        "a cancelled member holds no open reward and no positive balance from before cancelling",
-        """SELECT m.id AS member_id, m.point_cents, count(w.id) AS open_rewards
-           FROM members m LEFT JOIN rewards w
-             ON w.member_id = m.id AND w.status = 'issued' AND w.expires_at > m.cancelled_at
-           WHERE m.status = 'cancelled'
-           GROUP BY m.id
-           HAVING count(w.id) > 0
-               OR m.point_cents > 0 AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.member_id = m.id
-                                                    AND l.created_at > m.cancelled_at)""",
-    ),
-    (
-        "an erased member keeps no personal data",
-        """SELECT id AS member_id FROM members WHERE erased_at IS NOT NULL
-             AND (name IS NOT NULL OR email IS NOT NULL OR phone IS NOT NULL OR birth_date IS NOT NULL
-                  OR email_normalized IS NOT NULL OR phone_normalized IS NOT NULL)""",
-    ),
-    (
-        "a subscription's status is the one its latest consent event gave it",
-        """SELECT s.id AS subscription_id, s.status, e.kind AS latest_event
-           FROM subscriptions s LEFT JOIN LATERAL (
-               SELECT kind FROM subscription_events WHERE subscription_id = s.id ORDER BY id DESC LIMIT 1
-           ) e ON true
-           WHERE e.kind IS NULL OR (s.status = 'active') <> (e.kind IN ('subscribed', 'renewed'))""",
-    ),
-    (
-        "an erased member keeps no subscription address",
-        """SELECT s.id AS subscription_id, m.id AS member_id FROM subscriptions s JOIN members m ON m.id = s.member_id
-           WHERE m.erased_at IS NOT NULL AND s.address IS NOT NULL""",
-    ),
-    (
-        "an erased member's privacy requests keep no personal data",
-        """SELECT r.id AS request_id, m.id AS member_id FROM privacy_requests r JOIN members m ON m.id = r.member_id
-           WHERE m.erased_at IS NOT NULL
-             AND (r.address IS NOT NULL OR r.details IS NOT NULL OR r.subject_hash IS NOT NULL)""",
-    ),
-    (
-        "a member's erasure record agrees with the member",
-        """SELECT e.member_id, e.erased_at AS recorded, m.erased_at AS member FROM member_erasures e
-           JOIN members m ON m.id = e.member_id WHERE e.erased_at IS DISTINCT FROM m.erased_at""",
-    ),
-    (
-        "an erased address kept opted out is active nowhere",
-        """SELECT s.id AS opted_in_id, s.channel FROM subscriptions s
-           JOIN opt_out_hashes o ON o.channel = s.channel AND o.address_hash = privacy_hash(s.address)
-           WHERE s.status = 'active' AND s.address IS NOT NULL""",
-    ),
+QUERIES: list[tuple[str, Query]] = [
+    ("a member's balance equals the sum of their ledger entries", _balance()),
+    ("a member's reward count equals their rewards and their reward_issued entries (with those moved in and out)",
+     _reward_count()),
+    ("a member's rewards are numbered 1..n without gaps (but for those moved out to another member)",
+     _reward_ordinals()),
+    ("each reward's state is explained by exactly its ledger entries (and who holds it)", _reward_state()),
+    ("a reward is on the record as expired only once it has expired, as of its expiry", _expired_as_of_expiry()),
+    ("a redeemed reward was tendered by a purchase of its own member", _redeemed_by_own_purchase()),
+    ("a purchase's earning equals its earn and card_bonus entries", _purchase_earning()),
+    ("a return's reversal equals its ledger entry, and a purchase never loses more than it earned",
+     _return_reversal()),
+    ("a reward voided by a return gives back what it cost, one voided at cancellation nothing", _voided_refund()),
+    ("a purchase was computed with the rules version in force at its occurred_at, as stored when it was posted",
+     _rules_in_force()),
+    ("every ledger entry and member change says who made it: one key, one guest session, or the system", _actors()),
+    ("an adjustment's points are exactly its one adjustment entry", _adjustment()),
+    ("points moved from one member to another (a merge, a carried debt) arrive whole", _points_moved()),
+    ("a merged member holds no points and no open reward, and lives on in a member not merged itself", _merged()),
+    ("a cancelled member holds no open reward and no positive balance from before cancelling", _cancelled()),
+    ("an erased member keeps no personal data", _erased_member()),
+    ("a subscription's status is the one its latest consent event gave it", _subscription_status()),
+    ("an erased member keeps no subscription address", _erased_subscription()),
+    ("an erased member's privacy requests keep no personal data", _erased_privacy_requests()),
+    ("a member's erasure record agrees with the member", _erasure_record()),
+    ("an erased address kept opted out is active nowhere", _opted_out()),
 ]
 
-# (what must hold, the query returning each row that breaks it, given REWARDS_EXPIRY_INTERVAL as $1)
+
+REPORTED = 100  # rows reported a check
+
+
+def _reported(query: Query) -> Statement:
+    """A check as find_problems runs it: compiled once, the first REPORTED rows that break it."""
+    return Statement(query.limit(REPORTED))
+
+
+# (what must hold, the statement returning the first rows that break it)
+CHECKS: list[tuple[str, Statement]] = [(what, _reported(query)) for what, query in QUERIES]
+
+
+def _expired_unrecorded() -> Query:
+    # past its expiry for longer than the interval, and recorded longer ago (history imported already expired)
+    too_long_ago = func.now() - bindparam("expiry_interval", type_=Interval)
+    return (select(rewards.c.code, rewards.c.expires_at, ledger.c.created_at.label("issued_recorded_at"))
+            .select_from(rewards.join(ledger, and_(ledger.c.reward_id == rewards.c.id,
+                                                   ledger.c.kind == "reward_issued")))
+            .where(rewards.c.status == "issued", rewards.c.expires_at < too_long_ago,
+                   ledger.c.created_at < too_long_ago))
+
+
+# (what must hold, the statement returning each row that breaks it, given REWARDS_EXPIRY_INTERVAL as
+# expiry_interval)
 EXPIRY_CHECK = (
     "a reward past its expiry for longer than REWARDS_EXPIRY_INTERVAL has its reward_expired entry "
     "(the jobs of `rewards serve`, or `rewards jobs run --once`, write them)",
-    """SELECT w.code, w.expires_at, i.created_at AS issued_recorded_at
-       FROM rewards w JOIN ledger i ON i.reward_id = w.id AND i.kind = 'reward_issued'
-       WHERE w.status = 'issued' AND w.expires_at < now() - $1::interval AND i.created_at < now() - $1::interval""",
+    _reported(_expired_unrecorded()),
 )
 DEFAULT_EXPIRY_INTERVAL = timedelta(hours=1)
 
 RECOMPUTE_BATCH = 5000
 
-RETURNS_BY_PURCHASE = """
-    SELECT p.ext_id, p.rules_version, p.body->'lines' AS lines, p.body->'tenders' AS tenders, p.point_cents,
-           array_agg(r.ext_id ORDER BY r.id) AS return_ids, array_agg(r.by_units ORDER BY r.id) AS by_units,
-           array_agg(r.point_cents_reversed ORDER BY r.id) AS reversed,
-           json_agg(r.body->'request'->'lines' ORDER BY r.id)::text AS asked
-    FROM purchases p JOIN purchase_returns r ON r.purchase_id = p.id
-    GROUP BY p.id ORDER BY p.id"""
+RULE_VERSIONS = Statement(select(program_rules.c.version, program_rules.c.effective_from, program_rules.c.body))
+
+PURCHASES = Statement(
+    select(purchases.c.ext_id, purchases.c.rules_version, purchases.c.body, purchases.c.qualifying_cents,
+           purchases.c.card_cents, purchases.c.point_cents, purchases.c.bonus_point_cents)
+    .order_by(purchases.c.id)
+)
+
+
+def _returns_by_purchase() -> Select:
+    r = purchase_returns.c
+
+    def in_order(column: ColumnElement[Any]) -> ColumnElement[Any]:  # array_agg(… ORDER BY r.id)
+        return func.array_agg(aggregate_order_by(column, r.id))
+
+    return (select(purchases.c.ext_id, purchases.c.rules_version, purchases.c.body["lines"].label("lines"),
+                   purchases.c.body["tenders"].label("tenders"), purchases.c.point_cents,
+                   in_order(r.ext_id).label("return_ids"), in_order(r.by_units).label("by_units"),
+                   in_order(r.point_cents_reversed).label("reversed"),
+                   cast(func.json_agg(aggregate_order_by(r.body["request"]["lines"], r.id)), Text).label("asked"))
+            .select_from(purchases.join(purchase_returns, r.purchase_id == purchases.c.id))
+            .group_by(purchases.c.id).order_by(purchases.c.id))
+
+
+RETURNS_BY_PURCHASE = Statement(_returns_by_purchase())
 
 
 async def _purchases(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Record]:
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
-        async for row in conn.cursor(
-            """SELECT ext_id, rules_version, body, qualifying_cents, card_cents, point_cents, bonus_point_cents
-               FROM purchases ORDER BY id""",
-            prefetch=RECOMPUTE_BATCH,
-        ):
+        async for row in conn.cursor(PURCHASES.sql, *PURCHASES.args({}), prefetch=RECOMPUTE_BATCH):
             yield row
 
 
 async def recompute_earnings(conn: asyncpg.Connection, limit: int = 100) -> list[str]:
     """Every purchase's earning recomputed from its body with its own rules version."""
-    versions = {r["version"]: rules_from_row(r) for r in await conn.fetch("SELECT version, effective_from, body FROM program_rules")}
+    versions = {r["version"]: rules_from_row(r) for r in await RULE_VERSIONS.fetch(conn)}
     problems: list[str] = []
     async for p in _purchases(conn):
         body = p["body"]
@@ -254,11 +414,10 @@ async def recompute_returns(conn: asyncpg.Connection, limit: int = 100) -> list[
     """Every return's reversal recomputed from its purchase and the purchase's rules version, the
     returns before it replayed in order (points follow the units); and a purchase whose every
     unit came back has given back exactly what it earned."""
-    versions = {r["version"]: rules_from_row(r) for r in await conn.fetch(
-        "SELECT version, effective_from, body FROM program_rules")}
+    versions = {r["version"]: rules_from_row(r) for r in await RULE_VERSIONS.fetch(conn)}
     problems: list[str] = []
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
-        async for p in conn.cursor(RETURNS_BY_PURCHASE, prefetch=RECOMPUTE_BATCH):
+        async for p in conn.cursor(RETURNS_BY_PURCHASE.sql, *RETURNS_BY_PURCHASE.args({}), prefetch=RECOMPUTE_BATCH):
             if len(problems) >= limit:
                 break
             if not all(p["by_units"]):  # returns posted before points followed the units: not recomputable
@@ -296,12 +455,13 @@ async def find_problems(
     past being recorded, for history imported already expired) without its `reward_expired` entry.
     """
     problems: list[str] = []
-    checks: list[tuple[str, str, tuple[object, ...]]] = [(what, query, ()) for what, query in CHECKS]
-    checks.append((*EXPIRY_CHECK, (expiry_interval,)))
-    for what, query, args in checks:
+    checks: list[tuple[str, Statement, dict[str, object]]] = [(what, statement, {})
+                                                               for what, statement in CHECKS]
+    checks.append((*EXPIRY_CHECK, {"expiry_interval": expiry_interval}))
+    for what, statement, params in checks:
         if progress:
             progress(what)
-        for row in await conn.fetch(query + " LIMIT 100", *args):
+        for row in await statement.fetch(conn, **params):
             problems.append(f"{what}: " + ", ".join(f"{k}={v}" for k, v in row.items()))
     if recompute:
         if progress:

@@ -603,7 +603,7 @@ async def test_verify_finds_every_subscription_explained_by_its_consent_record(c
     assert len(MAILING_CHECKS) == 2
     async with db.connection() as conn:
         for what, query in MAILING_CHECKS:
-            assert await conn.fetch(query) == [], what
+            assert await query.fetch(conn) == [], what
 
 
 @pytest.mark.parametrize(
@@ -624,6 +624,6 @@ async def test_verify_reports_a_subscription_without_its_consent_record(client, 
         with pytest.raises(Broken):
             async with conn.transaction():
                 await conn.execute(breakage)
-                found = [what for what, query in MAILING_CHECKS if await conn.fetch(query)]
+                found = [what for what, query in MAILING_CHECKS if await query.fetch(conn)]
                 assert len(found) == 1, found
                 raise Broken
