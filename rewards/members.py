@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import asyncpg
 import msgspec
-from sqlalchemy import Integer, bindparam, insert, select, true
+from sqlalchemy import BigInteger, Integer, Text, bindparam, case, func, insert, select, true
 
 from rewards import coalescing, contacts, errors, member_changes, rules
 from rewards.coalescing import Coalescer
@@ -33,7 +33,10 @@ from rewards.schemas import (
     RewardStatusOut,
 )
 from rewards.statements import Statement
-from rewards.tables import adjustments, api_keys, consents, ledger, members, purchase_returns, purchases, rewards
+from rewards.tables import (
+    adjustments, api_keys, consents, enrollment_keys, ledger, members, program_documents, purchase_returns, purchases,
+    rewards,
+)
 
 ADULT_AGE = {"ME": 18}  # states where a minor may not join at all, and the age of majority there
 MINIMUM_AGE = 13
@@ -74,15 +77,18 @@ NEW_CONSENT = Statement(insert(consents).values({
 
 # Once a kind of document (terms, notice) has a published version, enrollment must name one in
 # effect (a register may still show the previous one); the consent then points at its text.
-CONSENTED_DOCUMENTS = """
-    SELECT kind, max(id) FILTER (WHERE version = CASE kind WHEN 'terms' THEN $1 ELSE $2 END
-                                   AND effective_from <= now()) AS id
-    FROM program_documents GROUP BY kind"""
+_named = case((program_documents.c.kind == "terms", bindparam("terms_version", type_=Text)),
+               else_=bindparam("notice_version", type_=Text))
+CONSENTED_DOCUMENTS = Statement(
+    select(program_documents.c.kind,
+           func.max(program_documents.c.id).filter(program_documents.c.version == _named,
+                                                   program_documents.c.effective_from <= func.now()).label("id"))
+    .group_by(program_documents.c.kind))
 
 
 async def consented_documents(conn: asyncpg.Connection, enrollment: EnrollmentIn) -> dict[str, int | None]:
-    found = {r["kind"]: r["id"] for r in await conn.fetch(CONSENTED_DOCUMENTS, enrollment.terms_version,
-                                                          enrollment.notice_version)}
+    found = {r["kind"]: r["id"] for r in await CONSENTED_DOCUMENTS.fetch(
+        conn, terms_version=enrollment.terms_version, notice_version=enrollment.notice_version)}
     if "notice" in found and found["notice"] is None:
         raise errors.UnknownNoticeVersion(f"notice_version {enrollment.notice_version} is not a published notice "
                                           "in effect", field="notice_version")
@@ -115,12 +121,13 @@ def contacts_of(email: str, phone: str) -> Contacts:
 
 
 # the active member already holding an email, a phone or an external id, and which
-HOLDER = """
-    SELECT id, CASE WHEN email_normalized = $1 THEN 'email' WHEN phone_normalized = $2 THEN 'phone'
-                    ELSE 'external_id' END AS field
-    FROM members WHERE status = 'active' AND id <> $4
-      AND (email_normalized = $1 OR phone_normalized = $2 OR external_id = $3)
-    ORDER BY CASE WHEN email_normalized = $1 THEN 0 WHEN phone_normalized = $2 THEN 1 ELSE 2 END, id LIMIT 1"""
+_email, _phone = bindparam("email", type_=Text), bindparam("phone", type_=Text)
+_same_email, _same_phone = members.c.email_normalized == _email, members.c.phone_normalized == _phone
+HOLDER = Statement(
+    select(members.c.id, case((_same_email, "email"), (_same_phone, "phone"), else_="external_id").label("field"))
+    .where(members.c.status == "active", members.c.id != bindparam("besides", type_=BigInteger),
+           _same_email | _same_phone | (members.c.external_id == bindparam("external_id", type_=Text)))
+    .order_by(case((_same_email, 0), (_same_phone, 1), else_=2), members.c.id).limit(1))
 CONSTRAINT_OF = {"email": "members_active_email", "phone": "members_active_phone",
                  "external_id": "members_active_external_id"}
 
@@ -131,7 +138,7 @@ async def refuse_duplicate(conn: asyncpg.Connection, email: str | None, phone: s
 
     It names the member, not what they hold: guest services, who enroll, can find that member
     by the same email or phone anyway; a register that retries uses the Idempotency-Key."""
-    holder = await conn.fetchrow(HOLDER, email, phone, external_id, besides)
+    holder = await HOLDER.fetchrow(conn, email=email, phone=phone, external_id=external_id, besides=besides)
     if holder is not None:
         field = holder["field"]
         raise errors.DuplicateMember(
@@ -141,14 +148,19 @@ async def refuse_duplicate(conn: asyncpg.Connection, email: str | None, phone: s
 
 
 # cancelled memberships of the same guest (by email or phone) that left a debt of points
-DEBTS = """
-    SELECT id FROM members
-    WHERE status = 'cancelled' AND point_cents < 0 AND id <> $3
-      AND (email_normalized = $1 OR phone_normalized = $2) ORDER BY id"""
+DEBTS = Statement(
+    select(members.c.id)
+    .where(members.c.status == "cancelled", members.c.point_cents < 0,
+           members.c.id != bindparam("member_id", type_=BigInteger), _same_email | _same_phone)
+    .order_by(members.c.id))
 
-STORED_ENROLLMENT = "SELECT fingerprint, answer FROM enrollment_keys WHERE api_key_id = $1 AND key = $2"
-STORE_ENROLLMENT = """INSERT INTO enrollment_keys (api_key_id, key, fingerprint, member_id, answer)
-                      VALUES ($1, $2, $3, $4, $5)"""
+_key_id, _key = bindparam("api_key_id", type_=BigInteger), bindparam("key", type_=Text)
+# one enrollment per key at a time: a twin waits here, then finds the first answer
+LOCK_ENROLLMENT_KEY = Statement(select(func.pg_advisory_xact_lock(func.hashtextextended(_key, _key_id))))
+STORED_ENROLLMENT = Statement(select(enrollment_keys.c.fingerprint, enrollment_keys.c.answer)
+                              .where(enrollment_keys.c.api_key_id == _key_id, enrollment_keys.c.key == _key))
+STORE_ENROLLMENT = Statement(insert(enrollment_keys).values({
+    name: bindparam(name) for name in ("api_key_id", "key", "fingerprint", "member_id", "answer")}))
 _enrolled = msgspec.json.Decoder(EnrolledOut)
 
 
@@ -166,10 +178,8 @@ async def enroll(engine: Engine, enrollment: EnrollmentIn, actor: Actor, *,
 
     async def work(conn: asyncpg.Connection) -> tuple[bool, EnrolledOut]:
         if idempotency_key is not None:
-            # one enrollment per key at a time: a twin waits here, then finds the first answer
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))", idempotency_key,
-                               actor.key_id)
-            stored = await conn.fetchrow(STORED_ENROLLMENT, actor.key_id, idempotency_key)
+            await LOCK_ENROLLMENT_KEY.fetch(conn, key=idempotency_key, api_key_id=actor.key_id)
+            stored = await STORED_ENROLLMENT.fetchrow(conn, api_key_id=actor.key_id, key=idempotency_key)
             if stored is not None:
                 if bytes(stored["fingerprint"]) != digest:
                     raise errors.IdempotencyConflict(
@@ -197,8 +207,8 @@ async def enroll(engine: Engine, enrollment: EnrollmentIn, actor: Actor, *,
         await emit(conn, "member.enrolled", member_id=member_id, occurred_at=row["enrolled_at"],
                    data={"state": enrollment.state, "channel": enrollment.channel})
         carried = None
-        debtors = [r["id"] for r in await conn.fetch(DEBTS, given.email_normalized, given.phone_normalized,
-                                                     member_id)]
+        debtors = [r["id"] for r in await DEBTS.fetch(conn, email=given.email_normalized,
+                                                       phone=given.phone_normalized, member_id=member_id)]
         if debtors:
             (outcome,) = await apply(conn, [CarryDebt(member_id, tuple(debtors), actor)], engine.rulebook,
                                      engine.limits)
@@ -207,8 +217,8 @@ async def enroll(engine: Engine, enrollment: EnrollmentIn, actor: Actor, *,
                              enrolled_at=row["enrolled_at"], balance=brief(carried.point_cents if carried else 0),
                              carried_over=carried)
         if idempotency_key is not None:
-            await conn.execute(STORE_ENROLLMENT, actor.key_id, idempotency_key, digest, member_id,
-                               msgspec.json.encode(answer).decode())
+            await STORE_ENROLLMENT.execute(conn, api_key_id=actor.key_id, key=idempotency_key, fingerprint=digest,
+                                           member_id=member_id, answer=msgspec.json.encode(answer).decode())
         return True, answer
 
     return await engine.db.transaction(work)
