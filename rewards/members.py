@@ -10,15 +10,25 @@ from typing import NamedTuple
 
 import asyncpg
 import msgspec
-from sqlalchemy import BigInteger, Integer, Text, bindparam, case, func, insert, select, true
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Text,
+    bindparam,
+    case,
+    func,
+    insert,
+    select,
+    true,
+)
 
 from rewards import coalescing, contacts, errors, member_changes, rules
-from rewards.coalescing import Coalescer
 from rewards.cards import new_card_number
+from rewards.coalescing import Coalescer
 from rewards.db import Database
-from rewards.events import emit
-from rewards.engine import Actor, CarryDebt, Engine, unwrap, apply
+from rewards.engine import Actor, CarryDebt, Engine, apply, unwrap
 from rewards.engine.planner import brief
+from rewards.events import emit
 from rewards.idempotency import canonical, fingerprint
 from rewards.rulebook import Rulebook
 from rewards.schemas import (
@@ -34,7 +44,15 @@ from rewards.schemas import (
 )
 from rewards.statements import Statement
 from rewards.tables import (
-    adjustments, api_keys, consents, enrollment_keys, ledger, members, program_documents, purchase_returns, purchases,
+    adjustments,
+    api_keys,
+    consents,
+    enrollment_keys,
+    ledger,
+    members,
+    program_documents,
+    purchase_returns,
+    purchases,
     rewards,
 )
 
