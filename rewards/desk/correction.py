@@ -16,30 +16,42 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import BigInteger, bindparam, func, select, update
 
 from rewards import errors, member_changes
+from rewards.contacts import (
+    NotAnEmail,
+    NotAPhone,
+    email_as_given,
+    normalize_email,
+    normalize_phone,
+)
 from rewards.db import Database
 from rewards.engine import Actor
 from rewards.events import emit
 from rewards.members import check_age, profile_on, refuse_duplicate
 from rewards.schemas import CorrectionIn, MemberOut
-from rewards.contacts import NotAPhone, NotAnEmail, email_as_given, normalize_email, normalize_phone
 from rewards.statements import Statement
-from rewards.tables import members
+from rewards.tables import consents, members
 
 FIELDS = ("name", "email", "phone", "birth_date", "state")
 COLUMNS = ("name", "email", "email_normalized", "phone", "phone_normalized", "birth_date", "state")
 # each column given a new value (none is corrected to null), the others kept
 CORRECT = Statement(update(members).where(members.c.id == bindparam("member_id")).values({
     name: func.coalesce(bindparam(f"new_{name}", type_=members.c[name].type), members.c[name]) for name in COLUMNS}))
-CURRENT = """SELECT m.status, m.erased_at, m.merged_into, m.name, m.email, m.phone, m.email_normalized,
-                    m.phone_normalized, m.birth_date, m.state, m.external_id,
-                    (SELECT c.guardian_consent FROM consents c WHERE c.member_id = m.id ORDER BY c.id DESC LIMIT 1)
-                        AS guardian_consent
-             FROM members m WHERE m.id = $1 FOR UPDATE OF m"""
-GUARDIAN = """UPDATE consents SET guardian_consent = true
-              WHERE id = (SELECT max(id) FROM consents WHERE member_id = $1) AND NOT guardian_consent"""
+_member_id = bindparam("member_id", type_=BigInteger)
+# the member's latest consent (whether a guardian consented), for the age gate
+_latest_consent = (select(consents.c.guardian_consent).where(consents.c.member_id == members.c.id)
+                   .order_by(consents.c.id.desc()).limit(1).scalar_subquery())
+CURRENT = Statement(
+    select(members.c.status, members.c.erased_at, members.c.merged_into, members.c.external_id,
+           *(members.c[name] for name in COLUMNS), _latest_consent.label("guardian_consent"))
+    .where(members.c.id == _member_id).with_for_update(of=members))
+GUARDIAN = Statement(
+    update(consents)
+    .where(consents.c.id == select(func.max(consents.c.id)).where(consents.c.member_id == _member_id)
+           .scalar_subquery(), consents.c.guardian_consent.is_(False))
+    .values(guardian_consent=True))
 
 
 def _email(text: str) -> tuple[str, str]:
@@ -65,7 +77,7 @@ async def correct(db: Database, member_id: int, correction: CorrectionIn, actor:
     phone = _phone(correction.phone) if correction.phone is not None else None
 
     async def work(conn: asyncpg.Connection) -> MemberOut:
-        m = await conn.fetchrow(CURRENT, member_id)
+        m = await CURRENT.fetchrow(conn, member_id=member_id)
         if m is None:
             raise errors.NotFound(f"member {member_id} does not exist")
         if m["status"] == "merged":
@@ -92,7 +104,7 @@ async def correct(db: Database, member_id: int, correction: CorrectionIn, actor:
             await refuse_duplicate(conn, new.get("email_normalized"), new.get("phone_normalized"), None,
                                    besides=member_id)
         fields = [name for name in FIELDS if name in new]
-        if correction.guardian_consent and await conn.execute(GUARDIAN, member_id) != "UPDATE 0":
+        if correction.guardian_consent and await GUARDIAN.execute(conn, member_id=member_id) != "UPDATE 0":
             fields.append("guardian_consent")
         if new:
             # a racing enrollment of the same email or phone: a unique violation, and the transaction is
