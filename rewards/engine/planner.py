@@ -226,12 +226,10 @@ class Planner:
                 "code": reward.code, "value_cents": reward.value_cents, "issued_at": reward.issued_at,
                 "expires_at": reward.expires_at, "purchase_id": p.purchase_id})
         self._posted[p.purchase_id] = (command.digest, answer)
+        bought = [rules.BoughtLine(x.sku, x.category, x.quantity, x.amount_cents) for x in p.lines]
         self._returnable[p.purchase_id] = _Returnable(
-            purchase_id, member.id, when, version.version,
-            [rules.BoughtLine(x.sku, x.category, x.quantity, x.amount_cents) for x in p.lines],
-            [(t.method, t.amount_cents) for t in p.tenders],
-            rules.nothing_returned([rules.BoughtLine(x.sku, x.category, x.quantity, x.amount_cents)
-                                    for x in p.lines]))
+            purchase_id, member.id, when, version.version, bought, [(t.method, t.amount_cents) for t in p.tenders],
+            rules.nothing_returned(bought))
         return Outcome(True, answer)
 
     def _return(self, command: PostReturn) -> Outcome:
