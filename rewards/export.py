@@ -30,6 +30,7 @@ from sqlalchemy.orm import aliased
 from rewards import errors, rules
 from rewards.db import Database
 from rewards.examples import register_examples
+from rewards.members import reward_status
 from rewards.contacts import normalize_phone
 from rewards.statements import Statement
 from rewards.tables import (
@@ -456,7 +457,7 @@ async def _export(conn: asyncpg.Connection, member_id: int) -> MemberExport:
                             for k in await ENROLLMENT_RETRIES.fetch(conn, member_id=member_id)],
         rewards=[RewardRecord(
             code=w["code"], value_cents=w["value_cents"],
-            status="expired" if w["status"] == "issued" and w["expires_at"] <= now else w["status"],
+            status=reward_status(w["status"], w["expires_at"], now),
             issued_at=w["issued_at"], expires_at=w["expires_at"], issued_by_purchase=w["issued_by"],
             redeemed_at=w["redeemed_at"], redeemed_in_purchase=w["redeemed_in"], voided_at=w["voided_at"])
             for w in await REWARDS.fetch(conn, member_id=member_id)],

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import secrets
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import asyncpg
 from sqlalchemy import BigInteger, bindparam, func, insert, literal, select, text, update
 
 from rewards import errors
+from rewards.auth import token_hash
 from rewards.db import Database
 from rewards.events import emit
 from rewards.schemas import SignInLinkOut
@@ -41,10 +41,6 @@ SESSION_LIFETIME = timedelta(hours=12)
 SIGN_IN_PATH = "/me/sign-in"
 
 NOW = func.now()
-
-
-def token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 # --- links ---------------------------------------------------------------------------------------
