@@ -54,7 +54,7 @@ from rewards.db import Database
 from rewards.engine import Adjust, Command, Limits, Outcome, PostPurchase, apply, system
 from rewards.engine.posting import BEGIN as ENGINE_BEGIN
 from rewards.rulebook import Rulebook
-from rewards.schemas import AdjustmentIn, AdjustmentLine, PurchaseIn
+from rewards.schemas import AdjustmentLine, PurchaseIn
 
 BATCH = 2000
 CONNECTIONS = 2
@@ -153,8 +153,6 @@ class _Round:
 class Kind(Protocol):
     """What an import of one kind of record needs besides the shared machinery."""
 
-    noun: str
-    """What a record is, in words ("purchase")."""
     key: str
     """The record's idempotency key, as the API names it (`purchase_id`)."""
 
@@ -188,10 +186,6 @@ def count_records(path: Path, kind: Kind, file_format: Format | None = None) -> 
             return sum(1 for _ in kind.csv_records(source))
         except CsvHeaderError:
             return 0
-
-
-def count_purchases(path: Path, file_format: Format | None = None) -> int:
-    return count_records(path, PURCHASES, file_format)
 
 
 async def import_purchases(db: Database, path: Path, **options: Any) -> ImportSummary:
@@ -511,7 +505,7 @@ class Refused:
 
 
 class _Purchases:
-    noun, key = "purchase", "purchase_id"
+    key = "purchase_id"
     _decode = msgspec.json.Decoder(PurchaseIn).decode
 
     def csv_records(self, source: IO[bytes]) -> Iterator[_Read]:
@@ -540,7 +534,7 @@ EXTERNAL_IDS = """SELECT DISTINCT ON (external_id) external_id, id FROM members 
 
 
 class _Adjustments:
-    noun, key = "adjustment", "adjustment_id"
+    key = "adjustment_id"
     _decode = msgspec.json.Decoder(AdjustmentLine).decode
 
     def csv_records(self, source: IO[bytes]) -> Iterator[_Read]:

@@ -179,7 +179,6 @@ STORED_ENROLLMENT = Statement(select(enrollment_keys.c.fingerprint, enrollment_k
                               .where(enrollment_keys.c.api_key_id == _key_id, enrollment_keys.c.key == _key))
 STORE_ENROLLMENT = Statement(insert(enrollment_keys).values({
     name: bindparam(name) for name in ("api_key_id", "key", "fingerprint", "member_id", "answer")}))
-_enrolled = msgspec.json.Decoder(EnrolledOut)
 
 
 async def enroll(engine: Engine, enrollment: EnrollmentIn, actor: Actor, *,

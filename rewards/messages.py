@@ -11,29 +11,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from rewards.pages.words import money
 from rewards.texting import PROGRAM
 from rewards.unsubscribe_links import UnsubscribeLinks
 
 BRAND = "Westique"
 
 
-def dollars(cents: int) -> str:
-    """$10 for whole dollars, $7.50 otherwise."""
-    return f"${cents // 100:,}" if cents % 100 == 0 else f"${cents / 100:,.2f}"
-
-
 def offer_text(channel: str, code: str, value_cents: int, unsubscribe_url: str | None = None) -> str:
     if channel == "sms":
-        return (f"{PROGRAM}: {dollars(value_cents)} off your next {BRAND} purchase with code {code}. "
+        return (f"{PROGRAM}: {money(value_cents)} off your next {BRAND} purchase with code {code}. "
                 "Reply STOP to stop, HELP for help.")
-    return (f"Here is {dollars(value_cents)} off your next purchase at {BRAND}: show or enter the code {code} at "
+    return (f"Here is {money(value_cents)} off your next purchase at {BRAND}: show or enter the code {code} at "
             f"checkout, in a store or online.\n\n"
             f"You receive this email because you joined the {BRAND} mailing list. To stop receiving offers, "
             f"unsubscribe: {unsubscribe_url}")
 
 
 def offer_subject(code: str, value_cents: int) -> str:
-    return f"Your {BRAND} offer: {dollars(value_cents)} off with code {code}"
+    return f"Your {BRAND} offer: {money(value_cents)} off with code {code}"
 
 
 def offer_delivery(code: str, value_cents: int, channel: str, subscription_id: int, address: str,

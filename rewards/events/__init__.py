@@ -33,8 +33,6 @@ EVENT_TYPES = (
     "offer.delivery", "sign_in_link.created", "privacy_request.received", "privacy_request.completed",
     "privacy_request.denied",
 )
-# the events that are messages to deliver: the only ones that may name a person's address
-MESSAGE_TYPES = frozenset({"offer.delivery", "sign_in_link.created"})
 
 _EMIT = Statement(insert(events).values(
     type=bindparam("type"), member_id=bindparam("member_id"), data=bindparam("data"),
