@@ -29,7 +29,7 @@ OPEN_REWARDS = Statement(
 # a page of the activity, newest first, with the store and channel of the purchase each entry is about
 ACTIVITY = Statement(
     select(ledger.c.id, ledger.c.kind, ledger.c.point_cents, ledger.c.occurred_at, ledger.c.return_id,
-           purchases.c.body["store_id"].astext.label("store_id"), purchases.c.body["channel"].astext.label("channel"),
+           purchases.c.store_id, purchases.c.body["channel"].astext.label("channel"),
            rewards.c.code, rewards.c.value_cents)
     .select_from(ledger.outerjoin(purchases, purchases.c.id == ledger.c.purchase_id)
                  .outerjoin(rewards, rewards.c.id == ledger.c.reward_id))

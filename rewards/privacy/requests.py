@@ -105,11 +105,6 @@ def request_out(row: Any, zone: str) -> PrivacyRequestOut:
     )
 
 
-def _clocks(received_at: datetime, zone: str) -> dict[str, str]:
-    return {"confirm_by": calendar.confirm_by(received_at, zone).isoformat(),
-            "due_at": calendar.due_at(received_at, zone).isoformat()}
-
-
 async def file(db: Database, request: PrivacyRequestIn, actor: Actor, zone: str, *,
                received_at: datetime | None = None) -> PrivacyRequestOut:
     """File a request; its clocks start at `received_at` (default: now; another moment for tests
@@ -130,13 +125,14 @@ async def file(db: Database, request: PrivacyRequestIn, actor: Actor, zone: str,
             if member_id is not None:
                 kept = None  # the member's record holds it; the request holds the member's id
         at = received_at or await conn.fetchval("SELECT clock_timestamp()")
+        confirm_by, due_at = calendar.confirm_by(at, zone), calendar.due_at(at, zone)
         row = await conn.fetchrow(
             FILE, request.type, member_id, subject, kept, request.channel, request.verification.method,
-            request.verification.verified_at, request.details, at, calendar.confirm_by(at, zone),
-            calendar.due_at(at, zone), actor.key_id, actor.session_id, actor.system)
+            request.verification.verified_at, request.details, at, confirm_by, due_at, actor.key_id,
+            actor.session_id, actor.system)
         await emit(conn, "privacy_request.received", member_id=member_id, occurred_at=at, data={
             "request_id": row["id"], "type": request.type, "channel": request.channel, "subject": subject,
-            **_clocks(at, zone)})
+            "confirm_by": confirm_by.isoformat(), "due_at": due_at.isoformat()})
         return request_out(row, zone)
 
     return await db.transaction(work)
