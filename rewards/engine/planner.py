@@ -72,6 +72,11 @@ class RewardsExpired:
     noticed: list[str]
 
 
+def _issued_out(issued: Sequence[Any]) -> list[RewardIssuedOut]:
+    """The rewards a posting issued, as its answer names them (rows written now, or as read for a replay)."""
+    return [RewardIssuedOut(code=r.code, value_cents=r.value_cents, expires_at=r.expires_at) for r in issued]
+
+
 def brief(point_cents: int) -> BalanceBrief:
     return BalanceBrief(points=rules.whole_points(point_cents), point_cents=point_cents)
 
@@ -203,8 +208,7 @@ class Planner:
         answer = PurchaseOut(
             purchase_id=p.purchase_id, member_id=member.id, qualifying_cents=earned.qualifying_cents,
             point_cents_earned=earned.point_cents, bonus_point_cents=earned.bonus_point_cents,
-            rewards_issued=[RewardIssuedOut(code=r.code, value_cents=r.value_cents, expires_at=r.expires_at)
-                            for r in issued],
+            rewards_issued=_issued_out(issued),
             rewards_redeemed=[t.reward_code for t in p.tenders if t.reward_code],
             balance=brief(member.point_cents))
         self.plan.purchases.append(rows.Purchase(
@@ -268,7 +272,7 @@ class Planner:
         # a guest does not keep a reward for goods they brought back: open rewards, newest first,
         # give their points back before the balance may go below zero
         voided = []
-        for reward in sorted(self._open_rewards(member.id), key=lambda r: -r.ordinal):
+        for reward in reversed(self._open_rewards(member.id)):
             if member.point_cents >= 0:
                 break
             reward.status, reward.voided_at = "voided", when
@@ -309,7 +313,7 @@ class Planner:
         forfeit = max(0, member.point_cents)
         if forfeit:
             self.plan.entries.append(self._entry(member.id, "forfeit", -forfeit, now, actor))
-        voided = sorted(self._open_rewards(member.id), key=lambda r: r.ordinal)
+        voided = self._open_rewards(member.id)
         for reward in voided:
             reward.status, reward.voided_at = "voided", now
             self.plan.entries.append(self._entry(member.id, "reward_voided", 0, now, actor, reward_id=reward.id))
@@ -334,8 +338,7 @@ class Planner:
 
         def answer(prior: Any) -> AdjustmentOut:
             return AdjustmentOut(adjustment_id=prior.ext_id, member_id=prior.member_id, point_cents=prior.point_cents,
-                                 rewards_issued=[RewardIssuedOut(code=r.code, value_cents=r.value_cents,
-                                                                 expires_at=r.expires_at) for r in prior.issued],
+                                 rewards_issued=_issued_out(prior.issued),
                                  balance=brief(prior.balance_after))
 
         replay = _replay("adjustment", a.adjustment_id, command.digest, self._adjusted, self._prior_adjustments,
@@ -362,9 +365,7 @@ class Planner:
             note=a.note, fingerprint=rows.bytea(command.digest), body=msgspec.Raw(command.body),
             balance_after=member.point_cents, occurred_at=now, created_at=self.recorded_at))
         out = AdjustmentOut(adjustment_id=a.adjustment_id, member_id=member.id, point_cents=a.point_cents,
-                            rewards_issued=[RewardIssuedOut(code=r.code, value_cents=r.value_cents,
-                                                            expires_at=r.expires_at) for r in issued],
-                            balance=brief(member.point_cents))
+                            rewards_issued=_issued_out(issued), balance=brief(member.point_cents))
         self._event("points.adjusted", member.id, now, {
             "adjustment_id": a.adjustment_id, "point_cents": a.point_cents, "reason": a.reason,
             "rewards_issued": [r.code for r in issued], "balance_point_cents": member.point_cents})
@@ -401,7 +402,7 @@ class Planner:
             self.plan.entries.append(self._entry(target.id, "merge_in", moved, now, actor,
                                                  counterpart_member_id=source.id))
         source.point_cents, target.point_cents = 0, target.point_cents + moved
-        rewards_moved = sorted(self._open_rewards(source.id), key=lambda r: r.ordinal)
+        rewards_moved = self._open_rewards(source.id)
         for reward in rewards_moved:
             self._move_reward(reward, source, target, now, actor)
         source.status, source.merged_into, source.cancelled_at = "merged", target.id, now
@@ -475,8 +476,7 @@ class Planner:
             return PurchaseOut(
                 purchase_id=prior.ext_id, member_id=prior.member_id, qualifying_cents=prior.qualifying_cents,
                 point_cents_earned=prior.point_cents, bonus_point_cents=prior.bonus_point_cents,
-                rewards_issued=[RewardIssuedOut(code=r.code, value_cents=r.value_cents, expires_at=r.expires_at)
-                                for r in prior.issued],
+                rewards_issued=_issued_out(prior.issued),
                 rewards_redeemed=prior.rewards_redeemed, balance=brief(prior.balance_after))
 
         return _replay("purchase", command.purchase.purchase_id, command.digest, self._posted,
@@ -570,12 +570,10 @@ class Planner:
         return sorted((r for r in found if r.status == "issued"), key=lambda r: r.ordinal)
 
     def _open_rewards(self, member_id: int) -> list[rows.Reward]:
-        """The member's issued, unexpired rewards (the snapshot holds every open reward of the members
-        of returns and cancellations, and the planner those issued in the batch)."""
-        ids = {r.id for r in self._snapshot_rewards.values() if r.member_id == member_id}
-        ids |= {r.id for r in self.plan.new_rewards.values() if r.member_id == member_id}
-        found = [self._reward(i) if i in self._snapshot_rewards else self.plan.new_rewards[i] for i in sorted(ids)]
-        return [r for r in found if r.status == "issued" and r.expires_at > self.now]
+        """The member's issued, unexpired rewards, in the order issued (the snapshot holds every open
+        reward of the members of returns, cancellations and merges, and the planner those issued in
+        the batch)."""
+        return [r for r in self._issued_rewards(member_id) if r.expires_at > self.now]
 
     def _holder(self, member_id: int) -> rows.Member:
         """The member whose points and rewards these are now: itself, or the one it was merged into."""
