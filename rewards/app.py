@@ -203,9 +203,11 @@ def create_app(settings: Settings | None = None, *, extra_routes: list[Any] | No
         app.state.auth = Authenticator(db, guest_rate_limit=settings.guest_rate_limit)
         await app.state.auth.start()
         app.state.settings = settings
-        app.state.links = UnsubscribeLinks.from_settings(settings)
-        app.state.session_cookies = SessionCookies.from_settings(settings)
-        app.state.webhook_secrets = SecretBox(secret_key(settings))
+        # the configured key, or the data folder's (made on first use): read once for all three
+        key = secret_key(settings)
+        app.state.links = UnsubscribeLinks(key, settings.public_url)
+        app.state.session_cookies = SessionCookies(key, settings.public_url)
+        app.state.webhook_secrets = SecretBox(key)
         app.state.replies = Replies(guest_services_phone=settings.guest_services_phone,
                                     guest_services_email=settings.guest_services_email)
         app.state.twilio = RequestValidator(settings.twilio_auth_token) if settings.twilio_auth_token else None

@@ -18,7 +18,6 @@ import hashlib
 from itsdangerous import BadData, URLSafeSerializer, URLSafeTimedSerializer
 
 from rewards import errors
-from rewards.config import Settings, secret_key
 
 LINK_SALT = "rewards.unsubscribe-link"
 FORM_SALT = "rewards.unsubscribe-form"
@@ -35,11 +34,6 @@ class UnsubscribeLinks:
         self._links = URLSafeSerializer(key, salt=LINK_SALT, signer_kwargs=signing)
         self._forms = URLSafeTimedSerializer(key, salt=FORM_SALT, signer_kwargs=signing)
         self._base = public_url.rstrip("/")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> UnsubscribeLinks:
-        """With the configured key (or the data folder's, made on first use) and public URL."""
-        return cls(secret_key(settings), settings.public_url)
 
     def token(self, subscription_id: int) -> str:
         return self._links.dumps(subscription_id)

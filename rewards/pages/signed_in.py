@@ -29,7 +29,6 @@ from litestar.datastructures import Cookie
 from litestar.handlers import BaseRouteHandler
 
 from rewards import errors, sign_in
-from rewards.config import Settings, secret_key
 from rewards.pages import from_this_site
 from rewards.sign_in import GuestSession
 
@@ -44,10 +43,6 @@ class SessionCookies:
         self.name = "__Host-westique_session" if self.secure else "westique_session"
         self.public_url = public_url
         self._key = hashlib.sha256(b"rewards.guest-csrf:" + key.encode()).digest()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SessionCookies:
-        return cls(secret_key(settings), settings.public_url)
 
     def cookie(self, token: str) -> Cookie:
         return Cookie(key=self.name, value=token, path="/", httponly=True, secure=self.secure, samesite="lax")
