@@ -97,6 +97,10 @@ class Statement:
         """Run it for its effect; asyncpg's status line (`INSERT 0 1`)."""
         return await conn.execute(self.sql, *self.args(params))
 
+    def cursor(self, conn: asyncpg.Connection, *, prefetch: int | None = None, **params: object) -> Any:
+        """Its rows, `prefetch` at a time, for `async for` inside a transaction (asyncpg's cursor)."""
+        return conn.cursor(self.sql, *self.args(params), prefetch=prefetch)
+
 
 def _compile(clause: ClauseElement) -> SQLCompiler:
     compiled = clause.compile(dialect=DIALECT)

@@ -388,7 +388,7 @@ RETURNS_BY_PURCHASE = Statement(_returns_by_purchase())
 
 async def _purchases(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Record]:
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
-        async for row in conn.cursor(PURCHASES.sql, *PURCHASES.args({}), prefetch=RECOMPUTE_BATCH):
+        async for row in PURCHASES.cursor(conn, prefetch=RECOMPUTE_BATCH):
             yield row
 
 
@@ -417,7 +417,7 @@ async def recompute_returns(conn: asyncpg.Connection, limit: int = 100) -> list[
     versions = {r["version"]: rules_from_row(r) for r in await RULE_VERSIONS.fetch(conn)}
     problems: list[str] = []
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
-        async for p in conn.cursor(RETURNS_BY_PURCHASE.sql, *RETURNS_BY_PURCHASE.args({}), prefetch=RECOMPUTE_BATCH):
+        async for p in RETURNS_BY_PURCHASE.cursor(conn, prefetch=RECOMPUTE_BATCH):
             if len(problems) >= limit:
                 break
             if not all(p["by_units"]):  # returns posted before points followed the units: not recomputable
