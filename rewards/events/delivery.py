@@ -45,7 +45,7 @@ from standardwebhooks.webhooks import Webhook
 
 from rewards.coalescing import Coalescer
 from rewards.db import Database
-from rewards.events.feed import Event, Position, event_id, page_after, seal
+from rewards.events.feed import Event, Position, event_of, page_after, seal
 from rewards.events.webhooks import SecretBox, SecretUnreadable
 
 log = logging.getLogger("rewards.webhooks")
@@ -87,7 +87,7 @@ claimed AS (
                                     next_attempt_at = now() + $5::interval
     FROM due WHERE d.id = due.id
     RETURNING d.id, d.webhook_id, d.event_id, d.attempts)
-SELECT c.id, c.webhook_id, c.attempts, w.url, w.secret_sealed, e.id AS event_id, e.type, e.member_id,
+SELECT c.id AS delivery_id, c.webhook_id, c.attempts, w.url, w.secret_sealed, e.id, e.type, e.member_id,
        e.occurred_at, e.data, (SELECT count(*) FROM candidates) AS due
 FROM claimed c JOIN webhooks w ON w.id = c.webhook_id JOIN events e ON e.id = c.event_id
 ORDER BY c.id"""
@@ -292,10 +292,8 @@ class Deliverer:
         self._retry_backlog = bool(rows) and rows[0]["due"] > len(rows)
         for row in rows:
             self._start(Attempt(webhook_id=row["webhook_id"], attempt=row["attempts"], url=row["url"],
-                                secret_sealed=row["secret_sealed"], delivery_id=row["id"],
-                                event=Event(id=event_id(row["event_id"]), type=row["type"],
-                                            occurred_at=row["occurred_at"], member_id=row["member_id"],
-                                            data=row["data"])), None, None)
+                                secret_sealed=row["secret_sealed"], delivery_id=row["delivery_id"],
+                                event=event_of(row)), None, None)
         return len(rows)
 
     def _start(self, attempt: Attempt, stream: Stream | None, entry: list[object] | None) -> None:
