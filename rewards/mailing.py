@@ -107,7 +107,7 @@ MEMBER_ERASED_AT = Statement(select(members.c.erased_at).where(members.c.id == _
                              .with_for_update(read=True))
 
 SUBSCRIPTION_OF = Statement(
-    select(subscriptions.c.id, subscriptions.c.status)
+    select(subscriptions.c.id, subscriptions.c.status, subscriptions.c.member_id)
     .where(subscriptions.c.channel == _text("channel"),
            func.lower(subscriptions.c.address) == func.lower(_text("address")), subscriptions.c.address.is_not(None))
     .with_for_update())

@@ -22,14 +22,11 @@ import asyncpg
 
 from rewards import errors
 from rewards.db import Database
-from rewards.mailing import normalize_address
+from rewards.mailing import SUBSCRIPTION_OF, normalize_address
 from rewards.privacy import requests
 from rewards.privacy.erasure import subscription_erased
 from rewards.privacy.schemas import SubscriberErasedOut, SubscriberErasureIn
 
-SUBSCRIPTION = """
-    SELECT id, member_id, status FROM subscriptions
-    WHERE channel = $1 AND lower(address) = lower($2) AND address IS NOT NULL FOR UPDATE"""
 OPT_OUT = """
     WITH stopped AS (
         UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = $2 WHERE id = $1 AND status = 'active'
@@ -51,7 +48,7 @@ async def erase_subscriber(db: Database, request: SubscriberErasureIn) -> Subscr
     address = normalize_address(channel, request.address)
 
     async def work(conn: asyncpg.Connection) -> SubscriberErasedOut:
-        found = await conn.fetchrow(SUBSCRIPTION, channel, address)
+        found = await SUBSCRIPTION_OF.fetchrow(conn, channel=channel, address=address)
         member_id = found["member_id"] if found is not None and found["member_id"] is not None else \
             await requests.member_with(conn, "email" if channel == "email" else "phone", address)
         if member_id is not None:
