@@ -18,7 +18,7 @@ import msgspec
 
 from incentives.periods import Period
 from incentives.render import to_json
-from incentives.valuation import LONGEST_PERIOD_DAYS
+from incentives.valuation import period_problems
 from rewards.db import Database
 from rewards.errors import ValidationFailed
 
@@ -69,10 +69,9 @@ class StoresReport(msgspec.Struct, kw_only=True):
 
 
 def check_period(period: Period) -> None:
-    if period.end < period.start:
-        raise ValidationFailed("to is before from", field="to")
-    if period.days > LONGEST_PERIOD_DAYS:
-        raise ValidationFailed(f"a period is at most {LONGEST_PERIOD_DAYS} days", field="to")
+    if problems := period_problems(period):
+        field, message = problems[0]
+        raise ValidationFailed(message, field=field)
 
 
 async def stores(db: Database, period: Period) -> StoresReport:

@@ -62,6 +62,15 @@ class ReportRequest:
     min_cell_size: int | None = None
 
 
+def period_problems(period: Period) -> list[tuple[str, str]]:
+    """What is wrong with a report's period, as (field, message): at most one."""
+    if period.end < period.start:
+        return [("to", "to is before from")]
+    if period.days > LONGEST_PERIOD_DAYS:
+        return [("to", f"a period is at most {LONGEST_PERIOD_DAYS} days")]
+    return []
+
+
 def check_request(request: ReportRequest) -> list[tuple[str, str]]:
     """What is wrong with the request, as (field, message); empty when it can be run."""
     problems: list[tuple[str, str]] = []
@@ -69,10 +78,7 @@ def check_request(request: ReportRequest) -> list[tuple[str, str]]:
         problems.append(("program", f"program is one of {', '.join(PROGRAMS)}"))
     if request.method not in METHODS:
         problems.append(("method", f"method is one of {', '.join(METHODS)}"))
-    if request.period.end < request.period.start:
-        problems.append(("to", "to is before from"))
-    elif request.period.days > LONGEST_PERIOD_DAYS:
-        problems.append(("to", f"a period is at most {LONGEST_PERIOD_DAYS} days"))
+    problems.extend(period_problems(request.period))
     if request.method == "expenses_plus_program" and request.program_expense_cents is None:
         problems.append(("program_expense_cents", "the expenses_plus_program method needs program_expense_cents"))
     if request.method != "expenses_plus_program" and request.program_expense_cents is not None:
