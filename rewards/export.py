@@ -31,7 +31,6 @@ from rewards import errors, rules
 from rewards.db import Database
 from rewards.examples import register_examples
 from rewards.members import reward_status
-from rewards.contacts import normalize_phone
 from rewards.statements import Statement
 from rewards.tables import (
     api_keys,
@@ -420,8 +419,7 @@ async def _export(conn: asyncpg.Connection, member_id: int) -> MemberExport:
     if m is None:
         raise errors.NotFound(f"member {member_id} does not exist")
     now = await conn.fetchval("SELECT now()")
-    subscribed = await SUBSCRIPTIONS.fetch(conn, member_id=member_id, email=m["email"],
-                                           phone=normalize_phone(m["phone"]) if m["phone"] else None)
+    subscribed = await SUBSCRIPTIONS.fetch(conn, member_id=member_id, email=m["email"], phone=m["phone_normalized"])
     ids = [s["id"] for s in subscribed]
     consent_events = await CONSENT_EVENTS.fetch(conn, subscription_ids=ids)
     received = await OFFERS_RECEIVED.fetch(conn, subscription_ids=ids)
