@@ -68,14 +68,19 @@ class Principal:
         return self.member_id is not None
 
 
+def principal_of(request: Any) -> Principal:
+    """The key the route's scope check found for the request (`rewards.access.require`)."""
+    principal: Principal = request.state.principal
+    return principal
+
+
 def actor_of(request: Any) -> Actor:
     """Who is making the request, as its guard found it: a guest's page session
     (`rewards.pages.signed_in`), or the key its token belongs to."""
     session = request.state.get("guest_session")
     if session is not None:
         return Actor(session_id=session.id)
-    principal: Principal = request.state.principal
-    return Actor(key_id=principal.key_id)
+    return Actor(key_id=principal_of(request).key_id)
 
 
 def token_hash(token: str) -> bytes:

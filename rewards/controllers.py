@@ -14,7 +14,7 @@ from litestar.params import HeaderParameter, JSONBody, Parameter
 
 from rewards import errors, members
 from rewards.access import public, scoped
-from rewards.auth import GUEST, Principal, actor_of
+from rewards.auth import GUEST, actor_of, principal_of
 from rewards.engine import Cancel, PostPurchase, PostReturn, unwrap
 from rewards.rules import Rules
 from rewards.schemas import (
@@ -54,8 +54,7 @@ def answer(created: bool, body: Any) -> Response[Any]:
 
 def is_staff(request: Request[Any, Any, Any]) -> bool:
     """A staff key (not a guest's token): it sees who made each change."""
-    principal: Principal = request.state.principal
-    return not principal.is_guest
+    return not principal_of(request).is_guest
 
 
 @scoped("guest_services", errors=[errors.AgeRestricted, errors.GuardianConsentRequired, errors.DuplicateMember,

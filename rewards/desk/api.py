@@ -10,7 +10,7 @@ from litestar.params import JSONBody, Parameter
 
 from rewards import errors
 from rewards.access import scoped
-from rewards.auth import Principal, actor_of
+from rewards.auth import Principal, actor_of, principal_of
 from rewards.controllers import KEY_PATTERN, MemberPath, answer
 from rewards.desk import correction, keys, lookup
 from rewards.engine import Adjust, Merge, unwrap
@@ -36,10 +36,6 @@ KeyPath = Annotated[MemberNumber, Parameter(
     schema_extra={"type": "integer", "minimum": 1, "maximum": 2**62})]
 
 
-def _principal(request: Request[Any, Any, Any]) -> Principal:
-    principal: Principal = request.state.principal
-    return principal
-
 
 def check_adjustment_limit(principal: Principal, point_cents: int) -> None:
     limit = max((ADJUSTMENT_LIMITS.get(scope, 0) for scope in principal.scopes), default=0)
@@ -64,7 +60,7 @@ async def find_members(
     Checkout keys find active members; guest services also cancelled ones; an erased or merged
     member is never found. No match is 200 with no items. The answer has no contact data: the
     first name and the initial of the last, the card number and the points."""
-    principal = _principal(request)
+    principal = principal_of(request)
     ask = lookup.ask_of(phone=phone, email=email, external_id=external_id, card=card,
                         cancelled_too="guest_services" in principal.scopes)
     return await lookup.find(state.db, ask)
@@ -91,7 +87,7 @@ async def adjust_points(member_id: MemberPath, data: JSONBody[AdjustmentIn], sta
     adjustment issues the rewards the balance then allows; a negative one may leave the balance
     below zero. A guest services key adjusts by at most 300,000 point-cents (3,000 points) at a
     time, an admin key by up to 100,000,000. Retry freely: `adjustment_id` is the idempotency key."""
-    check_adjustment_limit(_principal(request), data.point_cents)
+    check_adjustment_limit(principal_of(request), data.point_cents)
     return answer(*unwrap(await state.engine.submit(Adjust.of(member_id, data, actor_of(request)))))
 
 
