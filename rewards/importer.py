@@ -347,27 +347,34 @@ def _csv_reader(source: IO[bytes], known: tuple[str, ...], required: tuple[str, 
     return reader, {name: i for i, name in enumerate(header)}
 
 
-def _csv_purchases(source: IO[bytes]) -> Iterator[_Read]:
-    opened = _csv_reader(source, CSV_COLUMNS, CSV_REQUIRED)
-    if opened is None:
-        return
-    reader, columns = opened
-    header = list(columns)
-    key = columns["purchase_id"]
-    group: list[list[str]] = []
-    first_line = 0
-    too_many = False
+def _csv_rows(reader: Any, width: int) -> Iterator[tuple[int, list[str], _Read | None]]:
+    """Each row that is not blank, with the line it starts on, and its refusal when it has not
+    the header's number of columns."""
     read_to = reader.line_num
     for row in reader:
         line_no, read_to = read_to + 1, reader.line_num
         if not any(cell.strip() for cell in row):
             continue
-        if len(row) != len(header):
+        refused = None if len(row) == width else (
+            line_no, [row], b"", ("validation_error", f"{len(row)} columns where the header names {width}", None))
+        yield line_no, row, refused
+
+
+def _csv_purchases(source: IO[bytes]) -> Iterator[_Read]:
+    opened = _csv_reader(source, CSV_COLUMNS, CSV_REQUIRED)
+    if opened is None:
+        return
+    reader, columns = opened
+    key = columns["purchase_id"]
+    group: list[list[str]] = []
+    first_line = 0
+    too_many = False
+    for line_no, row, refused in _csv_rows(reader, len(columns)):
+        if refused is not None:
             if group:
                 yield _csv_purchase(columns, group, first_line, too_many)
                 group = []
-            yield line_no, [row], b"", ("validation_error",
-                                        f"{len(row)} columns where the header names {len(header)}", None)
+            yield refused
             continue
         if group and row[key].strip() != group[0][key].strip():
             yield _csv_purchase(columns, group, first_line, too_many)
@@ -545,14 +552,9 @@ class _Adjustments:
         if "member_id" not in columns and "external_id" not in columns:
             raise CsvHeaderError("missing columns: member_id or external_id (the columns are: "
                                  f"{', '.join(ADJUSTMENT_COLUMNS)})")
-        read_to = reader.line_num
-        for row in reader:
-            line_no, read_to = read_to + 1, reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(columns):
-                yield line_no, [row], b"", ("validation_error",
-                                            f"{len(row)} columns where the header names {len(columns)}", None)
+        for line_no, row, refused in _csv_rows(reader, len(columns)):
+            if refused is not None:
+                yield refused
                 continue
             body: dict[str, object] = {}
             for name, i in columns.items():
