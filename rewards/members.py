@@ -125,17 +125,26 @@ class Contacts(NamedTuple):
     phone_normalized: str
 
 
-def contacts_of(email: str, phone: str) -> Contacts:
-    """The email and phone as kept and compared; 422 on the field that is neither."""
+def email_of(text: str) -> tuple[str, str]:
+    """An email as kept and as compared; 422 on `email` when it is not one."""
     try:
-        kept_email, compared_email = contacts.email_as_given(email), contacts.normalize_email(email)
+        return contacts.email_as_given(text), contacts.normalize_email(text)
     except contacts.NotAnEmail as exc:
         raise errors.ValidationFailed(str(exc), field="email") from None
+
+
+def phone_compared(text: str) -> str:
+    """A phone number as compared (E.164); 422 on `phone` when it is not one."""
     try:
-        compared_phone = contacts.normalize_phone(phone)
+        return contacts.normalize_phone(text)
     except contacts.NotAPhone as exc:
         raise errors.ValidationFailed(str(exc), field="phone") from None
-    return Contacts(kept_email, compared_email, unicodedata.normalize("NFKC", phone).strip(), compared_phone)
+
+
+def contacts_of(email: str, phone: str) -> Contacts:
+    """The email and phone as kept and compared; 422 on the field that is neither."""
+    kept_email, compared_email = email_of(email)
+    return Contacts(kept_email, compared_email, unicodedata.normalize("NFKC", phone).strip(), phone_compared(phone))
 
 
 # the active member already holding an email, a phone or an external id, and which

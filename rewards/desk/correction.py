@@ -19,17 +19,10 @@ import asyncpg
 from sqlalchemy import BigInteger, bindparam, func, select, update
 
 from rewards import errors, member_changes
-from rewards.contacts import (
-    NotAnEmail,
-    NotAPhone,
-    email_as_given,
-    normalize_email,
-    normalize_phone,
-)
 from rewards.db import Database
 from rewards.engine import Actor
 from rewards.events import emit
-from rewards.members import check_age, profile_on, refuse_duplicate
+from rewards.members import check_age, email_of, phone_compared, profile_on, refuse_duplicate
 from rewards.schemas import CorrectionIn, MemberOut
 from rewards.statements import Statement
 from rewards.tables import consents, members
@@ -54,18 +47,6 @@ GUARDIAN = Statement(
     .values(guardian_consent=True))
 
 
-def _email(text: str) -> tuple[str, str]:
-    try:
-        return email_as_given(text), normalize_email(text)
-    except NotAnEmail as exc:
-        raise errors.ValidationFailed(str(exc), field="email") from None
-
-
-def _phone(text: str) -> tuple[str, str]:
-    try:
-        return text.strip(), normalize_phone(text)
-    except NotAPhone as exc:
-        raise errors.ValidationFailed(str(exc), field="phone") from None
 
 
 async def correct(db: Database, member_id: int, correction: CorrectionIn, actor: Actor) -> MemberOut:
@@ -73,8 +54,8 @@ async def correct(db: Database, member_id: int, correction: CorrectionIn, actor:
     asked = {name for name in (*FIELDS, "guardian_consent") if getattr(correction, name) is not None}
     if not asked:
         raise errors.ValidationFailed(f"name at least one of {', '.join(FIELDS)} to correct")
-    email = _email(correction.email) if correction.email is not None else None
-    phone = _phone(correction.phone) if correction.phone is not None else None
+    email = email_of(correction.email) if correction.email is not None else None
+    phone = (correction.phone.strip(), phone_compared(correction.phone)) if correction.phone is not None else None
 
     async def work(conn: asyncpg.Connection) -> MemberOut:
         m = await CURRENT.fetchrow(conn, member_id=member_id)

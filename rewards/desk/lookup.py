@@ -20,6 +20,7 @@ from rewards import coalescing, contacts, errors, rules
 from rewards.cards import is_card_number
 from rewards.coalescing import Coalescer
 from rewards.db import Database
+from rewards.members import email_of, phone_compared
 from rewards.schemas import MemberFound, MembersFound
 
 Kind = Literal["phone", "email", "external_id", "card"]
@@ -54,15 +55,9 @@ def ask_of(*, phone: str | None, email: str | None, external_id: str | None, car
                                       field=", ".join(given) or None)
     kind, value = next(iter(given.items()))
     if kind == "phone":
-        try:
-            value = contacts.normalize_phone(value)
-        except contacts.NotAPhone as exc:
-            raise errors.ValidationFailed(str(exc), field="phone") from None
+        value = phone_compared(value)
     elif kind == "email":
-        try:
-            value = contacts.normalize_email(value)
-        except contacts.NotAnEmail as exc:
-            raise errors.ValidationFailed(str(exc), field="email") from None
+        _, value = email_of(value)
     elif kind == "card":
         value = value.strip()
         if not is_card_number(value):
